@@ -1,0 +1,3 @@
+module github.com/apikit/apikit
+
+go 1.26
