@@ -1,0 +1,68 @@
+// Package storetest is the conformance suite for apikit stores. Every
+// backend in this module runs it, and so can a store of your own: the suite
+// is what the Store interfaces of packages apikey, magiclink and billing
+// mean, written as tests.
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Backend {
+//			s := openMyStore(t) // a fresh, migrated, empty store
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+)
+
+// Users is the account part of a store, shared by the Store interfaces of
+// packages apikey, magiclink and billing (which declare the methods they
+// need with these signatures).
+type Users interface {
+	// EnsureUser returns the id of the user with the email (compared
+	// case-insensitively), creating the user if needed; created tells
+	// which. Concurrent calls for one email create one user.
+	EnsureUser(ctx context.Context, email string) (id int64, created bool, err error)
+	// UserByEmail finds a user by email, case-insensitively.
+	UserByEmail(ctx context.Context, email string) (id int64, found bool, err error)
+	// UserEmail returns a user's email address, lowercased.
+	UserEmail(ctx context.Context, id int64) (email string, found bool, err error)
+}
+
+// Backend is everything an apikit store implements.
+type Backend interface {
+	Users
+	apikey.Store
+}
+
+// Run runs the conformance suite. newBackend must return a fresh, migrated,
+// empty store each time it is called, and arrange its cleanup with
+// t.Cleanup; Run calls it once per subtest.
+func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
+	t.Run("Users", func(t *testing.T) { testUsers(t, newBackend) })
+	t.Run("APIKeys", func(t *testing.T) { testAPIKeys(t, newBackend) })
+}
+
+// epoch is a fixed instant, microsecond-aligned, that tests build times from.
+var epoch = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustUser(t *testing.T, b Backend, email string) int64 {
+	t.Helper()
+	id, _, err := b.EnsureUser(ctxFor(t), email)
+	if err != nil {
+		t.Fatalf("EnsureUser(%q): %v", email, err)
+	}
+	return id
+}
+

@@ -1,0 +1,85 @@
+package storetest
+
+import (
+	"sync"
+	"testing"
+)
+
+func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
+	t.Run("EnsureUserCreatesOnce", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		id, created, err := b.EnsureUser(ctx, "ada@example.com")
+		if err != nil || !created || id == 0 {
+			t.Fatalf("first EnsureUser = %d, %v, %v; want a new id", id, created, err)
+		}
+		again, created, err := b.EnsureUser(ctx, "ada@example.com")
+		if err != nil || created || again != id {
+			t.Fatalf("second EnsureUser = %d, %v, %v; want %d, false, nil", again, created, err, id)
+		}
+		other, _, err := b.EnsureUser(ctx, "grace@example.com")
+		if err != nil || other == id {
+			t.Fatalf("EnsureUser(other) = %d, %v; want a different id", other, err)
+		}
+	})
+
+	t.Run("EmailIsCaseInsensitive", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		id := mustUser(t, b, "Ada.Lovelace@Example.COM")
+		for _, email := range []string{"ada.lovelace@example.com", "ADA.LOVELACE@EXAMPLE.COM"} {
+			got, created, err := b.EnsureUser(ctx, email)
+			if err != nil || created || got != id {
+				t.Errorf("EnsureUser(%q) = %d, %v, %v; want %d, false, nil", email, got, created, err, id)
+			}
+			got, found, err := b.UserByEmail(ctx, email)
+			if err != nil || !found || got != id {
+				t.Errorf("UserByEmail(%q) = %d, %v, %v; want %d, true, nil", email, got, found, err, id)
+			}
+		}
+		email, found, err := b.UserEmail(ctx, id)
+		if err != nil || !found || email != "ada.lovelace@example.com" {
+			t.Errorf("UserEmail = %q, %v, %v; want the lowercased address", email, found, err)
+		}
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		if id, found, err := b.UserByEmail(ctx, "nobody@example.com"); err != nil || found || id != 0 {
+			t.Errorf("UserByEmail(unknown) = %d, %v, %v; want 0, false, nil", id, found, err)
+		}
+		if email, found, err := b.UserEmail(ctx, 424242); err != nil || found || email != "" {
+			t.Errorf("UserEmail(unknown) = %q, %v, %v; want \"\", false, nil", email, found, err)
+		}
+	})
+
+	t.Run("ConcurrentEnsureUserCreatesOne", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		const n = 20
+		ids := make([]int64, n)
+		created := make([]bool, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { ids[i], created[i], errs[i] = b.EnsureUser(ctx, "race@example.com") })
+		}
+		wg.Wait()
+		creations := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("EnsureUser #%d: %v", i, errs[i])
+			}
+			if ids[i] != ids[0] {
+				t.Fatalf("EnsureUser returned ids %d and %d for one email", ids[0], ids[i])
+			}
+			if created[i] {
+				creations++
+			}
+		}
+		if creations != 1 {
+			t.Errorf("%d calls reported creating the user; want exactly 1", creations)
+		}
+	})
+}
