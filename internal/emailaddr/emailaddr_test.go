@@ -44,16 +44,16 @@ func TestNormalizeRefuses(t *testing.T) {
 		"Ada <ada@example.com>", // display name
 		"\"ada\"@example.com",   // quoted local part
 		"ada(comment)@example.com",
-		"ada@[127.0.0.1]",                // IP literal
-		"ada@127.0.0.1",                  // numeric TLD
-		"ada@-example.com",               // hyphen at label start
-		"ada@example-.com",               // hyphen at label end
-		"ada@exa_mple.com",               // underscore in domain
-		"аda@example.com",                // Cyrillic а
-		"ada@exаmple.com",                // Cyrillic а in domain
-		"ａda@example.com",                // fullwidth a
-		"ada@bücher.example",             // raw IDN
-		"ada\x00@example.com",            // NUL
+		"ada@[127.0.0.1]",     // IP literal
+		"ada@127.0.0.1",       // numeric TLD
+		"ada@-example.com",    // hyphen at label start
+		"ada@example-.com",    // hyphen at label end
+		"ada@exa_mple.com",    // underscore in domain
+		"аda@example.com",     // Cyrillic а
+		"ada@exаmple.com",     // Cyrillic а in domain
+		"ａda@example.com",     // fullwidth a
+		"ada@bücher.example",  // raw IDN
+		"ada\x00@example.com", // NUL
 		strings.Repeat("a", 65) + "@example.com",
 		"a@" + strings.Repeat("b", 64) + ".com",
 		"a@" + strings.Repeat("abcdefghi.", 25) + "com", // over 254
