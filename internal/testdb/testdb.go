@@ -7,7 +7,7 @@ package testdb
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
+
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -88,13 +88,4 @@ func migrated(tb testing.TB, open func(context.Context) (*store.Store, error)) *
 		tb.Fatalf("testdb: %v", err)
 	}
 	return st
-}
-
-// Must is a convenience for test setup: it fails tb if err is not nil.
-func Must[T any](tb testing.TB, v T, err error) T {
-	tb.Helper()
-	if err != nil {
-		tb.Fatal(fmt.Sprint(err))
-	}
-	return v
 }

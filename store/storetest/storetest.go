@@ -65,4 +65,3 @@ func mustUser(t *testing.T, b Backend, email string) int64 {
 	}
 	return id
 }
-

@@ -1,0 +1,215 @@
+package apikey
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// cache holds recently looked-up keys, and briefly the ids that were not
+// found, in shards so that concurrent verifications rarely contend. Each
+// shard holds at most a fixed number of entries; a full shard evicts the
+// entry closest to expiry among a small sample (a cheap approximation of
+// LRU that needs no bookkeeping on the read path). Unknown ids have their
+// own, smaller budget, so a flood of forged ids cannot push hot keys out.
+//
+// Misses for one id share one store query (single flight). Invalidate
+// removes an id and detaches any query in flight for it, so that a stale
+// result read before a revocation is never cached after it.
+type cache struct {
+	seed   maphash.Seed
+	shards []shard
+	posCap int // per shard
+	negCap int // per shard
+	ttl    time.Duration
+	negTTL time.Duration
+}
+
+const cacheShards = 32
+
+// evictSample is how many entries a full shard examines to pick a victim.
+const evictSample = 8
+
+type shard struct {
+	mu       sync.RWMutex
+	pos      map[string]*entry
+	neg      map[string]int64 // id -> expiry (unix nanoseconds)
+	inflight map[string]*call
+}
+
+type entry struct {
+	key     Key
+	expires int64 // unix nanoseconds
+	// touched is the last use (unix nanoseconds) queued for writing to
+	// the store; see Verifier.touch.
+	touched atomic.Int64
+}
+
+type call struct {
+	done  chan struct{}
+	key   Key
+	found bool
+	err   error
+	stale bool // invalidated while in flight: do not cache the result
+}
+
+func newCache(size int, ttl, negTTL time.Duration) *cache {
+	c := &cache{seed: maphash.MakeSeed(), ttl: ttl, negTTL: negTTL, shards: make([]shard, cacheShards)}
+	c.posCap = max(1, (size+cacheShards-1)/cacheShards)
+	c.negCap = max(1, c.posCap/4)
+	for i := range c.shards {
+		c.shards[i].pos = make(map[string]*entry)
+		c.shards[i].neg = make(map[string]int64)
+		c.shards[i].inflight = make(map[string]*call)
+	}
+	return c
+}
+
+func (c *cache) shard(id string) *shard {
+	return &c.shards[maphash.String(c.seed, id)%cacheShards]
+}
+
+// get returns the cached entry for id: e != nil for a known key, known ==
+// false with ok for a remembered unknown id, ok == false on a miss.
+func (c *cache) get(id string, now int64) (e *entry, ok bool) {
+	s := c.shard(id)
+	s.mu.RLock()
+	e = s.pos[id]
+	negExp, neg := s.neg[id]
+	s.mu.RUnlock()
+	if e != nil && now < e.expires {
+		return e, true
+	}
+	if neg && now < negExp {
+		return nil, true
+	}
+	return nil, false
+}
+
+// load looks id up with fetch, sharing the query with concurrent callers,
+// and caches the result. Each caller waits only as long as its own ctx
+// allows; the query itself runs under a context detached from any one
+// caller, bounded by timeout.
+func (c *cache) load(ctx context.Context, id string, now func() time.Time, timeout time.Duration,
+	fetch func(context.Context, string) (Key, bool, error)) (*entry, bool, error) {
+	s := c.shard(id)
+	s.mu.Lock()
+	cl := s.inflight[id]
+	if cl == nil {
+		cl = &call{done: make(chan struct{})}
+		s.inflight[id] = cl
+		go c.run(context.WithoutCancel(ctx), s, id, cl, now, timeout, fetch)
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	if cl.err != nil || !cl.found {
+		return nil, false, cl.err
+	}
+	// Prefer the cached entry, so that last-use tracking goes through it;
+	// a result that was not cached (invalidated in flight) stands alone.
+	s.mu.RLock()
+	e := s.pos[id]
+	s.mu.RUnlock()
+	if e == nil {
+		e = &entry{key: cl.key}
+	}
+	return e, true, nil
+}
+
+func (c *cache) run(ctx context.Context, s *shard, id string, cl *call, now func() time.Time,
+	timeout time.Duration, fetch func(context.Context, string) (Key, bool, error)) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cl.key, cl.found, cl.err = fetch(ctx, id)
+
+	s.mu.Lock()
+	if s.inflight[id] == cl {
+		delete(s.inflight, id)
+	}
+	if !cl.stale && cl.err == nil {
+		t := now().UnixNano()
+		if cl.found {
+			if _, ok := s.pos[id]; !ok && len(s.pos) >= c.posCap {
+				evictPos(s.pos, t)
+			}
+			s.pos[id] = &entry{key: cl.key, expires: t + int64(c.ttl)}
+			delete(s.neg, id)
+		} else {
+			if _, ok := s.neg[id]; !ok && len(s.neg) >= c.negCap {
+				evictNeg(s.neg)
+			}
+			s.neg[id] = t + int64(c.negTTL)
+		}
+	}
+	s.mu.Unlock()
+	close(cl.done)
+}
+
+// invalidate forgets id, and makes a lookup of id that is in flight neither
+// cached nor joined by later callers.
+func (c *cache) invalidate(id string) {
+	s := c.shard(id)
+	s.mu.Lock()
+	delete(s.pos, id)
+	delete(s.neg, id)
+	if cl := s.inflight[id]; cl != nil {
+		cl.stale = true
+		delete(s.inflight, id)
+	}
+	s.mu.Unlock()
+}
+
+// len returns the number of cached known keys and unknown ids.
+func (c *cache) len() (known, unknown int) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		known += len(s.pos)
+		unknown += len(s.neg)
+		s.mu.RUnlock()
+	}
+	return known, unknown
+}
+
+// evictPos removes an expired entry or, failing that, the one closest to
+// expiry among the first few that map iteration (randomised) yields.
+func evictPos(m map[string]*entry, now int64) {
+	var victim string
+	var soonest int64
+	n := 0
+	for id, e := range m {
+		if e.expires <= now {
+			delete(m, id)
+			return
+		}
+		if n == 0 || e.expires < soonest {
+			victim, soonest = id, e.expires
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	delete(m, victim)
+}
+
+func evictNeg(m map[string]int64) {
+	var victim string
+	var soonest int64
+	n := 0
+	for id, exp := range m {
+		if n == 0 || exp < soonest {
+			victim, soonest = id, exp
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	delete(m, victim)
+}

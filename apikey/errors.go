@@ -1,0 +1,86 @@
+package apikey
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Errors returned by [Parse], [Verifier.Verify], [Manager] and the
+// [Middleware]. Check them with [errors.Is]; returned errors may wrap them
+// with more detail.
+var (
+	// ErrMissing means the request carried no API key.
+	ErrMissing = errors.New("apikey: no API key in the request")
+	// ErrMalformed means the token is not a well-formed API key: wrong
+	// length, alphabet, prefix or checksum. No store lookup was made.
+	ErrMalformed = errors.New("apikey: malformed API key")
+	// ErrInvalid means the key is well formed but unknown, or its secret is
+	// wrong. The two are deliberately indistinguishable to the client.
+	ErrInvalid = errors.New("apikey: invalid API key")
+	// ErrRevoked means the key has been revoked.
+	ErrRevoked = errors.New("apikey: API key revoked")
+	// ErrExpired means the key's expiry time has passed.
+	ErrExpired = errors.New("apikey: API key expired")
+	// ErrInactive means the key has been deactivated (it can be activated
+	// again, unlike a revoked key).
+	ErrInactive = errors.New("apikey: API key inactive")
+	// ErrInQuery means an API key was sent in the URL query string, where
+	// proxies, logs and browser histories record it. Such requests are
+	// refused, never served.
+	ErrInQuery = errors.New("apikey: API keys are not accepted in the URL")
+	// ErrAmbiguous means the request carried more than one credential
+	// (RFC 6750 section 2 allows exactly one).
+	ErrAmbiguous = errors.New("apikey: more than one credential in the request")
+	// ErrUnavailable means the key could not be verified because the store
+	// failed; the request must not be served (fail closed).
+	ErrUnavailable = errors.New("apikey: key store unavailable")
+	// ErrInsufficientScope means the key lacks a scope the route requires.
+	ErrInsufficientScope = errors.New("apikey: insufficient scope")
+	// ErrForbidden means the key is valid but its owner may not use the API
+	// now, as decided by [MiddlewareOptions.Authorize].
+	ErrForbidden = errors.New("apikey: forbidden")
+	// ErrNotFound means a [Manager] operation named a key that does not
+	// exist.
+	ErrNotFound = errors.New("apikey: key not found")
+)
+
+// ForbiddenError refuses a valid key with 403 Forbidden. Return one from
+// [MiddlewareOptions.Authorize]; Reason is shown to the client, so it must
+// not contain secrets. It matches [ErrForbidden] with [errors.Is].
+type ForbiddenError struct {
+	Reason string
+}
+
+func (e *ForbiddenError) Error() string {
+	if e.Reason == "" {
+		return ErrForbidden.Error()
+	}
+	return ErrForbidden.Error() + ": " + e.Reason
+}
+
+// Is reports whether target is [ErrForbidden].
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
+
+// Forbid returns a [ForbiddenError] with the given reason.
+func Forbid(reason string) error { return &ForbiddenError{Reason: reason} }
+
+// StatusCode maps an error from this package to the HTTP status the
+// [Middleware] answers with: 400 for a key in the URL or several
+// credentials, 401 for a missing, malformed, invalid, revoked, expired or
+// inactive key, 403 for a valid key refused by scope or authorization, and
+// 503 for anything else (the store failed: fail closed).
+func StatusCode(err error) int {
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, ErrInQuery), errors.Is(err, ErrAmbiguous):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrMissing), errors.Is(err, ErrMalformed), errors.Is(err, ErrInvalid),
+		errors.Is(err, ErrRevoked), errors.Is(err, ErrExpired), errors.Is(err, ErrInactive):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrInsufficientScope), errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	default:
+		return http.StatusServiceUnavailable
+	}
+}

@@ -1,0 +1,252 @@
+package apikey
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxNameLen is the longest key name, in characters, that [Manager.Issue]
+// accepts.
+const MaxNameLen = 100
+
+// ManagerOptions configures a [Manager]. The zero value is a safe default.
+type ManagerOptions struct {
+	// Prefix is the token prefix of issued keys, such as "fav_live" or
+	// "sk_test" (default "key"). See [ValidPrefix].
+	Prefix string
+
+	// Hasher hashes new secrets (default: the Verifier's Hasher if one is
+	// linked, else [SHA256Hasher]).
+	Hasher Hasher
+
+	// Verifier, if set, is told about every change made through the
+	// Manager, so that a revoked, rolled or deactivated key is refused by
+	// it at once rather than after its cache TTL.
+	Verifier *Verifier
+
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// A Manager issues, lists, rolls, revokes, deactivates and activates API
+// keys. It is safe for concurrent use.
+type Manager struct {
+	store  Store
+	prefix string
+	hasher Hasher
+	v      *Verifier
+	now    func() time.Time
+}
+
+// NewManager returns a Manager that keeps keys in store. It panics if
+// opts.Prefix is not a valid prefix.
+func NewManager(store Store, opts ManagerOptions) *Manager {
+	if store == nil {
+		panic("apikey: NewManager with a nil Store")
+	}
+	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, now: opts.Now}
+	if m.prefix == "" {
+		m.prefix = "key"
+	}
+	if err := ValidPrefix(m.prefix); err != nil {
+		panic(err.Error())
+	}
+	if m.hasher == nil {
+		if m.v != nil {
+			m.hasher = m.v.opts.Hasher
+		} else {
+			m.hasher = SHA256Hasher{}
+		}
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	return m
+}
+
+// IssueOptions describes a key to issue. The zero value issues an unnamed,
+// unscoped key that never expires, with the Manager's prefix.
+type IssueOptions struct {
+	// Name is the owner's label for the key, at most [MaxNameLen]
+	// characters, without control characters.
+	Name string
+	// Scopes are the permissions the key carries, checked by
+	// [MiddlewareOptions.Scopes]. Each is a non-empty string of printable
+	// ASCII without spaces, quotes or backslashes (RFC 6749 section 3.3).
+	Scopes []string
+	// ExpiresAt, if not zero, is when the key stops working.
+	ExpiresAt time.Time
+	// Prefix overrides the Manager's prefix for this key, for example to
+	// issue "fav_test" keys next to "fav_live" ones.
+	Prefix string
+}
+
+// ErrInvalidOptions means [Manager.Issue] was given a name, scope, prefix or
+// expiry it does not accept; the error says which.
+var ErrInvalidOptions = errors.New("apikey: invalid key options")
+
+// Issue creates a key for the user and returns its record and its token.
+// The token's secret exists only in the returned [Token]: show
+// [Token.Reveal] to the owner once; it cannot be recovered later.
+func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (Key, Token, error) {
+	now := m.now().UTC()
+	prefix := cmp.Or(opts.Prefix, m.prefix)
+	name := strings.TrimSpace(opts.Name)
+	if err := ValidPrefix(prefix); err != nil {
+		return Key{}, Token{}, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if err := validName(name); err != nil {
+		return Key{}, Token{}, err
+	}
+	for _, s := range opts.Scopes {
+		if !validScope(s) {
+			return Key{}, Token{}, fmt.Errorf("%w: scope %q", ErrInvalidOptions, s)
+		}
+	}
+	if !opts.ExpiresAt.IsZero() && !opts.ExpiresAt.After(now) {
+		return Key{}, Token{}, fmt.Errorf("%w: expiry is in the past", ErrInvalidOptions)
+	}
+	tok, err := Generate(prefix)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
+	hash, err := m.hasher.Hash(tok.secret)
+	if err != nil {
+		return Key{}, Token{}, fmt.Errorf("apikey: hashing the secret: %w", err)
+	}
+	k := Key{
+		ID: tok.ID, UserID: userID, Name: name, Prefix: prefix, SecretHash: hash,
+		Scopes: slices.Clone(opts.Scopes), Active: true,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: opts.ExpiresAt.UTC(),
+	}
+	if opts.ExpiresAt.IsZero() {
+		k.ExpiresAt = time.Time{}
+	}
+	if err := m.store.CreateKey(ctx, k); err != nil {
+		return Key{}, Token{}, fmt.Errorf("apikey: storing the key: %w", err)
+	}
+	m.invalidate(k.ID)
+	return k, tok, nil
+}
+
+// Get returns the key with the given id, or [ErrNotFound].
+func (m *Manager) Get(ctx context.Context, id string) (Key, error) {
+	k, found, err := m.store.Key(ctx, id)
+	if err != nil {
+		return Key{}, fmt.Errorf("apikey: reading key: %w", err)
+	}
+	if !found {
+		return Key{}, ErrNotFound
+	}
+	return k, nil
+}
+
+// List returns the user's keys, newest first, revoked ones included.
+func (m *Manager) List(ctx context.Context, userID int64) ([]Key, error) {
+	keys, err := m.store.KeysByUser(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("apikey: listing keys: %w", err)
+	}
+	return keys, nil
+}
+
+// Revoke permanently disables the key. Revoking a revoked key does nothing.
+// Once Revoke returns, a linked [Verifier] refuses the key.
+func (m *Manager) Revoke(ctx context.Context, id string) error {
+	found, err := m.store.RevokeKey(ctx, id, m.now().UTC())
+	return m.changed(id, found, err, "revoking")
+}
+
+// Deactivate disables the key until [Manager.Activate] is called.
+func (m *Manager) Deactivate(ctx context.Context, id string) error {
+	found, err := m.store.SetKeyActive(ctx, id, false, m.now().UTC())
+	return m.changed(id, found, err, "deactivating")
+}
+
+// Activate enables a deactivated key again. It cannot bring back a revoked
+// or expired key.
+func (m *Manager) Activate(ctx context.Context, id string) error {
+	found, err := m.store.SetKeyActive(ctx, id, true, m.now().UTC())
+	return m.changed(id, found, err, "activating")
+}
+
+// Roll gives the key a new secret and returns the new token; the key keeps
+// its id, name and scopes. The old secret keeps working for grace (none if
+// grace <= 0), so that clients can be redeployed without downtime; a second
+// roll ends the first one's grace. Rolling an unknown key fails with
+// [ErrNotFound], a revoked one with [ErrRevoked].
+func (m *Manager) Roll(ctx context.Context, id string, grace time.Duration) (Key, Token, error) {
+	k, err := m.Get(ctx, id)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
+	if !k.RevokedAt.IsZero() {
+		return Key{}, Token{}, ErrRevoked
+	}
+	tok := Token{Prefix: k.Prefix, ID: k.ID}.newSecret()
+	hash, err := m.hasher.Hash(tok.secret)
+	if err != nil {
+		return Key{}, Token{}, fmt.Errorf("apikey: hashing the secret: %w", err)
+	}
+	now := m.now().UTC()
+	found, err := m.store.RollKey(ctx, id, hash, now.Add(max(grace, 0)), now)
+	if err := m.changed(id, found, err, "rolling"); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Key{}, Token{}, ErrRevoked // revoked between Get and RollKey
+		}
+		return Key{}, Token{}, err
+	}
+	k, err = m.Get(ctx, id)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
+	return k, tok, nil
+}
+
+func (m *Manager) changed(id string, found bool, err error, what string) error {
+	m.invalidate(id)
+	if err != nil {
+		return fmt.Errorf("apikey: %s key: %w", what, err)
+	}
+	if !found {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (m *Manager) invalidate(id string) {
+	if m.v != nil {
+		m.v.Invalidate(id)
+	}
+}
+
+func validName(name string) error {
+	if utf8.RuneCountInString(name) > MaxNameLen {
+		return fmt.Errorf("%w: name longer than %d characters", ErrInvalidOptions, MaxNameLen)
+	}
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return fmt.Errorf("%w: name contains invalid characters", ErrInvalidOptions)
+	}
+	return nil
+}
+
+// validScope reports whether s is a scope-token of RFC 6749 section 3.3.
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
+			return false
+		}
+	}
+	return true
+}

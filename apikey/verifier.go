@@ -1,0 +1,363 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// VerifierOptions configures a [Verifier]. The zero value is a safe default.
+type VerifierOptions struct {
+	// CacheSize bounds how many verified keys are kept in memory
+	// (default 10,000). A quarter as many unknown ids are remembered on
+	// top, in their own budget.
+	CacheSize int
+
+	// CacheTTL is how long a key read from the store is served from memory
+	// (default 30 seconds). It bounds how stale a key can be: a revocation,
+	// roll or deactivation made through a [Manager] linked to this Verifier
+	// takes effect at once, but one made elsewhere (another instance, or
+	// directly in the database) takes effect here within CacheTTL. It is
+	// also how long an already verified key keeps working while the store
+	// is unreachable.
+	CacheTTL time.Duration
+
+	// NegativeTTL is how long an id that is not in the store is remembered
+	// as unknown (default 5 seconds), so that a flood of well-formed but
+	// forged keys costs at most one store query per id per NegativeTTL.
+	NegativeTTL time.Duration
+
+	// LookupTimeout bounds one store query (default 5 seconds).
+	LookupTimeout time.Duration
+
+	// Prefixes, if set, are the only token prefixes accepted, such as
+	// []string{"fav_live"}; other tokens are malformed. By default any
+	// valid prefix is accepted, and a token's prefix must still match the
+	// stored key's.
+	Prefixes []string
+
+	// Hasher checks secrets against stored hashes (default
+	// [SHA256Hasher]). It must be the Hasher the keys were issued with.
+	Hasher Hasher
+
+	// TouchInterval is how often last-use times are written to the store,
+	// in one batch, off the request path (default 1 minute). A key's
+	// LastUsedAt is therefore accurate to about TouchInterval.
+	TouchInterval time.Duration
+
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+
+	// Logger receives store failures (default: discard).
+	Logger *slog.Logger
+}
+
+// A Verifier checks API keys: parse, look up by id (through a bounded
+// in-memory cache), compare the secret's hash in constant time, then check
+// that the key is active, not revoked and not expired.
+//
+// A Verifier is safe for concurrent use. It runs one background goroutine
+// that writes last-use times in batches; call [Verifier.Close] to flush
+// them and stop it.
+type Verifier struct {
+	store  Store
+	opts   VerifierOptions
+	cache  *cache
+	logger *slog.Logger
+
+	touchMu sync.Mutex
+	touches map[string]time.Time // pending last-use times
+
+	stop     chan struct{}
+	done     chan struct{}
+	closeErr error
+	once     sync.Once
+
+	stats verifierCounters
+}
+
+// Principal is the identity behind a verified API key. Its Scopes slice is
+// shared with the Verifier's cache and must not be modified.
+type Principal struct {
+	KeyID  string
+	UserID int64
+	Name   string
+	Prefix string
+	Scopes []string
+}
+
+// HasScope reports whether the principal's key carries scope s.
+func (p Principal) HasScope(s string) bool { return slices.Contains(p.Scopes, s) }
+
+// NewVerifier returns a Verifier reading keys from store.
+func NewVerifier(store Store, opts VerifierOptions) *Verifier {
+	if store == nil {
+		panic("apikey: NewVerifier with a nil Store")
+	}
+	for _, p := range opts.Prefixes {
+		if err := ValidPrefix(p); err != nil {
+			panic(err.Error())
+		}
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 10_000
+	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 30 * time.Second
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 5 * time.Second
+	}
+	if opts.LookupTimeout <= 0 {
+		opts.LookupTimeout = 5 * time.Second
+	}
+	if opts.Hasher == nil {
+		opts.Hasher = SHA256Hasher{}
+	}
+	if opts.TouchInterval <= 0 {
+		opts.TouchInterval = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	v := &Verifier{
+		store:   store,
+		opts:    opts,
+		cache:   newCache(opts.CacheSize, opts.CacheTTL, opts.NegativeTTL),
+		logger:  logger,
+		touches: make(map[string]time.Time),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go v.flushLoop()
+	return v
+}
+
+// Verify checks a token in its canonical form and returns the principal it
+// identifies. The error wraps [ErrMalformed], [ErrInvalid], [ErrRevoked],
+// [ErrExpired], [ErrInactive], or [ErrUnavailable] when the store could not
+// be asked (fail closed: the caller must refuse the request).
+func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
+	t, err := Parse(token)
+	if err != nil {
+		v.stats.malformed.Add(1)
+		return Principal{}, err
+	}
+	return v.verify(ctx, t, false, "")
+}
+
+// verify checks a parsed token. A legacy token (the seed's base64
+// "<id>:<secret>") has no prefix; its optional check characters are
+// verified against the stored key's prefix.
+func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check string) (Principal, error) {
+	if !legacy && len(v.opts.Prefixes) > 0 && !slices.Contains(v.opts.Prefixes, t.Prefix) {
+		v.stats.malformed.Add(1)
+		return Principal{}, malformed("prefix not accepted")
+	}
+	now := v.opts.Now()
+	e, ok := v.cache.get(t.ID, now.UnixNano())
+	if ok {
+		v.stats.cacheHits.Add(1)
+	} else {
+		v.stats.cacheMisses.Add(1)
+		var found bool
+		var err error
+		e, found, err = v.cache.load(ctx, t.ID, v.opts.Now, v.opts.LookupTimeout, v.lookup)
+		if err != nil {
+			v.stats.unavailable.Add(1)
+			if ctx.Err() != nil {
+				return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+			}
+			return Principal{}, err
+		}
+		if !found {
+			e = nil
+		}
+	}
+	if e == nil {
+		v.stats.invalid.Add(1)
+		return Principal{}, ErrInvalid
+	}
+	k := &e.key
+	if legacy {
+		if check != "" && !checksumMatches(k.Prefix+"_"+t.ID+"_"+t.secret, check) {
+			v.stats.malformed.Add(1)
+			return Principal{}, malformed("checksum mismatch")
+		}
+	} else if t.Prefix != k.Prefix {
+		v.stats.invalid.Add(1)
+		return Principal{}, ErrInvalid
+	}
+	if !v.secretMatches(k, t.secret, now) {
+		v.stats.invalid.Add(1)
+		return Principal{}, ErrInvalid
+	}
+	if err := k.err(now); err != nil {
+		v.stats.count(err)
+		return Principal{}, err
+	}
+	v.stats.verified.Add(1)
+	v.touch(e, now)
+	return Principal{KeyID: k.ID, UserID: k.UserID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes}, nil
+}
+
+func (v *Verifier) secretMatches(k *Key, secret string, now time.Time) bool {
+	if v.opts.Hasher.Compare(k.SecretHash, secret) {
+		return true
+	}
+	return len(k.PreviousSecretHash) > 0 && now.Before(k.PreviousExpiresAt) &&
+		v.opts.Hasher.Compare(k.PreviousSecretHash, secret)
+}
+
+// lookup reads a key from the store; store failures become ErrUnavailable.
+func (v *Verifier) lookup(ctx context.Context, id string) (Key, bool, error) {
+	v.stats.lookups.Add(1)
+	k, found, err := v.store.Key(ctx, id)
+	if err != nil {
+		v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: store lookup failed",
+			slog.String("key_id", id), slog.Any("error", err))
+		return Key{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return k, found, nil
+}
+
+// Invalidate drops any cached state for the key id, so that the next
+// verification reads the store. A [Manager] linked to the Verifier calls it
+// after every change; call it yourself after changing keys by other means.
+func (v *Verifier) Invalidate(id string) { v.cache.invalidate(id) }
+
+// touch queues the key's last use for the next batch write, at most once per
+// TouchInterval per key, so that the request path only does an atomic load
+// in the common case.
+func (v *Verifier) touch(e *entry, now time.Time) {
+	t := now.UnixNano()
+	last := e.touched.Load()
+	if t-last < int64(v.opts.TouchInterval) || !e.touched.CompareAndSwap(last, t) {
+		return
+	}
+	v.touchMu.Lock()
+	if prev, ok := v.touches[e.key.ID]; !ok || now.After(prev) {
+		v.touches[e.key.ID] = now
+	}
+	v.touchMu.Unlock()
+}
+
+func (v *Verifier) flushLoop() {
+	defer close(v.done)
+	tick := time.NewTicker(v.opts.TouchInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			_ = v.Flush(context.Background())
+		case <-v.stop:
+			return
+		}
+	}
+}
+
+// Flush writes the pending last-use times to the store now. On failure they
+// are kept for the next attempt.
+func (v *Verifier) Flush(ctx context.Context) error {
+	v.touchMu.Lock()
+	batch := v.touches
+	if len(batch) == 0 {
+		v.touchMu.Unlock()
+		return nil
+	}
+	v.touches = make(map[string]time.Time, len(batch))
+	v.touchMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, v.opts.LookupTimeout)
+	defer cancel()
+	err := v.store.TouchKeys(ctx, batch)
+	if err == nil {
+		v.stats.touchesWritten.Add(uint64(len(batch)))
+		return nil
+	}
+	v.stats.touchErrors.Add(1)
+	v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: writing last-use times failed",
+		slog.Int("keys", len(batch)), slog.Any("error", err))
+	v.touchMu.Lock()
+	for id, t := range batch {
+		if prev, ok := v.touches[id]; !ok || t.After(prev) {
+			v.touches[id] = t
+		}
+	}
+	v.touchMu.Unlock()
+	return err
+}
+
+// Close stops the background writer and flushes pending last-use times. It
+// is safe to call more than once; verification keeps working afterwards,
+// but last-use times are no longer written.
+func (v *Verifier) Close() error {
+	v.once.Do(func() {
+		close(v.stop)
+		<-v.done
+		v.closeErr = v.Flush(context.Background())
+	})
+	return v.closeErr
+}
+
+// VerifierStats is a snapshot of a [Verifier]'s counters since it was
+// created.
+type VerifierStats struct {
+	Verified    uint64 // keys accepted
+	Malformed   uint64 // refused without a lookup: format, checksum, prefix
+	Invalid     uint64 // unknown id or wrong secret
+	Revoked     uint64
+	Expired     uint64
+	Inactive    uint64
+	Unavailable uint64 // store failures: refused with 503
+
+	CacheHits   uint64 // answered from memory (known keys and unknown ids)
+	CacheMisses uint64
+	Lookups     uint64 // store queries made (misses share them)
+	CachedKeys  int    // known keys in the cache now
+	CachedIDs   int    // unknown ids remembered now
+
+	TouchesWritten uint64 // last-use times written to the store
+	TouchErrors    uint64 // failed batch writes
+}
+
+// Stats returns a snapshot of the Verifier's counters. It never contains
+// secrets.
+func (v *Verifier) Stats() VerifierStats {
+	known, unknown := v.cache.len()
+	c := &v.stats
+	return VerifierStats{
+		Verified: c.verified.Load(), Malformed: c.malformed.Load(), Invalid: c.invalid.Load(),
+		Revoked: c.revoked.Load(), Expired: c.expired.Load(), Inactive: c.inactive.Load(),
+		Unavailable: c.unavailable.Load(),
+		CacheHits:   c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), Lookups: c.lookups.Load(),
+		CachedKeys: known, CachedIDs: unknown,
+		TouchesWritten: c.touchesWritten.Load(), TouchErrors: c.touchErrors.Load(),
+	}
+}
+
+type verifierCounters struct {
+	verified, malformed, invalid, revoked, expired, inactive, unavailable atomic.Uint64
+	cacheHits, cacheMisses, lookups                                       atomic.Uint64
+	touchesWritten, touchErrors                                           atomic.Uint64
+}
+
+func (c *verifierCounters) count(err error) {
+	switch {
+	case errors.Is(err, ErrRevoked):
+		c.revoked.Add(1)
+	case errors.Is(err, ErrExpired):
+		c.expired.Add(1)
+	case errors.Is(err, ErrInactive):
+		c.inactive.Add(1)
+	}
+}
