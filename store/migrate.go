@@ -20,10 +20,13 @@ type Migration struct {
 	SQL     string
 }
 
-// Migrations returns the dialect's migrations in order. Files must be named
-// "<version>_<description>.sql" with distinct positive versions.
-func (d Dialect) migrations() ([]Migration, error) {
-	entries, err := fs.ReadDir(d.Migrations, ".")
+// readMigrations returns the migrations in fsys in order. Files must be
+// named "<version>_<description>.sql" with distinct positive versions.
+func readMigrations(fsys fs.FS) ([]Migration, error) {
+	if fsys == nil {
+		return nil, fmt.Errorf("store: no migrations")
+	}
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("store: reading migrations: %w", err)
 	}
@@ -37,7 +40,7 @@ func (d Dialect) migrations() ([]Migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("store: migration %q is not named <version>_<name>.sql", e.Name())
 		}
-		b, err := fs.ReadFile(d.Migrations, e.Name())
+		b, err := fs.ReadFile(fsys, e.Name())
 		if err != nil {
 			return nil, fmt.Errorf("store: reading migration %s: %w", e.Name(), err)
 		}
@@ -53,18 +56,33 @@ func (d Dialect) migrations() ([]Migration, error) {
 }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version    BIGINT PRIMARY KEY,
+	scope      TEXT NOT NULL,
+	version    BIGINT NOT NULL,
 	name       TEXT NOT NULL,
-	applied_at TIMESTAMP NOT NULL
+	applied_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (scope, version)
 )`
 
-// Migrate applies the migrations that have not been applied yet, each in
-// its own transaction together with its row in schema_migrations, so that a
-// failed migration leaves nothing half-written. It is safe to call again,
+// Migrate applies apikit's migrations that have not been applied yet, each
+// in its own transaction together with its row in schema_migrations, so that
+// a failed migration leaves nothing half-written. It is safe to call again,
 // and from several processes at once: they are serialised, and each
 // migration is applied once. It returns the migrations it applied.
 func (s *Store) Migrate(ctx context.Context) ([]Migration, error) {
-	ms, err := s.dialect.migrations()
+	return s.MigrateScope(ctx, "apikit", s.dialect.Migrations)
+}
+
+// MigrateScope applies an application's own migrations, such as the tables
+// of its API, in the same way as [Store.Migrate]: files named
+// "<version>_<description>.sql" at the root of migrations, recorded in
+// schema_migrations under scope, which keeps their versions apart from
+// apikit's and other applications'. The SQL is the application's, so it
+// must suit the store's database ([Store.Dialect]).
+func (s *Store) MigrateScope(ctx context.Context, scope string, migrations fs.FS) ([]Migration, error) {
+	if scope == "" {
+		return nil, fmt.Errorf("store: migration scope is empty")
+	}
+	ms, err := readMigrations(migrations)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +99,8 @@ func (s *Store) Migrate(ctx context.Context) ([]Migration, error) {
 				return err
 			}
 			var n int
-			if err := tx.GetContext(ctx, &n, tx.Rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.Version); err != nil {
+			if err := tx.GetContext(ctx, &n, tx.Rebind(
+				`SELECT COUNT(*) FROM schema_migrations WHERE scope = ? AND version = ?`), scope, m.Version); err != nil {
 				return err
 			}
 			if n > 0 {
@@ -90,13 +109,14 @@ func (s *Store) Migrate(ctx context.Context) ([]Migration, error) {
 			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`),
-				m.Version, m.Name, ts(time.Now()))
+			_, err := tx.ExecContext(ctx, tx.Rebind(
+				`INSERT INTO schema_migrations (scope, version, name, applied_at) VALUES (?, ?, ?, ?)`),
+				scope, m.Version, m.Name, ts(time.Now()))
 			did = err == nil
 			return err
 		})
 		if err != nil {
-			return applied, fmt.Errorf("store: migration %s: %w", m.Name, err)
+			return applied, fmt.Errorf("store: migration %s/%s: %w", scope, m.Name, err)
 		}
 		if did {
 			applied = append(applied, m)
