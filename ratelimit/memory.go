@@ -90,10 +90,10 @@ type shard struct {
 // entry is one tracked key.
 type entry struct {
 	prev, next *entry
-	lim    rate.Limiter
-	key    string
-	limit  Limit
-	fullAt int64 // Unix nanoseconds at which the bucket is full again
+	lim        rate.Limiter
+	key        string
+	limit      Limit
+	fullAt     int64 // Unix nanoseconds at which the bucket is full again
 }
 
 // NewMemory returns a Memory configured by opts. It panics if an option is
