@@ -43,8 +43,8 @@ type Limiter interface {
 	AllowN(ctx context.Context, key string, limit Limit, n int) (Decision, error)
 }
 
-// Decision is a limiter's answer for one event. The zero Decision refuses,
-// with nothing remaining.
+// Decision is a limiter's answer for one event, a plain value that is safe
+// to copy and share. The zero Decision refuses, with nothing remaining.
 type Decision struct {
 	// Allowed reports whether the event may happen; if so, its cost has
 	// been taken from the key's quota.
@@ -79,8 +79,8 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// Stats is a snapshot of a limiter's counters since it was created. The
-// zero Stats is a limiter that has decided nothing.
+// Stats is a snapshot of a limiter's counters since it was created, a
+// plain value. The zero Stats is a limiter that has decided nothing.
 type Stats struct {
 	// Allowed and Limited count the decisions the limiter made.
 	Allowed, Limited uint64

@@ -14,13 +14,16 @@ import (
 // KeyFunc returns the key a request is limited by, such as the id of the
 // API key that authenticated it (put in the request's context by the
 // authentication middleware) or the client's address (see [IPKey]). An
-// error makes the middleware answer with MiddlewareOptions.OnError.
+// error makes the middleware answer with MiddlewareOptions.OnError. An
+// empty key is a key like any other: all requests with it share one quota.
+// The middleware calls it from concurrent requests.
 type KeyFunc func(r *http.Request) (string, error)
 
 // LimitFunc returns the limit for a request and its key, for per-key or
 // per-plan limits. Returning the zero Limit applies MiddlewareOptions.Limit;
 // an error, or an invalid Limit, makes the middleware answer with
-// MiddlewareOptions.OnError.
+// MiddlewareOptions.OnError. The middleware calls it from concurrent
+// requests.
 type LimitFunc func(r *http.Request, key string) (Limit, error)
 
 // MiddlewareOptions configures [Middleware]. KeyFunc is required, and so is
