@@ -42,7 +42,10 @@ type MiddlewareOptions struct {
 	// headers, such as "per-key" or "global"; it must be printable ASCII.
 	// The default is the limit in the syntax of [ParseLimit], such as
 	// "100/min". The name also separates the limiter's keys: two
-	// middlewares with the same policy name share each key's quota.
+	// middlewares with the same policy name share each key's quota. So
+	// with a LimitFunc and no Policy, each distinct limit is a policy of
+	// its own and a key that changes plan starts with a full bucket; name
+	// the policy to carry a key's usage over to its new limit.
 	Policy string
 	// Cost returns how much of the quota a request uses (see
 	// [Limiter].AllowN); nil means 1 for every request.
@@ -281,20 +284,27 @@ func (p *policy) setHeaders(h http.Header, d Decision, now time.Time) {
 	if !d.Allowed {
 		t = d.RetryAfterSeconds()
 	}
-	remaining := strconv.Itoa(d.Remaining)
-	var buf [64]byte
-	rl := append(buf[:0], p.item...)
-	rl = append(rl, remaining...)
-	rl = append(rl, ";t="...)
-	rl = strconv.AppendInt(rl, t, 10)
 	reset := now.Unix() + t
 	if now.Nanosecond() != 0 {
 		reset++ // round the moment up, like t
 	}
+	// All the numbers in one string: the RateLimit value, which contains
+	// the remaining units and t, followed by the reset time.
+	var buf [96]byte
+	b := append(buf[:0], p.item...)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	remainingEnd := len(b)
+	b = append(b, ";t="...)
+	tStart := len(b)
+	b = strconv.AppendInt(b, t, 10)
+	rlEnd := len(b)
+	b = strconv.AppendInt(b, reset, 10)
+	all := string(b)
 	// One allocation for all the header values; the capacities make an
 	// append to any of them copy rather than overwrite the next.
 	v := make([]string, 6)
-	v[0], v[1], v[2], v[3], v[4] = p.header, string(rl), p.limit, remaining, strconv.FormatInt(reset, 10)
+	v[0], v[1], v[2] = p.header, all[:rlEnd], p.limit
+	v[3], v[4], v[5] = all[len(p.item):remainingEnd], all[rlEnd:], all[tStart:rlEnd]
 	add(h, headerPolicy, v[0:1:1])
 	add(h, headerRateLimit, v[1:2:2])
 	if old := h[headerRemaining]; len(old) == 0 || moreThan(old[0], d.Remaining) {
@@ -304,7 +314,6 @@ func (p *policy) setHeaders(h http.Header, d Decision, now time.Time) {
 	}
 	if !d.Allowed {
 		if old := h[headerRetryAfter]; len(old) == 0 || !moreThan(old[0], int(t)) {
-			v[5] = strconv.FormatInt(t, 10)
 			h[headerRetryAfter] = v[5:6:6]
 		}
 	}
