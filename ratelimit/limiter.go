@@ -24,11 +24,15 @@ var ErrUnavailable = errors.New("ratelimit: limiter unavailable")
 // token bucket: a key starts with [Limit.BurstSize] events available, each
 // event uses some, and they come back at Count per Period. Every
 // implementation in this module gives the same [Decision] for the same
-// sequence of calls at the same times, so they can replace one another.
+// sequence of calls at the same times under one limit, so they can replace
+// one another.
 //
 // The limit is passed on every call, not fixed per key: a key's state
-// (how much of its quota is used) carries over when its limit changes, for
-// example when a customer changes plan.
+// carries over when its limit changes, for example when a customer changes
+// plan. How it carries over differs: [Memory] keeps the units available,
+// Redis the time until the bucket is full (after 3 of "5/h", a change to
+// "50/h" leaves 2 units in Memory and 20 in Redis); both agree for an empty
+// or a full bucket.
 //
 // Implementations are safe for concurrent use.
 type Limiter interface {
