@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,12 +133,11 @@ func BenchmarkMiddleware(b *testing.B) {
 		})
 		b.Run(tt.name+"-parallel", func(b *testing.B) {
 			b.ReportAllocs()
-			var next int
+			var next atomic.Int32
 			b.RunParallel(func(pb *testing.PB) {
 				// One key per goroutine, as with concurrent clients.
-				next++
 				r, _ := http.NewRequest("GET", "/api/favorites", nil)
-				r.Header.Set("X-Key", "k"+strconv.Itoa(next))
+				r.Header.Set("X-Key", "k"+strconv.Itoa(int(next.Add(1))))
 				w := make(discard)
 				for pb.Next() {
 					clear(w)
