@@ -99,6 +99,8 @@ type entry struct {
 	fullAt     int64 // Unix nanoseconds at which the bucket is full again
 }
 
+var _ Limiter = (*Memory)(nil)
+
 // NewMemory returns a Memory configured by opts. It panics if an option is
 // negative.
 func NewMemory(opts MemoryOptions) *Memory {

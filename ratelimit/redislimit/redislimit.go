@@ -83,6 +83,8 @@ type Limiter struct {
 	lastLog                              atomic.Int64
 }
 
+var _ ratelimit.Limiter = (*Limiter)(nil)
+
 // New returns a Limiter that keeps its state in the Redis that client
 // reaches: a *redis.Client, *redis.ClusterClient or *redis.Ring. Every
 // Lua-capable Redis (2.6 or newer, or a compatible server) will do. New
