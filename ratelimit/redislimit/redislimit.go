@@ -1,0 +1,228 @@
+// Package redislimit is a [ratelimit.Limiter] that keeps its state in
+// Redis, so that every instance of a server fleet enforces one combined
+// limit per key.
+//
+// It runs the generic cell rate algorithm (GCRA) as a Lua script in Redis
+// (github.com/go-redis/redis_rate/v10): one round trip per decision, atomic
+// in Redis, with Redis's clock, and with one small string per key that
+// expires when the key's bucket has refilled. Its decisions agree with
+// [ratelimit.Memory]'s for the same sequence of events.
+//
+// It is a package of its own so that programs that import package
+// ratelimit for its in-memory limiter do not compile or link the Redis
+// client.
+package redislimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/apikit/apikit/ratelimit"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of [Options].
+const (
+	// DefaultPrefix starts every key the Limiter writes (after the "rate:"
+	// that redis_rate adds).
+	DefaultPrefix = "apikit:"
+	// DefaultTimeout bounds each decision.
+	DefaultTimeout = 100 * time.Millisecond
+)
+
+// Options configures [New]. The zero value gives the defaults: keys under
+// [DefaultPrefix], decisions bounded by [DefaultTimeout], failing open, and
+// silent.
+type Options struct {
+	// Prefix starts every Redis key the limiter writes, after redis_rate's
+	// own "rate:", so that several applications can share one Redis:
+	// the state of key k is at "rate:" + Prefix + k. "" means
+	// [DefaultPrefix].
+	Prefix string
+	// Timeout bounds each decision, including waiting for a connection;
+	// 0 means [DefaultTimeout]. A decision that takes longer fails (see
+	// FailClosed). The bound holds even if the client's
+	// ContextTimeoutEnabled option is off; turn it on so that the abandoned
+	// command also stops at the deadline rather than at the client's
+	// ReadTimeout.
+	Timeout time.Duration
+	// FailClosed chooses what a decision is when Redis fails or times out.
+	// false (fail open, the default): the event is allowed, as if the key's
+	// bucket were full, and the failure is counted in [ratelimit.Stats] and
+	// logged. true (fail closed): AllowN returns an error wrapping
+	// [ratelimit.ErrUnavailable], which the middleware answers with 503.
+	//
+	// Failing open is the default because a rate limiter protects the API
+	// from overload by a few clients, while refusing every request whenever
+	// Redis blips is a full outage for all of them; authentication still
+	// applies either way. Choose FailClosed when the limit guards something
+	// costly per request (paid upstream calls, login attempts).
+	FailClosed bool
+	// Logger receives a warning when Redis fails, at most one a second with
+	// the number of failures so far; nil means no logging.
+	Logger *slog.Logger
+}
+
+// Limiter is a [ratelimit.Limiter] over Redis. Two Limiters (in one process
+// or many) with the same Redis and Prefix share each key's quota. A
+// Limiter must be created with [New]; it is safe for concurrent use.
+type Limiter struct {
+	rl         *redis_rate.Limiter
+	prefix     string
+	timeout    time.Duration
+	failClosed bool
+	log        *slog.Logger
+
+	allowed, limited, errors, failedOpen atomic.Uint64
+	lastLog                              atomic.Int64
+}
+
+var _ ratelimit.Limiter = (*Limiter)(nil)
+
+// New returns a Limiter that keeps its state in the Redis that client
+// reaches: a *redis.Client, *redis.ClusterClient or *redis.Ring. Every
+// Lua-capable Redis (2.6 or newer, or a compatible server) will do. New
+// panics, with a message starting "ratelimit: ", if client is nil or
+// opts.Timeout is negative.
+func New(client redis.UniversalClient, opts Options) *Limiter {
+	if client == nil {
+		panic("ratelimit: redislimit.New needs a Redis client")
+	}
+	if opts.Timeout < 0 {
+		panic("ratelimit: redislimit.Options.Timeout must not be negative")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	return &Limiter{
+		rl:         redis_rate.NewLimiter(client),
+		prefix:     opts.Prefix,
+		timeout:    opts.Timeout,
+		failClosed: opts.FailClosed,
+		log:        opts.Logger,
+	}
+}
+
+// Allow is AllowN(ctx, key, limit, 1).
+func (l *Limiter) Allow(ctx context.Context, key string, limit ratelimit.Limit) (ratelimit.Decision, error) {
+	return l.AllowN(ctx, key, limit, 1)
+}
+
+// AllowN implements [ratelimit.Limiter] with one Redis round trip. It
+// returns within Options.Timeout, or sooner if ctx ends; see
+// Options.FailClosed for what it returns when Redis does not answer in
+// time. Times come from Redis's clock, so the servers' clocks do not
+// matter.
+func (l *Limiter) AllowN(ctx context.Context, key string, limit ratelimit.Limit, n int) (ratelimit.Decision, error) {
+	if err := ratelimit.CheckCost(limit, n); err != nil {
+		l.errors.Add(1)
+		return ratelimit.Decision{}, err
+	}
+	res, err := l.run(ctx, key, limit, n)
+	if err != nil {
+		return l.fail(ctx, key, limit, n, err)
+	}
+	return l.decide(limit, n, res), nil
+}
+
+// decide recovers the units the key had from the time its bucket needs to
+// be full again, and decides with the arithmetic Memory uses, so that both
+// limiters round alike. Redis's verdict stands, as Redis acted on it.
+func (l *Limiter) decide(limit ratelimit.Limit, n int, res *redis_rate.Result) ratelimit.Decision {
+	interval := float64(limit.Period) / float64(limit.Count) // nanoseconds a unit
+	available := float64(limit.BurstSize()) - float64(res.ResetAfter)/interval
+	if res.Allowed > 0 {
+		available += float64(n)
+	}
+	// The script computes in float64 seconds since 2017 from Redis's
+	// microsecond clock, so its times carry about a tenth of a microsecond
+	// of noise: snap to a whole unit what is within 2µs of one.
+	if whole := math.Round(available); math.Abs(available-whole)*interval < float64(2*time.Microsecond) {
+		available = whole
+	}
+	if res.Allowed > 0 {
+		l.allowed.Add(1)
+		available = max(available, float64(n))
+	} else {
+		l.limited.Add(1)
+		available = min(available, math.Nextafter(float64(n), 0))
+	}
+	return ratelimit.Decide(limit, available, n)
+}
+
+// run runs the GCRA script, giving up at the timeout even if the client
+// would wait longer (its ContextTimeoutEnabled option off).
+func (l *Limiter) run(ctx context.Context, key string, limit ratelimit.Limit, n int) (*redis_rate.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	type result struct {
+		res *redis_rate.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := l.rl.AllowN(ctx, l.prefix+key, redis_rate.Limit{
+			Rate:   limit.Count,
+			Burst:  limit.BurstSize(),
+			Period: limit.Period,
+		}, n)
+		done <- result{res, err}
+	}()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (l *Limiter) fail(ctx context.Context, key string, limit ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {
+	failures := l.errors.Add(1)
+	if ctx.Err() != nil {
+		// The caller gave up (the client went away): not Redis's fault.
+		return ratelimit.Decision{}, ctx.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer from Redis within %v", l.timeout)
+	}
+	if l.log != nil {
+		now := time.Now().UnixNano()
+		if last := l.lastLog.Load(); now-last >= int64(time.Second) && l.lastLog.CompareAndSwap(last, now) {
+			policy := "failing open"
+			if l.failClosed {
+				policy = "failing closed"
+			}
+			if len(key) > 48 {
+				key = key[:48] + "…"
+			}
+			l.log.LogAttrs(ctx, slog.LevelWarn, "ratelimit: Redis failed; "+policy,
+				slog.String("error", err.Error()), slog.String("key", key), slog.Uint64("failures", failures))
+		}
+	}
+	if l.failClosed {
+		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
+	}
+	l.failedOpen.Add(1)
+	return ratelimit.Decide(limit, float64(limit.BurstSize()), n), nil
+}
+
+// Stats returns a snapshot of l's counters. Keys, Expired and Evicted are
+// 0: the state is in Redis, where each key expires once its bucket has
+// refilled.
+func (l *Limiter) Stats() ratelimit.Stats {
+	return ratelimit.Stats{
+		Allowed:    l.allowed.Load(),
+		Limited:    l.limited.Load(),
+		Errors:     l.errors.Load(),
+		FailedOpen: l.failedOpen.Load(),
+	}
+}
