@@ -38,7 +38,11 @@ func TestMemoryConformance(t *testing.T) {
 func TestRedisConformance(t *testing.T) {
 	client := redisClient(t)
 	testConformance(t, func(t *testing.T) subject {
-		return subject{redislimit.New(client, redislimit.Options{Prefix: testPrefix(t, client)}), time.Sleep}
+		// Fail closed with a generous timeout: on a loaded machine (and
+		// under -race) a decision can take longer than the 100ms default,
+		// and failing open would count as an extra allowed request.
+		opts := redislimit.Options{Prefix: testPrefix(t, client), FailClosed: true, Timeout: 10 * time.Second}
+		return subject{redislimit.New(client, opts), time.Sleep}
 	})
 }
 
@@ -213,8 +217,8 @@ func TestRedisLimitersShareBudget(t *testing.T) {
 	// Two limiters with their own connections, as on two servers.
 	a, b := redisClient(t), redisClient(t)
 	prefix := testPrefix(t, a)
-	la := redislimit.New(a, redislimit.Options{Prefix: prefix})
-	lb := redislimit.New(b, redislimit.Options{Prefix: prefix})
+	opts := redislimit.Options{Prefix: prefix, FailClosed: true, Timeout: 10 * time.Second}
+	la, lb := redislimit.New(a, opts), redislimit.New(b, opts)
 	const n = 10
 	limit := ratelimit.PerHour(n)
 	var allowed atomic.Int32
