@@ -38,6 +38,8 @@ type Users interface {
 type Backend interface {
 	Users
 	apikey.Store
+	MagicLinkStore
+	BillingStore
 }
 
 // Run runs the conformance suite. newBackend must return a fresh, migrated,
@@ -46,6 +48,8 @@ type Backend interface {
 func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, newBackend) })
 	t.Run("APIKeys", func(t *testing.T) { testAPIKeys(t, newBackend) })
+	t.Run("MagicLink", func(t *testing.T) { testMagicLink(t, newBackend) })
+	t.Run("Billing", func(t *testing.T) { testBilling(t, newBackend) })
 }
 
 // epoch is a fixed instant, microsecond-aligned, that tests build times from.
