@@ -1,0 +1,54 @@
+// Package magiclink is passwordless sign-in for a website: a visitor enters
+// an email address, receives a link that works once for a short time, and
+// following it signs them in with a session cookie.
+//
+// # Flow
+//
+//	POST /login {email}   → 200 "check your email" (the same for every
+//	                        address); the link is emailed off the request path
+//	GET  /login/verify?token=…  → a page with a "Sign in" button, nothing more
+//	POST /login/verify    → the token is spent, a session starts, 303 to the app
+//	POST /logout          → the session is deleted, 303 to AfterLogoutPath
+//
+// [New] builds a [Service] over a [Store] (store/sqlite and store/postgres
+// provide one) and a [Mailer] ([SMTPMailer], or [ConsoleMailer] during
+// development); [Service.Register] mounts the handlers, and
+// [Service.RequireUser] and [Service.LoadUser] authenticate other routes,
+// which find the user with [UserFrom].
+//
+// # Security
+//
+//   - Login tokens and session ids are 32 bytes from crypto/rand, base64url;
+//     the store keeps only their SHA-256. A token is spent by one atomic
+//     statement, so it works once, and only before it expires (15 minutes by
+//     default); asking for a new link invalidates the earlier ones.
+//   - Following a link only shows a confirmation page (served with
+//     Referrer-Policy: no-referrer and no scripts): mail scanners that fetch
+//     links, even those that run JavaScript, do not sign anyone in or spend
+//     the token. Only the POST does.
+//   - The login response does not reveal whether an account exists: it is
+//     the same page, with the same headers, produced by the same code path,
+//     because the account is looked up by the mail worker after the
+//     response. Sending is limited per address ([Options.SendLimiter]) and
+//     verification per client ([Options.VerifyLimiter]).
+//   - Links are built from [Options.BaseURL], never from the request's Host.
+//   - Sessions last [Options.SessionTTL] (10 days) from sign-in, however
+//     active, with an optional idle timeout. Signing in always creates a new
+//     session id; a cookie planted before sign-in is never adopted. Logging
+//     out deletes the session in the store, so the old cookie stops working;
+//     [Service.RevokeSessions] signs a user out everywhere.
+//   - The POST handlers are wrapped with [http.CrossOriginProtection].
+//   - Tokens, session ids and full addresses never appear in logs.
+//
+// # Cookies and local development
+//
+// The session cookie is "__Host-session", with Secure, HttpOnly,
+// SameSite=Lax and Path=/. Browsers keep Secure cookies only from secure
+// origins. Chromium counts http://localhost, http://127.0.0.1 and
+// http://[::1] as secure and stores and sends the cookie there over plain
+// HTTP (recent Firefox does too), so local development and browser tests
+// need no TLS. Browsers that do not (Safari), and every other host name
+// over plain HTTP (a LAN address, a container name), drop it: use https
+// there, or, for development only, set [Options.InsecureCookies], which
+// names the cookie "session" and drops Secure.
+package magiclink

@@ -1,0 +1,315 @@
+package magiclink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Options configures a [Service]. BaseURL and Mailer are required; every
+// other zero value is a safe default.
+type Options struct {
+	// BaseURL is the public origin of the site, such as
+	// "https://api.example.com" (optionally with a path prefix). Login
+	// links are BaseURL + "/login/verify?token=…"; they are never built
+	// from the request's Host header, which a client controls.
+	BaseURL string
+
+	// Mailer sends the login emails (required). See [SMTPMailer] and
+	// [ConsoleMailer].
+	Mailer Mailer
+
+	// From is the sender of the login emails, such as
+	// "FavoritesAPI <login@example.com>" (default AppName
+	// <noreply@BaseURL's host>).
+	From string
+
+	// AppName is shown in emails and pages (default "apikit").
+	AppName string
+
+	// TokenTTL is how long a login link works (default 15 minutes).
+	TokenTTL time.Duration
+
+	// SessionTTL is how long a session lasts from sign-in (default 10
+	// days). It is absolute: activity never extends it.
+	SessionTTL time.Duration
+
+	// IdleTimeout, if positive, ends a session that has not been used for
+	// that long. Last use is written at most once a minute per session
+	// (or once per IdleTimeout/10, if shorter). Zero means no idle
+	// timeout.
+	IdleTimeout time.Duration
+
+	// AllowSignup lets a login request for an unknown email create the
+	// account (default false: unknown emails get no mail, and the response
+	// is the same either way).
+	AllowSignup bool
+
+	// SendLimiter limits login emails per address; it is asked with the
+	// normalised address as the key (default: in memory, 5 per hour). A
+	// refused request gets 429, whether or not the account exists.
+	SendLimiter Limiter
+
+	// VerifyLimiter limits sign-in attempts (POST /login/verify) per
+	// client, keyed by ClientKey (default: in memory, 20 per minute).
+	VerifyLimiter Limiter
+
+	// ClientKey returns the key a client's verification attempts are
+	// limited by (default: the host of r.RemoteAddr). Behind a reverse
+	// proxy, return the client address the proxy reports.
+	ClientKey func(r *http.Request) string
+
+	// InsecureCookies names the cookie "session" and drops its Secure
+	// attribute, for plain-HTTP development on a host other than
+	// localhost. Off by default, and not needed on localhost with
+	// Chromium, which treats http://localhost, 127.0.0.1 and [::1] as
+	// secure and keeps the default Secure "__Host-session" cookie there
+	// (see the package documentation). Never set it in production.
+	InsecureCookies bool
+
+	// LoginPath is where the login form is (default "/login"):
+	// [Service.Register] mounts it there, and RequireUser sends signed-out
+	// browsers there. The links always point to "/login/verify" and
+	// logging out is "POST /logout".
+	LoginPath string
+
+	// AfterLoginPath is where a browser goes after signing in (default
+	// "/app").
+	AfterLoginPath string
+
+	// AfterLogoutPath is where a browser goes after signing out (default
+	// "/").
+	AfterLogoutPath string
+
+	// Templates, if set, overrides some or all of the embedded templates,
+	// each looked up by name: the pages "login.html", "sent.html",
+	// "verify.html", "invalid.html" and "error.html", and the email parts
+	// "email_subject.txt", "email.txt" and "email.html" (an HTML part that
+	// renders empty is left out). See [PageData] and
+	// [EmailData] for what they are given. The plain-text parts are
+	// rendered with html/template too and then HTML-unescaped, so they hold
+	// the values as they are.
+	Templates *template.Template
+
+	// QueueSize bounds the number of login emails waiting to be sent
+	// (default 1,000). When it is full, login requests get 503.
+	QueueSize int
+
+	// Workers is how many emails are sent at once (default 2).
+	Workers int
+
+	// SendAttempts is how many times an email is tried before it is given
+	// up (default 3); attempts are spaced by RetryBackoff, doubling.
+	SendAttempts int
+
+	// SendTimeout bounds one attempt (default 30 seconds).
+	SendTimeout time.Duration
+
+	// RetryBackoff is the wait before the second attempt (default 2
+	// seconds); each further wait doubles.
+	RetryBackoff time.Duration
+
+	// CleanupInterval is how often used and expired tokens and expired
+	// sessions are deleted from the store (default 1 hour; negative
+	// disables it).
+	CleanupInterval time.Duration
+
+	// Logger receives failures (default: discard). Tokens, session ids and
+	// full email addresses are never logged: addresses appear as
+	// "…@domain".
+	Logger *slog.Logger
+
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// Limiter decides whether an action identified by key may happen now. It
+// must be safe for concurrent use. An error is treated as a refusal (fail
+// closed) and logged. Applications back it with package ratelimit to share
+// limits between instances; [NewMemoryLimiter] is the default.
+type Limiter interface {
+	Allow(ctx context.Context, key string) (bool, error)
+}
+
+// LimiterFunc adapts a function to a [Limiter].
+type LimiterFunc func(ctx context.Context, key string) (bool, error)
+
+// Allow calls f.
+func (f LimiterFunc) Allow(ctx context.Context, key string) (bool, error) { return f(ctx, key) }
+
+// ErrInvalidOptions is wrapped by the errors [New] returns for unusable
+// [Options].
+var ErrInvalidOptions = errors.New("magiclink: invalid options")
+
+func optionsError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
+}
+
+// withDefaults validates o and fills in its defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Mailer == nil {
+		return o, optionsError("Mailer is required")
+	}
+	base, err := url.Parse(o.BaseURL)
+	switch {
+	case o.BaseURL == "":
+		return o, optionsError("BaseURL is required, such as https://api.example.com")
+	case err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" ||
+		base.User != nil || base.RawQuery != "" || base.Fragment != "" || base.Opaque != "":
+		return o, optionsError("BaseURL %q must be an absolute http(s) URL without user, query or fragment, such as https://api.example.com", o.BaseURL)
+	}
+	o.BaseURL = strings.TrimRight(base.String(), "/")
+	if o.AppName == "" {
+		o.AppName = "apikit"
+	}
+	if strings.ContainsAny(o.AppName, "\r\n") {
+		return o, optionsError("AppName contains a line break")
+	}
+	if o.From == "" {
+		o.From = mime1522(o.AppName) + " <noreply@" + base.Hostname() + ">"
+	}
+	if _, err := mail.ParseAddress(o.From); err != nil || strings.ContainsAny(o.From, "\r\n") {
+		return o, optionsError("From %q is not an address such as \"App <login@example.com>\"", o.From)
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = 15 * time.Minute
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 10 * 24 * time.Hour
+	}
+	if o.IdleTimeout < 0 {
+		return o, optionsError("IdleTimeout is negative")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SendLimiter == nil {
+		o.SendLimiter = NewMemoryLimiter(5, time.Hour, o.Now)
+	}
+	if o.VerifyLimiter == nil {
+		o.VerifyLimiter = NewMemoryLimiter(20, time.Minute, o.Now)
+	}
+	if o.ClientKey == nil {
+		o.ClientKey = remoteHost
+	}
+	for _, p := range []*string{&o.LoginPath, &o.AfterLoginPath, &o.AfterLogoutPath} {
+		if *p != "" && (!strings.HasPrefix(*p, "/") || strings.HasPrefix(*p, "//") || strings.ContainsAny(*p, "\\\r\n")) {
+			return o, optionsError("path %q must be a local path starting with a single /", *p)
+		}
+	}
+	if o.LoginPath == "" {
+		o.LoginPath = "/login"
+	}
+	if o.AfterLoginPath == "" {
+		o.AfterLoginPath = "/app"
+	}
+	if o.AfterLogoutPath == "" {
+		o.AfterLogoutPath = "/"
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1000
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	if o.SendAttempts <= 0 {
+		o.SendAttempts = 3
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 30 * time.Second
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 2 * time.Second
+	}
+	if o.CleanupInterval == 0 {
+		o.CleanupInterval = time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// mime1522 quotes a display name for an address header when it needs it.
+func mime1522(name string) string {
+	if strings.ContainsAny(name, "()<>[]:;@\\,.\"") {
+		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `"`
+	}
+	return name
+}
+
+// remoteHost is the default ClientKey: the IP address of the peer.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// MemoryLimiter is an in-process [Limiter]: each key may act n times per
+// period, refilled continuously (a token bucket of n). It remembers at most
+// 100,000 keys, forgetting idle ones first. It is safe for concurrent use;
+// limits are per process, so use a shared limiter when several instances
+// serve one site.
+type MemoryLimiter struct {
+	n    int
+	per  time.Duration
+	now  func() time.Time
+	mu   sync.Mutex
+	keys map[string]*rate.Limiter
+}
+
+const memoryLimiterMaxKeys = 100_000
+
+// NewMemoryLimiter returns a [MemoryLimiter] allowing n actions per period
+// per key. now is the clock (nil for time.Now).
+func NewMemoryLimiter(n int, per time.Duration, now func() time.Time) *MemoryLimiter {
+	if n <= 0 || per <= 0 {
+		panic("magiclink: NewMemoryLimiter needs a positive count and period")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryLimiter{n: n, per: per, now: now, keys: make(map[string]*rate.Limiter)}
+}
+
+// Allow implements [Limiter]; it never fails.
+func (m *MemoryLimiter) Allow(_ context.Context, key string) (bool, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.keys[key]
+	if l == nil {
+		if len(m.keys) >= memoryLimiterMaxKeys {
+			m.sweep(now)
+		}
+		l = rate.NewLimiter(rate.Every(m.per/time.Duration(m.n)), m.n)
+		m.keys[key] = l
+	}
+	return l.AllowN(now, 1), nil
+}
+
+// sweep forgets keys whose bucket is full again (they are as good as new),
+// or every key if none is.
+func (m *MemoryLimiter) sweep(now time.Time) {
+	for k, l := range m.keys {
+		if l.TokensAt(now) >= float64(m.n) {
+			delete(m.keys, k)
+		}
+	}
+	if len(m.keys) >= memoryLimiterMaxKeys {
+		clear(m.keys)
+	}
+}

@@ -1,0 +1,96 @@
+package magiclink
+
+import (
+	"context"
+	"time"
+)
+
+// Store persists accounts, login tokens and sessions for a [Service]. The
+// store packages under github.com/apikit/apikit/store implement it for
+// SQLite and PostgreSQL; store/storetest checks any implementation.
+//
+// Contract:
+//   - Tokens and sessions are identified by the SHA-256 hash of their
+//     secret; the secret itself never reaches the store.
+//   - A lookup of something that does not exist reports found (or ok) ==
+//     false with a nil error. An error is for system failures only (the
+//     database is unreachable, a query failed); the Service then fails
+//     closed: no sign-in, and 503 from [Service.RequireUser].
+//   - Times are stored with at least microsecond precision and returned in
+//     UTC.
+//   - Each method is atomic on its own. [Store.ConsumeLoginToken] is a
+//     single check-and-set: of any number of concurrent calls with one
+//     hash, at most one reports ok.
+//   - Implementations must be safe for concurrent use.
+type Store interface {
+	// EnsureUser returns the id of the user with the email (compared
+	// case-insensitively), creating the user if there is none; created
+	// tells which. Concurrent calls for one email create one user.
+	EnsureUser(ctx context.Context, email string) (id int64, created bool, err error)
+
+	// UserByEmail finds a user by email, case-insensitively.
+	UserByEmail(ctx context.Context, email string) (id int64, found bool, err error)
+
+	// UserEmail returns a user's email address.
+	UserEmail(ctx context.Context, id int64) (email string, found bool, err error)
+
+	// CreateLoginToken stores a new login token and, in the same
+	// transaction, invalidates every earlier unused token of the same
+	// user, so that only the newest link works. A hash that already exists
+	// is an error.
+	CreateLoginToken(ctx context.Context, t LoginToken) error
+
+	// ConsumeLoginToken spends the token with the given hash if it exists,
+	// is unused and expires after now, and returns its user. It is one
+	// atomic statement: of concurrent calls, at most one reports ok. An
+	// unknown, used or expired token reports ok == false and a nil error.
+	ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (userID int64, ok bool, err error)
+
+	// CreateSession stores a new session. A hash that already exists is an
+	// error.
+	CreateSession(ctx context.Context, s Session) error
+
+	// Session returns the session with the given hash, with its user's
+	// Email filled in, whether or not it has expired (the Service checks
+	// expiry, so that an expired session can be deleted and its cookie
+	// cleared).
+	Session(ctx context.Context, hash []byte) (s Session, found bool, err error)
+
+	// TouchSession sets the session's LastSeenAt to at, unless it is
+	// already later. It never changes ExpiresAt. An unknown hash is not an
+	// error.
+	TouchSession(ctx context.Context, hash []byte, at time.Time) error
+
+	// DeleteSession deletes one session; found reports whether it existed.
+	DeleteSession(ctx context.Context, hash []byte) (found bool, err error)
+
+	// DeleteUserSessions deletes every session of a user and returns how
+	// many there were.
+	DeleteUserSessions(ctx context.Context, userID int64) (n int64, err error)
+
+	// DeleteExpired removes login tokens that are used or expire at or
+	// before now, and sessions that expire at or before now, and returns
+	// how many rows it removed.
+	DeleteExpired(ctx context.Context, now time.Time) (n int64, err error)
+}
+
+// LoginToken is a stored login link: the hash of the emailed token, whose
+// user it signs in, and until when.
+type LoginToken struct {
+	Hash      []byte // SHA-256 of the token
+	UserID    int64
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Session is a stored browser session.
+type Session struct {
+	Hash   []byte // SHA-256 of the session id in the cookie
+	UserID int64
+	// Email is the user's address, filled in by [Store.Session]; it is
+	// ignored by [Store.CreateSession].
+	Email      string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // absolute; activity never extends it
+	LastSeenAt time.Time // for the idle timeout
+}

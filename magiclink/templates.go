@@ -1,0 +1,147 @@
+package magiclink
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*
+var templateFiles embed.FS
+
+// Template names, looked up first in [Options.Templates] and then among
+// the embedded defaults.
+const (
+	tmplLogin   = "login.html"        // the login form ([PageData])
+	tmplSent    = "sent.html"         // "check your email" ([PageData])
+	tmplVerify  = "verify.html"       // the confirmation button ([PageData].Token)
+	tmplInvalid = "invalid.html"      // an unknown, used or expired link ([PageData])
+	tmplError   = "error.html"        // rate limits and failures ([PageData].Error)
+	tmplSubject = "email_subject.txt" // the email's subject ([EmailData])
+	tmplText    = "email.txt"         // the email's plain-text part ([EmailData])
+	tmplHTML    = "email.html"        // the email's HTML part ([EmailData]; may be empty)
+)
+
+var templateNames = []string{tmplLogin, tmplSent, tmplVerify, tmplInvalid, tmplError, tmplSubject, tmplText, tmplHTML}
+
+// PageData is what the page templates are executed with.
+type PageData struct {
+	AppName    string
+	Title      string
+	Error      string // why the request was refused, fit to show
+	Email      string // the address entered, on the login and sent pages
+	Token      string // the login token, on the confirmation page only
+	LoginPath  string // where the login form posts, and the page to ask for a new link
+	VerifyPath string // where the confirmation form posts
+	TokenTTL   string // how long a link works, in words ("15 minutes")
+}
+
+// EmailData is what the email templates are executed with.
+type EmailData struct {
+	AppName  string
+	Email    string // the recipient
+	Link     string // the login link
+	TokenTTL string // how long it works, in words
+}
+
+type templates map[string]*template.Template
+
+func loadTemplates(override *template.Template) (templates, error) {
+	defaults, err := template.ParseFS(templateFiles, "templates/*")
+	if err != nil {
+		return nil, fmt.Errorf("magiclink: parsing the embedded templates: %w", err)
+	}
+	t := templates{}
+	for _, name := range templateNames {
+		if override != nil {
+			if o := override.Lookup(name); o != nil {
+				t[name] = o
+				continue
+			}
+		}
+		t[name] = defaults.Lookup(name)
+	}
+	return t, nil
+}
+
+// render executes a template into a string.
+func (t templates) render(name string, data any) (string, error) {
+	var b bytes.Buffer
+	if err := t[name].Execute(&b, data); err != nil {
+		return "", fmt.Errorf("magiclink: template %s: %w", name, err)
+	}
+	return b.String(), nil
+}
+
+// renderEmail builds the login email for the address and link.
+func (s *Service) renderEmail(to, link string) (Message, error) {
+	d := EmailData{AppName: s.opts.AppName, Email: to, Link: link, TokenTTL: words(s.opts.TokenTTL)}
+	subject, err := s.tmpl.render(tmplSubject, d)
+	if err != nil {
+		return Message{}, err
+	}
+	text, err := s.tmpl.render(tmplText, d)
+	if err != nil {
+		return Message{}, err
+	}
+	htm, err := s.tmpl.render(tmplHTML, d)
+	if err != nil {
+		return Message{}, err
+	}
+	subject = strings.Join(strings.Fields(html.UnescapeString(subject)), " ")
+	if strings.TrimSpace(htm) == "" {
+		htm = ""
+	}
+	return Message{From: s.opts.From, To: to, Subject: subject, Text: html.UnescapeString(text), HTML: htm}, nil
+}
+
+// page writes an HTML page with the security headers every page of this
+// package carries.
+func (s *Service) page(w http.ResponseWriter, status int, name string, d PageData) {
+	d.AppName = s.opts.AppName
+	d.LoginPath = s.opts.LoginPath
+	d.VerifyPath = verifyPath
+	d.TokenTTL = words(s.opts.TokenTTL)
+	body, err := s.tmpl.render(name, d)
+	if err != nil {
+		s.logger.Error("magiclink: rendering a page", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; "+
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// words says a duration the way people do: "15 minutes", "1 hour",
+// "10 days".
+func words(d time.Duration) string {
+	unit := func(n int64, name string) string {
+		if n == 1 {
+			return "1 " + name
+		}
+		return fmt.Sprintf("%d %ss", n, name)
+	}
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d >= time.Minute:
+		return unit(int64(d/time.Minute), "minute")
+	default:
+		return unit(max(int64(d/time.Second), 1), "second")
+	}
+}

@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/apikit/apikit/magiclink"
+	"github.com/jmoiron/sqlx"
+)
+
+var _ magiclink.Store = (*Store)(nil)
+
+// CreateLoginToken implements [magiclink.Store]: earlier unused tokens of
+// the user are deleted in the same transaction as the insert.
+func (s *Store) CreateLoginToken(ctx context.Context, t magiclink.LoginToken) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(
+			`DELETE FROM login_tokens WHERE user_id = ? AND used_at IS NULL`), t.UserID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO login_tokens
+			(token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`),
+			t.Hash, t.UserID, ts(t.CreatedAt), ts(t.ExpiresAt))
+		return err
+	})
+}
+
+// ConsumeLoginToken implements [magiclink.Store] in one UPDATE … RETURNING:
+// the row is locked by the first writer, and later ones see used_at set.
+func (s *Store) ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (int64, bool, error) {
+	var userID int64
+	t := ts(now)
+	err := s.db.GetContext(ctx, &userID, s.db.Rebind(`UPDATE login_tokens SET used_at = ?
+		WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING user_id`), t, hash, t)
+	ok, err := isFound(err)
+	return userID, ok, err
+}
+
+// CreateSession implements [magiclink.Store].
+func (s *Store) CreateSession(ctx context.Context, se magiclink.Session) error {
+	last := se.LastSeenAt
+	if last.IsZero() {
+		last = se.CreatedAt
+	}
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO sessions
+		(id_hash, user_id, created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?)`),
+		se.Hash, se.UserID, ts(se.CreatedAt), ts(se.ExpiresAt), ts(last))
+	return err
+}
+
+// Session implements [magiclink.Store] in one query joined with users.
+func (s *Store) Session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
+	var se magiclink.Session
+	err := s.db.QueryRowxContext(ctx, s.db.Rebind(`SELECT s.id_hash, s.user_id, u.email,
+		s.created_at, s.expires_at, s.last_seen_at
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`), hash).
+		Scan(&se.Hash, &se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt)
+	if ok, err := isFound(err); !ok {
+		return magiclink.Session{}, false, err
+	}
+	se.CreatedAt, se.ExpiresAt, se.LastSeenAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC(), se.LastSeenAt.UTC()
+	return se, true, nil
+}
+
+// TouchSession implements [magiclink.Store].
+func (s *Store) TouchSession(ctx context.Context, hash []byte, at time.Time) error {
+	t := ts(at)
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(
+		`UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?`), t, hash, t)
+	return err
+}
+
+// DeleteSession implements [magiclink.Store].
+func (s *Store) DeleteSession(ctx context.Context, hash []byte) (bool, error) {
+	return affected(s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM sessions WHERE id_hash = ?`), hash))
+}
+
+// DeleteUserSessions implements [magiclink.Store].
+func (s *Store) DeleteUserSessions(ctx context.Context, userID int64) (int64, error) {
+	return rowCount(s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM sessions WHERE user_id = ?`), userID))
+}
+
+// DeleteExpired implements [magiclink.Store].
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
+	t := ts(now)
+	var total int64
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		n, err := rowCount(tx.ExecContext(ctx, tx.Rebind(
+			`DELETE FROM login_tokens WHERE used_at IS NOT NULL OR expires_at <= ?`), t))
+		if err != nil {
+			return err
+		}
+		m, err := rowCount(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM sessions WHERE expires_at <= ?`), t))
+		total = n + m
+		return err
+	})
+	return total, err
+}
+
+// rowCount returns how many rows a statement changed.
+func rowCount(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, errors.Join(errors.New("store: rows affected"), err)
+	}
+	return n, nil
+}
