@@ -1,9 +1,287 @@
 package storetest
 
-import "testing"
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apikit/apikit/magiclink"
+)
 
 // MagicLinkStore is the login-token and session part of a store, as package
 // magiclink declares it.
-type MagicLinkStore interface{}
+type MagicLinkStore interface {
+	magiclink.Store
+}
 
-func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {}
+// mlHash returns a distinct 32-byte hash for a test token or session name.
+func mlHash(name string) []byte {
+	h := sha256.Sum256([]byte(name))
+	return h[:]
+}
+
+func mustLoginToken(t *testing.T, b Backend, name string, userID int64, created time.Time, ttl time.Duration) {
+	t.Helper()
+	if err := b.CreateLoginToken(ctxFor(t), magiclink.LoginToken{
+		Hash: mlHash(name), UserID: userID, CreatedAt: created, ExpiresAt: created.Add(ttl),
+	}); err != nil {
+		t.Fatalf("CreateLoginToken(%s): %v", name, err)
+	}
+}
+
+func mustSession(t *testing.T, b Backend, name string, userID int64, created time.Time, ttl time.Duration) magiclink.Session {
+	t.Helper()
+	s := magiclink.Session{Hash: mlHash(name), UserID: userID, CreatedAt: created, ExpiresAt: created.Add(ttl), LastSeenAt: created}
+	if err := b.CreateSession(ctxFor(t), s); err != nil {
+		t.Fatalf("CreateSession(%s): %v", name, err)
+	}
+	return s
+}
+
+func hasSession(t *testing.T, b Backend, name string) bool {
+	t.Helper()
+	_, found, err := b.Session(ctxFor(t), mlHash(name))
+	if err != nil {
+		t.Fatalf("Session(%s): %v", name, err)
+	}
+	return found
+}
+
+func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
+	t.Run("ConsumeOnce", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		mustLoginToken(t, b, "t1", ada, epoch, 15*time.Minute)
+		got, ok, err := b.ConsumeLoginToken(ctx, mlHash("t1"), epoch.Add(time.Minute))
+		if err != nil || !ok || got != ada {
+			t.Fatalf("first ConsumeLoginToken = %d, %v, %v; want %d, true, nil", got, ok, err, ada)
+		}
+		if got, ok, err := b.ConsumeLoginToken(ctx, mlHash("t1"), epoch.Add(2*time.Minute)); err != nil || ok || got != 0 {
+			t.Errorf("second ConsumeLoginToken = %d, %v, %v; want 0, false, nil (used)", got, ok, err)
+		}
+	})
+
+	t.Run("ConsumeUnknown", func(t *testing.T) {
+		b := newBackend(t)
+		if got, ok, err := b.ConsumeLoginToken(ctxFor(t), mlHash("nope"), epoch); err != nil || ok || got != 0 {
+			t.Errorf("ConsumeLoginToken(unknown) = %d, %v, %v; want 0, false, nil", got, ok, err)
+		}
+	})
+
+	t.Run("ConsumeExpired", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		mustLoginToken(t, b, "t1", ada, epoch, 15*time.Minute)
+		// Expiry is exclusive: at ExpiresAt the token no longer works.
+		if _, ok, err := b.ConsumeLoginToken(ctx, mlHash("t1"), epoch.Add(15*time.Minute)); err != nil || ok {
+			t.Errorf("ConsumeLoginToken at expiry = %v, %v; want false, nil", ok, err)
+		}
+		if _, ok, err := b.ConsumeLoginToken(ctx, mlHash("t1"), epoch.Add(15*time.Minute-time.Microsecond)); err != nil || !ok {
+			t.Errorf("ConsumeLoginToken 1µs before expiry = %v, %v; want true, nil", ok, err)
+		}
+	})
+
+	t.Run("NewTokenInvalidatesEarlierOnes", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		grace := mustUser(t, b, "grace@example.com")
+		mustLoginToken(t, b, "ada1", ada, epoch, 15*time.Minute)
+		mustLoginToken(t, b, "grace1", grace, epoch, 15*time.Minute)
+		mustLoginToken(t, b, "ada2", ada, epoch.Add(time.Minute), 15*time.Minute)
+		now := epoch.Add(2 * time.Minute)
+		if _, ok, err := b.ConsumeLoginToken(ctx, mlHash("ada1"), now); err != nil || ok {
+			t.Errorf("ConsumeLoginToken(earlier token) = %v, %v; want false: a newer token replaced it", ok, err)
+		}
+		if got, ok, err := b.ConsumeLoginToken(ctx, mlHash("ada2"), now); err != nil || !ok || got != ada {
+			t.Errorf("ConsumeLoginToken(newest token) = %d, %v, %v; want %d", got, ok, err, ada)
+		}
+		if got, ok, err := b.ConsumeLoginToken(ctx, mlHash("grace1"), now); err != nil || !ok || got != grace {
+			t.Errorf("another user's token = %d, %v, %v; want it untouched", got, ok, err)
+		}
+	})
+
+	t.Run("DuplicateTokenHash", func(t *testing.T) {
+		b := newBackend(t)
+		ada := mustUser(t, b, "ada@example.com")
+		grace := mustUser(t, b, "grace@example.com")
+		mustLoginToken(t, b, "t1", ada, epoch, time.Minute)
+		err := b.CreateLoginToken(ctxFor(t), magiclink.LoginToken{Hash: mlHash("t1"), UserID: grace, CreatedAt: epoch, ExpiresAt: epoch.Add(time.Minute)})
+		if err == nil {
+			t.Error("CreateLoginToken with an existing hash succeeded; want an error")
+		}
+	})
+
+	t.Run("ConcurrentConsumeSucceedsOnce", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		mustLoginToken(t, b, "race", ada, epoch, 15*time.Minute)
+		const n = 100
+		var (
+			wg        sync.WaitGroup
+			successes atomic.Int32
+			start     = make(chan struct{})
+			errs      = make([]error, n)
+		)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				id, ok, err := b.ConsumeLoginToken(ctx, mlHash("race"), epoch.Add(time.Minute))
+				errs[i] = err
+				if ok {
+					if id != ada {
+						errs[i] = fmt.Errorf("consumed for user %d, want %d", id, ada)
+					}
+					successes.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("redemption #%d: %v", i, err)
+			}
+		}
+		if got := successes.Load(); got != 1 {
+			t.Errorf("%d of %d concurrent redemptions succeeded; want exactly 1", got, n)
+		}
+	})
+
+	t.Run("SessionRoundTrip", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "Ada@Example.com")
+		want := mustSession(t, b, "s1", ada, epoch, 10*24*time.Hour)
+		got, found, err := b.Session(ctx, mlHash("s1"))
+		if err != nil || !found {
+			t.Fatalf("Session = found %v, %v; want the session", found, err)
+		}
+		if !bytes.Equal(got.Hash, want.Hash) || got.UserID != ada || got.Email != "ada@example.com" {
+			t.Errorf("Session = hash %x user %d email %q; want %x %d %q", got.Hash, got.UserID, got.Email, want.Hash, ada, "ada@example.com")
+		}
+		for _, c := range []struct {
+			name      string
+			got, want time.Time
+		}{{"CreatedAt", got.CreatedAt, want.CreatedAt}, {"ExpiresAt", got.ExpiresAt, want.ExpiresAt}, {"LastSeenAt", got.LastSeenAt, want.LastSeenAt}} {
+			if !c.got.Equal(c.want) || c.got.Location() != time.UTC {
+				t.Errorf("Session.%s = %v, want %v in UTC", c.name, c.got, c.want)
+			}
+		}
+		if _, found, err := b.Session(ctx, mlHash("unknown")); err != nil || found {
+			t.Errorf("Session(unknown) = found %v, %v; want false, nil", found, err)
+		}
+		err = b.CreateSession(ctx, want)
+		if err == nil {
+			t.Error("CreateSession with an existing hash succeeded; want an error")
+		}
+	})
+
+	t.Run("ExpiredSessionIsStillReturned", func(t *testing.T) {
+		b := newBackend(t)
+		ada := mustUser(t, b, "ada@example.com")
+		mustSession(t, b, "old", ada, epoch.Add(-48*time.Hour), time.Hour)
+		if !hasSession(t, b, "old") {
+			t.Error("Session(expired) not found; the store returns it and the caller checks expiry")
+		}
+	})
+
+	t.Run("TouchSession", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		s := mustSession(t, b, "s1", ada, epoch, 24*time.Hour)
+		later := epoch.Add(time.Hour)
+		if err := b.TouchSession(ctx, mlHash("s1"), later); err != nil {
+			t.Fatal(err)
+		}
+		// An older time never moves LastSeenAt back.
+		if err := b.TouchSession(ctx, mlHash("s1"), epoch.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := b.Session(ctx, mlHash("s1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.LastSeenAt.Equal(later) {
+			t.Errorf("LastSeenAt = %v, want %v", got.LastSeenAt, later)
+		}
+		if !got.ExpiresAt.Equal(s.ExpiresAt) {
+			t.Errorf("TouchSession moved ExpiresAt from %v to %v; expiry is absolute", s.ExpiresAt, got.ExpiresAt)
+		}
+		if err := b.TouchSession(ctx, mlHash("unknown"), later); err != nil {
+			t.Errorf("TouchSession(unknown) = %v; want nil", err)
+		}
+	})
+
+	t.Run("DeleteSession", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		mustSession(t, b, "s1", ada, epoch, time.Hour)
+		mustSession(t, b, "s2", ada, epoch, time.Hour)
+		if found, err := b.DeleteSession(ctx, mlHash("s1")); err != nil || !found {
+			t.Errorf("DeleteSession = %v, %v; want true, nil", found, err)
+		}
+		if found, err := b.DeleteSession(ctx, mlHash("s1")); err != nil || found {
+			t.Errorf("DeleteSession again = %v, %v; want false, nil", found, err)
+		}
+		if hasSession(t, b, "s1") || !hasSession(t, b, "s2") {
+			t.Error("DeleteSession deleted the wrong sessions")
+		}
+	})
+
+	t.Run("DeleteUserSessions", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		grace := mustUser(t, b, "grace@example.com")
+		for i := range 3 {
+			mustSession(t, b, fmt.Sprint("ada", i), ada, epoch, time.Hour)
+		}
+		mustSession(t, b, "grace", grace, epoch, time.Hour)
+		if n, err := b.DeleteUserSessions(ctx, ada); err != nil || n != 3 {
+			t.Errorf("DeleteUserSessions = %d, %v; want 3, nil", n, err)
+		}
+		if hasSession(t, b, "ada0") || !hasSession(t, b, "grace") {
+			t.Error("DeleteUserSessions deleted the wrong sessions")
+		}
+		if n, err := b.DeleteUserSessions(ctx, ada); err != nil || n != 0 {
+			t.Errorf("DeleteUserSessions again = %d, %v; want 0, nil", n, err)
+		}
+	})
+
+	t.Run("DeleteExpired", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		ada := mustUser(t, b, "ada@example.com")
+		grace := mustUser(t, b, "grace@example.com")
+		now := epoch.Add(time.Hour)
+		mustLoginToken(t, b, "expired", ada, epoch, time.Minute) // expired at now
+		mustLoginToken(t, b, "used", grace, now.Add(-time.Minute), 15*time.Minute)
+		if _, ok, err := b.ConsumeLoginToken(ctx, mlHash("used"), now); err != nil || !ok {
+			t.Fatalf("ConsumeLoginToken = %v, %v", ok, err)
+		}
+		hope := mustUser(t, b, "hope@example.com")
+		mustLoginToken(t, b, "live", hope, now, 15*time.Minute)
+		mustSession(t, b, "gone", ada, epoch, time.Hour) // expires exactly at now
+		mustSession(t, b, "live", ada, epoch, 2*time.Hour)
+		n, err := b.DeleteExpired(ctx, now)
+		if err != nil || n != 3 {
+			t.Errorf("DeleteExpired = %d, %v; want 3 rows (expired token, used token, expired session)", n, err)
+		}
+		if hasSession(t, b, "gone") || !hasSession(t, b, "live") {
+			t.Error("DeleteExpired deleted the wrong sessions")
+		}
+		if _, ok, err := b.ConsumeLoginToken(ctx, mlHash("live"), now); err != nil || !ok {
+			t.Errorf("the live token after DeleteExpired = %v, %v; want it to work", ok, err)
+		}
+	})
+}
