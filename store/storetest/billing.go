@@ -1,9 +1,358 @@
 package storetest
 
-import "testing"
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apikit/apikit/billing"
+)
 
 // BillingStore is the subscription and webhook-event part of a store, as
 // package billing declares it.
-type BillingStore interface{}
+type BillingStore interface {
+	ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Change) (billing.Applied, error)
+	Subscriptions(ctx context.Context, userID int64) ([]billing.Subscription, error)
+	SubscriptionByID(ctx context.Context, subscriptionID string) (billing.Subscription, bool, error)
+	Customers(ctx context.Context, userID int64) ([]string, error)
+	ConsumeCheckoutSession(ctx context.Context, sessionID string, userID int64, at time.Time) (bool, error)
+	PruneBilling(ctx context.Context, before time.Time) (int64, error)
+}
 
-func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {}
+var _ billing.Store = Backend(nil)
+
+func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
+	ev := func(id string, created time.Time) billing.Event {
+		return billing.Event{ID: id, Type: "customer.subscription.updated", Created: created, ReceivedAt: epoch}
+	}
+	sub := func(status string, created time.Time) billing.Subscription {
+		return billing.Subscription{
+			CustomerID: "cus_1", SubscriptionID: "sub_1", Status: status, PriceID: "price_1",
+			CurrentPeriodEnd: epoch.Add(30 * 24 * time.Hour).Truncate(time.Second), EventCreated: created,
+		}
+	}
+	apply := func(t *testing.T, b Backend, e billing.Event, ch billing.Change) billing.Applied {
+		t.Helper()
+		a, err := b.ApplyEvent(ctxFor(t), e, ch)
+		if err != nil {
+			t.Fatalf("ApplyEvent(%s): %v", e.ID, err)
+		}
+		return a
+	}
+	get := func(t *testing.T, b Backend, id string) billing.Subscription {
+		t.Helper()
+		s, ok, err := b.SubscriptionByID(ctxFor(t), id)
+		if err != nil || !ok {
+			t.Fatalf("SubscriptionByID(%s) = %v, %v", id, ok, err)
+		}
+		return s
+	}
+	t0 := epoch.Truncate(time.Second)
+
+	t.Run("LinkAndSubscribe", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		uid := mustUser(t, b, "buyer@example.com")
+		if subs, err := b.Subscriptions(ctx, uid); err != nil || len(subs) != 0 {
+			t.Fatalf("Subscriptions before any event = %v, %v; want none", subs, err)
+		}
+		if _, ok, err := b.SubscriptionByID(ctx, "sub_1"); ok || err != nil {
+			t.Fatalf("SubscriptionByID(unknown) = %v, %v; want not found", ok, err)
+		}
+		a := apply(t, b, ev("evt_1", t0), billing.Change{UserID: uid, CustomerID: "cus_1",
+			Subscription: sub("active", t0), Mode: billing.WriteIfNewer})
+		if a.Duplicate || !a.Written || a.PreviousFound || a.UserID != uid {
+			t.Fatalf("first ApplyEvent = %+v; want written, no previous, user %d", a, uid)
+		}
+		subs, err := b.Subscriptions(ctx, uid)
+		if err != nil || len(subs) != 1 {
+			t.Fatalf("Subscriptions = %v, %v; want one", subs, err)
+		}
+		s := subs[0]
+		want := sub("active", t0)
+		if s.UserID != uid || s.CustomerID != want.CustomerID || s.SubscriptionID != want.SubscriptionID ||
+			s.Status != "active" || s.PriceID != want.PriceID || !s.CurrentPeriodEnd.Equal(want.CurrentPeriodEnd) ||
+			s.CancelAtPeriodEnd || s.Ended || !s.EventCreated.Equal(t0) || s.UpdatedAt.IsZero() ||
+			s.CurrentPeriodEnd.Location() != time.UTC || s.EventCreated.Location() != time.UTC {
+			t.Errorf("stored %+v; want %+v for user %d, in UTC", s, want, uid)
+		}
+		if cs, err := b.Customers(ctx, uid); err != nil || len(cs) != 1 || cs[0] != "cus_1" {
+			t.Errorf("Customers = %v, %v; want [cus_1]", cs, err)
+		}
+		// A link to another user does not move the customer.
+		other := mustUser(t, b, "other@example.com")
+		a = apply(t, b, ev("evt_2", t0), billing.Change{UserID: other, CustomerID: "cus_1"})
+		if a.UserID != uid || a.Written {
+			t.Errorf("relinking = %+v; want the first link (user %d) kept, nothing written", a, uid)
+		}
+		if cs, err := b.Customers(ctx, other); err != nil || len(cs) != 0 {
+			t.Errorf("Customers(other) = %v, %v; want none", cs, err)
+		}
+	})
+
+	t.Run("Duplicate", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "dup@example.com")
+		ch := billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: sub("active", t0)}
+		apply(t, b, ev("evt_1", t0), ch)
+		ch.Subscription = sub("canceled", t0.Add(time.Second))
+		if a := apply(t, b, ev("evt_1", t0), ch); !a.Duplicate || a.Written {
+			t.Fatalf("redelivery = %+v; want Duplicate and nothing written", a)
+		}
+		if s := get(t, b, "sub_1"); s.Status != "active" {
+			t.Errorf("a duplicate event changed the status to %q", s.Status)
+		}
+	})
+
+	t.Run("ConcurrentDuplicates", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "race@example.com")
+		const n = 20
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		written, dups := 0, 0
+		for i := range n {
+			wg.Go(func() {
+				ch := billing.Change{UserID: uid, CustomerID: "cus_1",
+					Subscription: sub(fmt.Sprint("status_", i), t0)}
+				a, err := b.ApplyEvent(ctxFor(t), ev("evt_same", t0), ch)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					t.Errorf("ApplyEvent: %v", err)
+				case a.Duplicate:
+					dups++
+				case a.Written:
+					written++
+				}
+			})
+		}
+		wg.Wait()
+		if written != 1 || dups != n-1 {
+			t.Errorf("%d concurrent deliveries of one event: %d applied, %d duplicates; want 1 and %d", n, written, dups, n-1)
+		}
+	})
+
+	t.Run("ConcurrentEvents", func(t *testing.T) {
+		// Distinct events for one subscription, concurrently: the newest
+		// wins whatever the interleaving, and every event is recorded.
+		b := newBackend(t)
+		uid := mustUser(t, b, "many@example.com")
+		const n = 20
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				created := t0.Add(time.Duration(i) * time.Second)
+				_, err := b.ApplyEvent(ctxFor(t), ev(fmt.Sprint("evt_", i), created), billing.Change{
+					UserID: uid, CustomerID: "cus_1", Subscription: sub(fmt.Sprint("status_", i), created)})
+				if err != nil {
+					t.Errorf("ApplyEvent: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if s := get(t, b, "sub_1"); s.Status != fmt.Sprint("status_", n-1) || !s.EventCreated.Equal(t0.Add((n-1)*time.Second)) {
+			t.Errorf("after %d concurrent events: %s at %v; want the newest, status_%d", n, s.Status, s.EventCreated, n-1)
+		}
+		for i := range n {
+			if a := apply(t, b, ev(fmt.Sprint("evt_", i), t0), billing.Change{}); !a.Duplicate {
+				t.Errorf("evt_%d was not recorded", i)
+			}
+		}
+	})
+
+	t.Run("OutOfOrder", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "order@example.com")
+		link := func(s billing.Subscription) billing.Change {
+			return billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s}
+		}
+		apply(t, b, ev("evt_new", t0.Add(time.Minute)), link(sub("past_due", t0.Add(time.Minute))))
+		a := apply(t, b, ev("evt_old", t0), link(sub("active", t0)))
+		if a.Written || !a.PreviousFound || a.Previous.Status != "past_due" {
+			t.Errorf("older event = %+v; want not written, previous past_due", a)
+		}
+		if s := get(t, b, "sub_1"); s.Status != "past_due" || !s.PastDueSince.Equal(t0.Add(time.Minute)) {
+			t.Errorf("after an older event: %s since %v; want past_due since %v", s.Status, s.PastDueSince, t0.Add(time.Minute))
+		}
+		// An event of the same second applies (the later delivery wins),
+		// and past_due_since is kept while the status stays past_due.
+		same := sub("past_due", t0.Add(time.Minute))
+		same.CancelAtPeriodEnd = true
+		if a := apply(t, b, ev("evt_same_second", t0.Add(time.Minute)), link(same)); !a.Written {
+			t.Errorf("an event of the same second was not applied: %+v", a)
+		}
+		if a := apply(t, b, ev("evt_later", t0.Add(2*time.Minute)), link(sub("past_due", t0.Add(2*time.Minute)))); !a.Written {
+			t.Errorf("a newer event was not applied: %+v", a)
+		}
+		if s := get(t, b, "sub_1"); !s.PastDueSince.Equal(t0.Add(time.Minute)) || s.CancelAtPeriodEnd {
+			t.Errorf("past_due since %v, cancel %v; want since %v kept, cancel false", s.PastDueSince, s.CancelAtPeriodEnd, t0.Add(time.Minute))
+		}
+		apply(t, b, ev("evt_recovered", t0.Add(3*time.Minute)), link(sub("active", t0.Add(3*time.Minute))))
+		if s := get(t, b, "sub_1"); s.Status != "active" || !s.PastDueSince.IsZero() {
+			t.Errorf("after recovery: %s since %v; want active, no past_due_since", s.Status, s.PastDueSince)
+		}
+	})
+
+	t.Run("Terminal", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "end@example.com")
+		link := func(s billing.Subscription, m billing.WriteMode) billing.Change {
+			return billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s, Mode: m}
+		}
+		apply(t, b, ev("evt_1", t0.Add(time.Hour)), link(sub("active", t0.Add(time.Hour)), billing.WriteIfNewer))
+		// A deletion older than the stored state still ends it.
+		a := apply(t, b, ev("evt_del", t0), link(sub("canceled", t0), billing.WriteTerminal))
+		if !a.Written || a.Previous.Status != "active" {
+			t.Errorf("deletion = %+v; want written over active", a)
+		}
+		s := get(t, b, "sub_1")
+		if !s.Ended || s.Status != "canceled" || !s.EventCreated.Equal(t0.Add(time.Hour)) {
+			t.Errorf("after deletion: %+v; want ended, canceled, EventCreated kept at the later time", s)
+		}
+		for i, m := range []billing.WriteMode{billing.WriteIfNewer, billing.WriteTerminal, billing.WriteIfAbsent} {
+			if a := apply(t, b, ev(fmt.Sprint("evt_late_", i), t0.Add(48*time.Hour)), link(sub("active", t0.Add(48*time.Hour)), m)); a.Written {
+				t.Errorf("mode %d wrote over an ended subscription", m)
+			}
+		}
+		if s := get(t, b, "sub_1"); !s.Ended || s.Status != "canceled" {
+			t.Errorf("an ended subscription changed: %+v", s)
+		}
+		// A deletion may come first of all.
+		a = apply(t, b, ev("evt_del2", t0), billing.Change{CustomerID: "cus_1",
+			Subscription: billing.Subscription{CustomerID: "cus_1", SubscriptionID: "sub_2", Status: "canceled", EventCreated: t0},
+			Mode:         billing.WriteTerminal})
+		if !a.Written || a.PreviousFound || a.UserID != uid {
+			t.Errorf("first-event deletion = %+v; want written for user %d", a, uid)
+		}
+		if s := get(t, b, "sub_2"); !s.Ended {
+			t.Errorf("sub_2 not ended: %+v", s)
+		}
+	})
+
+	t.Run("Provisional", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "prov@example.com")
+		prov := sub("active", time.Time{})
+		a := apply(t, b, ev("evt_checkout", t0), billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: prov, Mode: billing.WriteIfAbsent})
+		if !a.Written {
+			t.Fatalf("provisional write = %+v; want written", a)
+		}
+		if s := get(t, b, "sub_1"); !s.EventCreated.IsZero() || s.Status != "active" {
+			t.Errorf("provisional row %+v; want active with zero EventCreated", s)
+		}
+		// Any subscription event replaces it, however old …
+		apply(t, b, ev("evt_old", t0.Add(-time.Hour)), billing.Change{Subscription: sub("incomplete", t0.Add(-time.Hour))})
+		if s := get(t, b, "sub_1"); s.Status != "incomplete" {
+			t.Errorf("a subscription event did not replace the provisional row: %+v", s)
+		}
+		// … and a provisional write never replaces a row.
+		if a := apply(t, b, ev("evt_checkout2", t0), billing.Change{Subscription: prov, Mode: billing.WriteIfAbsent}); a.Written {
+			t.Errorf("a provisional write replaced a row: %+v", a)
+		}
+	})
+
+	t.Run("UnlinkedCustomer", func(t *testing.T) {
+		// A subscription event may precede the checkout event that links
+		// its customer; the row waits, and belongs to the user once linked.
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		a := apply(t, b, ev("evt_sub", t0), billing.Change{Subscription: sub("active", t0)})
+		if !a.Written || a.UserID != 0 {
+			t.Errorf("unlinked subscription = %+v; want written, user 0", a)
+		}
+		if s := get(t, b, "sub_1"); s.UserID != 0 {
+			t.Errorf("unlinked subscription has user %d", s.UserID)
+		}
+		uid := mustUser(t, b, "late@example.com")
+		a = apply(t, b, ev("evt_checkout", t0.Add(time.Second)), billing.Change{UserID: uid, CustomerID: "cus_1"})
+		if a.UserID != uid {
+			t.Errorf("link = %+v; want user %d", a, uid)
+		}
+		if subs, err := b.Subscriptions(ctx, uid); err != nil || len(subs) != 1 || subs[0].UserID != uid {
+			t.Errorf("Subscriptions after linking = %+v, %v", subs, err)
+		}
+	})
+
+	t.Run("SeveralSubscriptions", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		uid := mustUser(t, b, "two@example.com")
+		s1, s2 := sub("canceled", t0), sub("active", t0.Add(time.Hour))
+		s2.CustomerID, s2.SubscriptionID = "cus_2", "sub_2"
+		apply(t, b, ev("evt_1", t0), billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s1, Mode: billing.WriteTerminal})
+		apply(t, b, ev("evt_2", t0.Add(time.Hour)), billing.Change{UserID: uid, CustomerID: "cus_2", Subscription: s2})
+		subs, err := b.Subscriptions(ctx, uid)
+		if err != nil || len(subs) != 2 || subs[0].SubscriptionID != "sub_2" || subs[1].SubscriptionID != "sub_1" {
+			t.Errorf("Subscriptions = %+v, %v; want sub_2 then sub_1", subs, err)
+		}
+		if cs, err := b.Customers(ctx, uid); err != nil || len(cs) != 2 {
+			t.Errorf("Customers = %v, %v; want two", cs, err)
+		}
+		other := mustUser(t, b, "nobody@example.com")
+		if subs, err := b.Subscriptions(ctx, other); err != nil || len(subs) != 0 {
+			t.Errorf("Subscriptions(other user) = %v, %v; want none", subs, err)
+		}
+	})
+
+	t.Run("ConsumeCheckoutSession", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "success@example.com")
+		const n = 20
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		won := 0
+		for range n {
+			wg.Go(func() {
+				ok, err := b.ConsumeCheckoutSession(ctxFor(t), "cs_test_1", uid, epoch)
+				if err != nil {
+					t.Errorf("ConsumeCheckoutSession: %v", err)
+				}
+				if ok {
+					mu.Lock()
+					won++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if won != 1 {
+			t.Errorf("%d concurrent consumptions of one session succeeded %d times; want 1", n, won)
+		}
+		if ok, err := b.ConsumeCheckoutSession(ctxFor(t), "cs_test_2", uid, epoch); !ok || err != nil {
+			t.Errorf("another session = %v, %v; want consumed", ok, err)
+		}
+	})
+
+	t.Run("PruneBilling", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		uid := mustUser(t, b, "prune@example.com")
+		old := billing.Event{ID: "evt_old", Type: "x", Created: t0, ReceivedAt: epoch.Add(-48 * time.Hour)}
+		recent := billing.Event{ID: "evt_recent", Type: "x", Created: t0, ReceivedAt: epoch}
+		apply(t, b, old, billing.Change{})
+		apply(t, b, recent, billing.Change{})
+		if _, err := b.ConsumeCheckoutSession(ctx, "cs_old", uid, epoch.Add(-48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ConsumeCheckoutSession(ctx, "cs_recent", uid, epoch); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.PruneBilling(ctx, epoch.Add(-time.Hour))
+		if err != nil || n != 2 {
+			t.Fatalf("PruneBilling = %d, %v; want 2", n, err)
+		}
+		if a := apply(t, b, old, billing.Change{}); a.Duplicate {
+			t.Error("a pruned event is still a duplicate")
+		}
+		if a := apply(t, b, recent, billing.Change{}); !a.Duplicate {
+			t.Error("a recent event was pruned")
+		}
+		if ok, _ := b.ConsumeCheckoutSession(ctx, "cs_recent", uid, epoch); ok {
+			t.Error("a recent checkout session was pruned")
+		}
+	})
+}

@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apikit/apikit/billing"
+	"github.com/jmoiron/sqlx"
+)
+
+var _ billing.Store = (*Store)(nil)
+
+// subRow is a billing_subscriptions row joined with its customer's user.
+type subRow struct {
+	SubscriptionID    string        `db:"subscription_id"`
+	CustomerID        string        `db:"customer_id"`
+	Status            string        `db:"status"`
+	PriceID           string        `db:"price_id"`
+	CurrentPeriodEnd  sql.NullTime  `db:"current_period_end"`
+	CancelAtPeriodEnd bool          `db:"cancel_at_period_end"`
+	Ended             bool          `db:"ended"`
+	PastDueSince      int64         `db:"past_due_since"`
+	EventCreated      int64         `db:"event_created"`
+	UpdatedAt         time.Time     `db:"updated_at"`
+	UserID            sql.NullInt64 `db:"user_id"`
+}
+
+const subColumns = `s.subscription_id, s.customer_id, s.status, s.price_id, s.current_period_end,
+	s.cancel_at_period_end, s.ended, s.past_due_since, s.event_created, s.updated_at, c.user_id`
+
+func (r subRow) subscription() billing.Subscription {
+	return billing.Subscription{
+		UserID: r.UserID.Int64, CustomerID: r.CustomerID, SubscriptionID: r.SubscriptionID,
+		Status: r.Status, PriceID: r.PriceID, CurrentPeriodEnd: fromNull(r.CurrentPeriodEnd),
+		CancelAtPeriodEnd: r.CancelAtPeriodEnd, Ended: r.Ended,
+		EventCreated: fromUnix(r.EventCreated), PastDueSince: fromUnix(r.PastDueSince),
+		UpdatedAt: r.UpdatedAt.UTC(),
+	}
+}
+
+// unix converts a time to the Unix seconds stored for event times; the
+// zero time is 0.
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
+
+// ApplyEvent implements [billing.Store] in one transaction: the event id is
+// inserted first, so a concurrent delivery of the same event waits on it
+// (PostgreSQL's unique index; SQLite's write lock) and then finds it. The
+// subscription is written with an upsert whose WHERE clause is the
+// out-of-order guard, so the guard holds even for two new rows racing.
+func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Change) (billing.Applied, error) {
+	var out billing.Applied
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		out = billing.Applied{}
+		recorded, err := affected(tx.ExecContext(ctx, tx.Rebind(`INSERT INTO billing_webhook_events
+			(event_id, type, created, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`),
+			ev.ID, ev.Type, unix(ev.Created), ts(ev.ReceivedAt)))
+		if err != nil {
+			return err
+		}
+		if !recorded {
+			out.Duplicate = true
+			return errDuplicate
+		}
+		now := ts(s.now())
+		if ch.UserID != 0 && ch.CustomerID != "" {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO billing_customers (customer_id, user_id, created_at)
+				VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`), ch.CustomerID, ch.UserID, now); err != nil {
+				return err
+			}
+		}
+		customer := ch.CustomerID
+		if sub := ch.Subscription; sub.SubscriptionID != "" {
+			customer = sub.CustomerID
+			if out.Previous, out.PreviousFound, err = s.subscriptionTx(ctx, tx, sub.SubscriptionID); err != nil {
+				return err
+			}
+			if out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode, out.Previous, out.PreviousFound); err != nil {
+				return err
+			}
+		}
+		if customer != "" {
+			err := tx.GetContext(ctx, &out.UserID, tx.Rebind(
+				`SELECT user_id FROM billing_customers WHERE customer_id = ?`), customer)
+			if _, err := isFound(err); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errDuplicate) {
+		return billing.Applied{Duplicate: true}, nil
+	}
+	if err != nil {
+		return billing.Applied{}, err
+	}
+	return out, nil
+}
+
+// errDuplicate rolls back the transaction of a duplicate event.
+var errDuplicate = errors.New("store: duplicate event")
+
+func (s *Store) subscriptionTx(ctx context.Context, tx *sqlx.Tx, id string) (billing.Subscription, bool, error) {
+	q := `SELECT ` + subColumns + ` FROM billing_subscriptions s
+		LEFT JOIN billing_customers c ON c.customer_id = s.customer_id WHERE s.subscription_id = ?`
+	if s.dialect.Name == "postgres" {
+		q += ` FOR UPDATE OF s`
+	}
+	var r subRow
+	ok, err := isFound(tx.GetContext(ctx, &r, tx.Rebind(q), id))
+	if !ok {
+		return billing.Subscription{}, false, err
+	}
+	return r.subscription(), true, nil
+}
+
+func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.Subscription, mode billing.WriteMode,
+	prev billing.Subscription, prevFound bool) (bool, error) {
+	pastDue := int64(0)
+	if sub.Status == "past_due" {
+		pastDue = unix(sub.EventCreated)
+		if prevFound && prev.Status == "past_due" && !prev.PastDueSince.IsZero() {
+			pastDue = unix(prev.PastDueSince)
+		}
+	}
+	ended := mode == billing.WriteTerminal
+	insert := `INSERT INTO billing_subscriptions (subscription_id, customer_id, status, price_id,
+		current_period_end, cancel_at_period_end, ended, past_due_since, event_created, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) `
+	const set = `DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
+		price_id = excluded.price_id, current_period_end = excluded.current_period_end,
+		cancel_at_period_end = excluded.cancel_at_period_end, ended = excluded.ended,
+		past_due_since = excluded.past_due_since, updated_at = excluded.updated_at, `
+	switch mode {
+	case billing.WriteIfAbsent:
+		insert += `DO NOTHING`
+	case billing.WriteTerminal:
+		insert += set + `event_created = CASE WHEN billing_subscriptions.event_created > excluded.event_created
+			THEN billing_subscriptions.event_created ELSE excluded.event_created END
+			WHERE NOT billing_subscriptions.ended`
+	default:
+		insert += set + `event_created = excluded.event_created
+			WHERE NOT billing_subscriptions.ended AND billing_subscriptions.event_created <= excluded.event_created`
+	}
+	return affected(tx.ExecContext(ctx, tx.Rebind(insert),
+		sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodEnd),
+		sub.CancelAtPeriodEnd, ended, pastDue, unix(sub.EventCreated), ts(s.now())))
+}
+
+// Subscriptions implements [billing.Store].
+func (s *Store) Subscriptions(ctx context.Context, userID int64) ([]billing.Subscription, error) {
+	var rows []subRow
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT `+subColumns+`
+		FROM billing_subscriptions s JOIN billing_customers c ON c.customer_id = s.customer_id
+		WHERE c.user_id = ? ORDER BY s.event_created DESC, s.subscription_id`), userID); err != nil {
+		return nil, err
+	}
+	subs := make([]billing.Subscription, len(rows))
+	for i, r := range rows {
+		subs[i] = r.subscription()
+	}
+	return subs, nil
+}
+
+// SubscriptionByID implements [billing.Store].
+func (s *Store) SubscriptionByID(ctx context.Context, subscriptionID string) (billing.Subscription, bool, error) {
+	var r subRow
+	ok, err := isFound(s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+subColumns+` FROM billing_subscriptions s
+		LEFT JOIN billing_customers c ON c.customer_id = s.customer_id WHERE s.subscription_id = ?`), subscriptionID))
+	if !ok {
+		return billing.Subscription{}, false, err
+	}
+	return r.subscription(), true, nil
+}
+
+// Customers implements [billing.Store].
+func (s *Store) Customers(ctx context.Context, userID int64) ([]string, error) {
+	ids := []string{}
+	err := s.db.SelectContext(ctx, &ids, s.db.Rebind(`SELECT customer_id FROM billing_customers
+		WHERE user_id = ? ORDER BY created_at DESC, customer_id DESC`), userID)
+	return ids, err
+}
+
+// ConsumeCheckoutSession implements [billing.Store] with one INSERT: the
+// primary key lets exactly one of concurrent calls insert the row.
+func (s *Store) ConsumeCheckoutSession(ctx context.Context, sessionID string, userID int64, at time.Time) (bool, error) {
+	return affected(s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO billing_checkout_sessions
+		(session_id, user_id, consumed_at) VALUES (?, ?, ?) ON CONFLICT (session_id) DO NOTHING`),
+		sessionID, userID, ts(at)))
+}
+
+// PruneBilling implements [billing.Store] in one transaction.
+func (s *Store) PruneBilling(ctx context.Context, before time.Time) (int64, error) {
+	t := ts(before)
+	var total int64
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		n, err := deleted(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM billing_webhook_events WHERE received_at < ?`), t))
+		if err != nil {
+			return err
+		}
+		m, err := deleted(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM billing_checkout_sessions WHERE consumed_at < ?`), t))
+		total = n + m
+		return err
+	})
+	return total, err
+}
+
+// deleted returns how many rows a statement deleted.
+func deleted(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: rows affected: %w", err)
+	}
+	return n, nil
+}
