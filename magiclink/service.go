@@ -316,7 +316,7 @@ func (s *Service) SignIn(ctx context.Context, w http.ResponseWriter, userID int6
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	s.stats.sessionsCreated.Add(1)
-	http.SetCookie(w, s.sessionCookie(id, se.ExpiresAt))
+	http.SetCookie(w, s.sessionCookie(id, s.opts.SessionTTL))
 	return nil
 }
 
@@ -332,13 +332,15 @@ func (s *Service) RevokeSessions(ctx context.Context, userID int64) error {
 	return nil
 }
 
-func (s *Service) sessionCookie(value string, expires time.Time) *http.Cookie {
+// sessionCookie is the cookie for a new session. Its lifetime is given as
+// Max-Age alone, relative to the browser's clock, so that a skewed clock on
+// either side cannot make it expire early.
+func (s *Service) sessionCookie(value string, ttl time.Duration) *http.Cookie {
 	return &http.Cookie{
 		Name:     s.cookie,
 		Value:    value,
 		Path:     "/",
-		Expires:  expires,
-		MaxAge:   int(time.Until(expires) / time.Second),
+		MaxAge:   int(ttl / time.Second),
 		Secure:   !s.opts.InsecureCookies,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
