@@ -132,7 +132,9 @@ func TestNoEnumeration(t *testing.T) {
 		if known.status != unknown.status {
 			t.Errorf("status %d for a known address, %d for an unknown one", known.status, unknown.status)
 		}
-		mask := func(s string) string { return strings.NewReplacer("ada@example.com", "X", "eve@example.com", "X").Replace(s) }
+		mask := func(s string) string {
+			return strings.NewReplacer("ada@example.com", "X", "eve@example.com", "X").Replace(s)
+		}
 		if mask(known.body) != mask(unknown.body) {
 			t.Errorf("bodies differ apart from the address:\n%s\n---\n%s", known.body, unknown.body)
 		}
