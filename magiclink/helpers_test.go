@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/faultproxy"
 	"github.com/apikit/apikit/internal/smtptest"
 	"github.com/apikit/apikit/internal/testdb"
 	"github.com/apikit/apikit/magiclink"
@@ -70,12 +71,18 @@ type harness struct {
 	http  *httptest.Server
 	clock *clock
 	logs  *syncBuffer
+	proxy *faultproxy.Proxy // between the mailer and the SMTP server, if setup.faulty
+
+	// closed is set by tests that close the service themselves.
+	closed bool
 }
 
 type setup struct {
 	open    func(testing.TB) *store.Store // default testdb.SQLite
 	smtp    smtptest.Options
 	options func(*magiclink.Options)
+	faulty  bool // route SMTP through a faultproxy.Proxy
+	mailer  func(magiclink.Mailer) magiclink.Mailer
 }
 
 func newHarness(t testing.TB, s setup) *harness {
@@ -84,9 +91,18 @@ func newHarness(t testing.TB, s setup) *harness {
 		s.open = testdb.SQLite
 	}
 	h := &harness{t: t, store: s.open(t), smtp: smtptest.Start(t, s.smtp), clock: newClock(), logs: &syncBuffer{}}
-	mailer, err := magiclink.NewSMTPMailer(h.smtp.URL(), magiclink.SMTPOptions{TLSConfig: h.smtp.ClientTLSConfig(), Timeout: 5 * time.Second})
+	smtpURL := h.smtp.URL()
+	if s.faulty {
+		h.proxy = faultproxy.Start(t, h.smtp.Addr())
+		smtpURL = strings.Replace(smtpURL, h.smtp.Addr(), h.proxy.Addr(), 1)
+	}
+	var mailer magiclink.Mailer
+	mailer, err := magiclink.NewSMTPMailer(smtpURL, magiclink.SMTPOptions{TLSConfig: h.smtp.ClientTLSConfig(), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.mailer != nil {
+		mailer = s.mailer(mailer)
 	}
 	h.http = httptest.NewUnstartedServer(nil)
 	opts := magiclink.Options{
@@ -106,6 +122,9 @@ func newHarness(t testing.TB, s setup) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if h.closed {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := h.svc.Close(ctx); err != nil {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"mime"
 	"mime/multipart"
@@ -98,6 +99,7 @@ func Start(tb testing.TB, opts ...Options) *Server {
 		return &session{s: s, conn: c}, nil
 	}))
 	s.srv.Domain = "localhost"
+	s.srv.ErrorLog = log.New(io.Discard, "", 0) // clients that hang up are part of the tests
 	s.srv.ReadTimeout = 30 * time.Second
 	s.srv.WriteTimeout = 30 * time.Second
 	s.srv.MaxMessageBytes = 1 << 20
@@ -127,7 +129,7 @@ func Start(tb testing.TB, opts ...Options) *Server {
 	}
 	s.ln = ln
 	go func() { _ = s.srv.Serve(ln) }()
-	tb.Cleanup(func() { s.srv.Close() })
+	tb.Cleanup(s.Close)
 	return s
 }
 
@@ -168,7 +170,10 @@ func (s *Server) FailNext(n int) {
 }
 
 // Close stops the server; clients then get connection errors.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.ln.Close() // Serve may not have registered it with srv yet
+	s.srv.Close()
+}
 
 // Messages returns the messages accepted so far, oldest first.
 func (s *Server) Messages() []Message {
