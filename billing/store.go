@@ -37,8 +37,9 @@ type Store interface {
 	//     [WriteTerminal]); ch.Subscription.UserID is ignored, since a
 	//     subscription belongs to the user its customer is linked to.
 	//
-	// Applied.Previous is the subscription row before the change (found
-	// tells whether there was one), Applied.Written whether the row was
+	// Applied.Previous is the subscription row before the change, with the
+	// UserID its customer was linked to before the change
+	// (PreviousFound tells whether there was a row), Applied.Written whether the row was
 	// written, and Applied.UserID the user its customer (or ch.CustomerID)
 	// is linked to after the change, 0 if none.
 	ApplyEvent(ctx context.Context, ev Event, ch Change) (Applied, error)

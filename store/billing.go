@@ -76,19 +76,21 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 			out.Duplicate = true
 			return errDuplicate
 		}
-		now := ts(s.now())
+		sub := ch.Subscription
+		if sub.SubscriptionID != "" {
+			if out.Previous, out.PreviousFound, err = s.subscriptionTx(ctx, tx, sub.SubscriptionID); err != nil {
+				return err
+			}
+		}
 		if ch.UserID != 0 && ch.CustomerID != "" {
 			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO billing_customers (customer_id, user_id, created_at)
-				VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`), ch.CustomerID, ch.UserID, now); err != nil {
+				VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`), ch.CustomerID, ch.UserID, ts(s.now())); err != nil {
 				return err
 			}
 		}
 		customer := ch.CustomerID
-		if sub := ch.Subscription; sub.SubscriptionID != "" {
+		if sub.SubscriptionID != "" {
 			customer = sub.CustomerID
-			if out.Previous, out.PreviousFound, err = s.subscriptionTx(ctx, tx, sub.SubscriptionID); err != nil {
-				return err
-			}
 			if out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode, out.Previous, out.PreviousFound); err != nil {
 				return err
 			}

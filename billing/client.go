@@ -1,0 +1,151 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+)
+
+// ClientOptions configures a [Client].
+type ClientOptions struct {
+	// Key is the Stripe secret key, sk_test_… or sk_live_… (or a
+	// restricted key, rk_…). Required.
+	Key string
+	// URL is the base URL of the Stripe API, such as a stripe-mock
+	// server's "http://127.0.0.1:12111". Empty means Stripe itself.
+	URL string
+	// HTTPClient sends the requests (default: stripe-go's, with an
+	// 80-second timeout).
+	HTTPClient *http.Client
+	// MaxNetworkRetries is how many times a request that failed for a
+	// network reason, or with a status Stripe marks retryable, is retried,
+	// with Stripe's idempotency keys (default 2; negative means none).
+	MaxNetworkRetries int64
+}
+
+// Client talks to the Stripe API through stripe-go's client.API, with its
+// own key and backend: it never reads or sets the package-level stripe.Key,
+// so several Clients (say, test and live) can live in one process. A Client
+// is safe for concurrent use.
+type Client struct {
+	api  *client.API
+	live bool
+}
+
+// NewClient returns a Client for the key.
+func NewClient(opts ClientOptions) (*Client, error) {
+	key := strings.TrimSpace(opts.Key)
+	if !strings.HasPrefix(key, "sk_") && !strings.HasPrefix(key, "rk_") {
+		return nil, errors.New("billing: ClientOptions.Key must be a Stripe secret key (sk_… or rk_…)")
+	}
+	cfg := &stripe.BackendConfig{
+		HTTPClient: opts.HTTPClient,
+		// stripe-go logs to stderr by default; apikit is silent, and
+		// reports failures through Options.Logger.
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	}
+	switch {
+	case opts.MaxNetworkRetries < 0:
+		cfg.MaxNetworkRetries = stripe.Int64(0)
+	case opts.MaxNetworkRetries > 0:
+		cfg.MaxNetworkRetries = stripe.Int64(opts.MaxNetworkRetries)
+	}
+	if opts.URL != "" {
+		u, err := url.Parse(opts.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("billing: ClientOptions.URL %q is not an absolute http(s) URL", opts.URL)
+		}
+		cfg.URL = stripe.String(strings.TrimRight(opts.URL, "/"))
+	}
+	api := &client.API{}
+	api.Init(key, &stripe.Backends{
+		API:     stripe.GetBackendWithConfig(stripe.APIBackend, cfg),
+		Connect: stripe.GetBackendWithConfig(stripe.ConnectBackend, cfg),
+		Uploads: stripe.GetBackendWithConfig(stripe.UploadsBackend, cfg),
+	})
+	return &Client{api: api, live: strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_")}, nil
+}
+
+// Live reports whether the client's key is a live-mode key, which moves
+// real money.
+func (c *Client) Live() bool { return c != nil && c.live }
+
+// API returns the underlying stripe-go client, for calls this package does
+// not make.
+func (c *Client) API() *client.API { return c.api }
+
+// checkoutRequest is what a Checkout Session is created from.
+type checkoutRequest struct {
+	UserID     int64
+	Email      string // used when CustomerID is empty
+	CustomerID string
+	PriceID    string
+	SuccessURL string
+	CancelURL  string
+	SignIn     bool // the success page may sign the user in
+}
+
+// Metadata keys set on Checkout Sessions and their subscriptions.
+const (
+	metaUserID = "apikit_user_id"
+	metaSignIn = "apikit_sign_in"
+)
+
+func (c *Client) createCheckout(ctx context.Context, r checkoutRequest) (*stripe.CheckoutSession, error) {
+	uid := fmt.Sprint(r.UserID)
+	signIn := "0"
+	if r.SignIn {
+		signIn = "1"
+	}
+	p := &stripe.CheckoutSessionParams{
+		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
+		LineItems:         []*stripe.CheckoutSessionLineItemParams{{Price: stripe.String(r.PriceID), Quantity: stripe.Int64(1)}},
+		SuccessURL:        stripe.String(r.SuccessURL),
+		CancelURL:         stripe.String(r.CancelURL),
+		ClientReferenceID: stripe.String(uid),
+		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{
+			Metadata: map[string]string{metaUserID: uid},
+		},
+	}
+	p.Context = ctx
+	p.AddMetadata(metaUserID, uid)
+	p.AddMetadata(metaSignIn, signIn)
+	if r.CustomerID != "" {
+		p.Customer = stripe.String(r.CustomerID)
+	} else {
+		p.CustomerEmail = stripe.String(r.Email)
+	}
+	return c.api.CheckoutSessions.New(p)
+}
+
+func (c *Client) checkoutSession(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
+	p := &stripe.CheckoutSessionParams{}
+	p.Context = ctx
+	return c.api.CheckoutSessions.Get(id, p)
+}
+
+func (c *Client) createPortal(ctx context.Context, customerID, returnURL string) (*stripe.BillingPortalSession, error) {
+	p := &stripe.BillingPortalSessionParams{
+		Customer:  stripe.String(customerID),
+		ReturnURL: stripe.String(returnURL),
+	}
+	p.Context = ctx
+	return c.api.BillingPortalSessions.New(p)
+}
+
+// stripeErrorSummary describes a Stripe API error for logs: its type, code,
+// status and request id, never the request's parameters or the key.
+func stripeErrorSummary(err error) []any {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		return []any{"stripe_type", se.Type, "stripe_code", se.Code, "stripe_status", se.HTTPStatusCode,
+			"stripe_request_id", se.RequestID, "stripe_message", se.Msg}
+	}
+	return []any{"err", err.Error()}
+}

@@ -1,0 +1,177 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Options configures a [Service]. Zero values of optional fields are the
+// documented defaults.
+type Options struct {
+	// PriceID is the Stripe price that sign-up subscribes to ("price_…").
+	// Required unless DevMode is set.
+	PriceID string
+	// BaseURL is the application's absolute origin, such as
+	// "https://favorites.example". Success and cancel URLs are built from
+	// it, never from the request's Host header. Required.
+	BaseURL string
+	// WebhookSecret is the webhook endpoint's signing secret ("whsec_…").
+	// Required unless DevMode is set; without it every webhook is refused.
+	WebhookSecret string
+	// IgnoreAPIVersionMismatch accepts webhook events whose api_version is
+	// not stripe-go v76's (2023-10-16). Leave it false and pin the webhook
+	// endpoint to 2023-10-16 in the Stripe dashboard: objects of other
+	// versions may decode wrongly.
+	IgnoreAPIVersionMismatch bool
+
+	// SignIn signs the user in on the response, as magiclink.Service's
+	// SignIn does. It is called after a completed checkout by a user the
+	// sign-up created (or who was already signed in). Required.
+	SignIn func(ctx context.Context, w http.ResponseWriter, userID int64) error
+	// CurrentUser returns the signed-in user, if any, for the portal and
+	// for sign-ups by signed-in users. Required.
+	CurrentUser func(ctx context.Context) (userID int64, ok bool)
+
+	// SuccessPath is where Stripe Checkout returns after payment
+	// (default "/billing/success").
+	SuccessPath string
+	// DevCheckoutPath is the dev-mode checkout page (default
+	// "/billing/dev-checkout").
+	DevCheckoutPath string
+	// PortalPath is the billing portal route (default "/billing/portal").
+	PortalPath string
+	// SignupPath is the sign-up route (default "/signup").
+	SignupPath string
+	// WebhookPath is the Stripe webhook route (default "/webhooks/stripe").
+	WebhookPath string
+	// AppPath is where signed-in users go (default "/app"); it is also the
+	// portal's return page.
+	AppPath string
+	// CancelURL is where Checkout's back link goes (default BaseURL+"/").
+	CancelURL string
+	// SignInURL is the sign-in page, where users go when they must sign in
+	// by email before continuing (default "/login").
+	SignInURL string
+
+	// PastDueGrace is how long a past_due subscription stays entitled after
+	// it became past_due (default 72 hours).
+	PastDueGrace time.Duration
+	// CacheTTL is how long [Service.Entitled] answers from memory (default
+	// 10 seconds). Changes applied by this Service take effect at once;
+	// changes applied by another instance within CacheTTL.
+	CacheTTL time.Duration
+	// EventRetention is how long applied webhook event ids are kept for
+	// duplicate detection by [Service.Prune] (default 30 days, well past
+	// Stripe's 3 days of retries).
+	EventRetention time.Duration
+
+	// DevMode runs without Stripe, for local development: sign-up leads to
+	// a local page labelled "DEV MODE — no payment taken" whose form
+	// completes the checkout. New refuses DevMode together with a live
+	// Stripe key, and, unless DevModeAnyHost is set, with a BaseURL that is
+	// not on the loopback interface (localhost, 127.0.0.1, [::1]).
+	DevMode        bool
+	DevModeAnyHost bool
+
+	// Callbacks, called after a change is committed, on the request's
+	// goroutine: keep them short, or hand the work off. OnActivated: the
+	// user became entitled through an active or trialing subscription.
+	// OnCanceled: a subscription of the user was deleted. OnPaymentFailed:
+	// invoice.payment_failed for a customer of the user. OnChange: any
+	// stored subscription state of the user changed.
+	OnActivated, OnCanceled, OnPaymentFailed func(ctx context.Context, userID int64)
+	OnChange                                 func(ctx context.Context, userID int64, s Subscription)
+
+	// ErrorHandler writes error responses (default: an HTML page for
+	// browsers, an RFC 9457 problem for JSON clients). err matches this
+	// package's sentinel errors; status is [StatusCode](err).
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// Logger receives failures and notable events (default: discard).
+	// Secrets, signatures and session ids are never logged.
+	Logger *slog.Logger
+	// Now returns the current time (default time.Now). The webhook
+	// signature's 5-minute tolerance uses the real clock.
+	Now func() time.Time
+}
+
+func optionsError(format string, args ...any) error {
+	return fmt.Errorf("billing: "+format, args...)
+}
+
+func (o Options) withDefaults(c *Client) (Options, error) {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.SuccessPath, "/billing/success")
+	def(&o.DevCheckoutPath, "/billing/dev-checkout")
+	def(&o.PortalPath, "/billing/portal")
+	def(&o.SignupPath, "/signup")
+	def(&o.WebhookPath, "/webhooks/stripe")
+	def(&o.AppPath, "/app")
+	def(&o.SignInURL, "/login")
+	for _, p := range []string{o.SuccessPath, o.DevCheckoutPath, o.PortalPath, o.SignupPath, o.WebhookPath, o.AppPath} {
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+			return o, optionsError("path %q must start with a single /", p)
+		}
+	}
+	u, err := url.Parse(o.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return o, optionsError("BaseURL %q must be an absolute http(s) origin, such as https://example.com", o.BaseURL)
+	}
+	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
+	def(&o.CancelURL, o.BaseURL+"/")
+	if o.SignIn == nil || o.CurrentUser == nil {
+		return o, optionsError("Options.SignIn and Options.CurrentUser are required")
+	}
+	if o.PastDueGrace <= 0 {
+		o.PastDueGrace = 72 * time.Hour
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = 10 * time.Second
+	}
+	if o.EventRetention <= 0 {
+		o.EventRetention = 30 * 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DevMode {
+		if c.Live() {
+			return o, errors.New("billing: DevMode with a live Stripe key (sk_live_…) is refused: dev mode takes no payment")
+		}
+		if !o.DevModeAnyHost && !loopbackHost(u.Hostname()) {
+			return o, optionsError("DevMode with BaseURL %q: dev mode gives subscriptions away, so it runs only on localhost unless DevModeAnyHost is set", o.BaseURL)
+		}
+		return o, nil
+	}
+	if c == nil {
+		return o, optionsError("a Client is required unless DevMode is set")
+	}
+	if o.PriceID == "" {
+		return o, optionsError("Options.PriceID is required")
+	}
+	if o.WebhookSecret == "" {
+		return o, optionsError("Options.WebhookSecret is required")
+	}
+	return o, nil
+}
+
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
