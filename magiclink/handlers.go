@@ -291,6 +291,16 @@ func (s *Service) LogoutHandler() http.Handler {
 
 type ctxKey struct{}
 
+// checkedKey marks a context whose request this Service has authenticated
+// (with or without a user), so that RequireUser inside LoadUser does not
+// look the session up twice.
+type checkedKey struct{}
+
+func (s *Service) checked(ctx context.Context) bool {
+	v, _ := ctx.Value(checkedKey{}).(*Service)
+	return v == s
+}
+
 // NewContext returns a context carrying u, for [UserFrom]; handlers' tests
 // use it to act as a signed-in user.
 func NewContext(ctx context.Context, u User) context.Context {
@@ -345,12 +355,16 @@ func (s *Service) LoadUser(next http.Handler) http.Handler {
 		if stale {
 			s.clearCookie(w)
 		}
-		if err == nil {
+		ctx := r.Context()
+		switch {
+		case err == nil:
 			w.Header().Add("Vary", "Cookie")
-			r = r.WithContext(NewContext(r.Context(), u))
-		} else if !errors.Is(err, errNoSession) {
+			ctx = context.WithValue(NewContext(ctx, u), checkedKey{}, s)
+		case errors.Is(err, errNoSession):
+			ctx = context.WithValue(ctx, checkedKey{}, s)
+		default:
 			s.logger.Error("magiclink: loading a session", "err", err)
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -274,6 +274,40 @@ func TestExpiry(t *testing.T) {
 	})
 }
 
+func TestLoadUserThenRequireUser(t *testing.T) {
+	h := newHarness(t, setup{})
+	h.user("ada@example.com")
+	c := browser(t)
+	h.signIn(c, "ada@example.com")
+	both := h.svc.LoadUser(h.svc.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := magiclink.UserFrom(r.Context())
+		w.Write([]byte(u.Email))
+	})))
+	before := h.svc.Stats().SessionsLoaded
+	req := httptest.NewRequest("GET", "/app", nil)
+	req.AddCookie(h.sessionCookie(c))
+	rec := httptest.NewRecorder()
+	both.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "ada@example.com" {
+		t.Errorf("LoadUser(RequireUser) = %d %q", rec.Code, rec.Body)
+	}
+	if n := h.svc.Stats().SessionsLoaded - before; n != 1 {
+		t.Errorf("%d session lookups, want 1", n)
+	}
+	rec = httptest.NewRecorder()
+	both.ServeHTTP(rec, httptest.NewRequest("GET", "/app", nil))
+	if rec.Code != http.StatusSeeOther {
+		t.Errorf("signed out: %d, want 303", rec.Code)
+	}
+	// A user put in the context by other means is not trusted by RequireUser.
+	rec = httptest.NewRecorder()
+	h.svc.RequireUser(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/app", nil).WithContext(
+		magiclink.NewContext(t.Context(), magiclink.User{ID: 1})))
+	if rec.Code != http.StatusSeeOther {
+		t.Errorf("RequireUser trusted a context user: %d", rec.Code)
+	}
+}
+
 func TestLogout(t *testing.T) {
 	h := newHarness(t, setup{})
 	h.user("ada@example.com")

@@ -362,6 +362,12 @@ var errNoSession = errors.New("magiclink: no session")
 // cookie should be cleared), and an ErrUnavailable error if the store
 // failed.
 func (s *Service) user(r *http.Request) (u User, stale bool, err error) {
+	if s.checked(r.Context()) { // LoadUser ran already: no second lookup
+		if u, ok := UserFrom(r.Context()); ok {
+			return u, false, nil
+		}
+		return User{}, false, errNoSession
+	}
 	c, err := r.Cookie(s.cookie)
 	if err != nil {
 		return User{}, false, errNoSession
