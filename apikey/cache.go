@@ -41,6 +41,7 @@ type shard struct {
 
 type entry struct {
 	key     Key
+	loaded  int64 // when it was read from the store (unix nanoseconds)
 	expires int64 // unix nanoseconds
 	// touched is the last use (unix nanoseconds) queued for writing to
 	// the store; see Verifier.touch.
@@ -139,7 +140,7 @@ func (c *cache) run(ctx context.Context, s *shard, id string, cl *call, now func
 			if _, ok := s.pos[id]; !ok && len(s.pos) >= c.posCap {
 				evictPos(s.pos, t)
 			}
-			s.pos[id] = &entry{key: cl.key, expires: t + int64(c.ttl)}
+			s.pos[id] = &entry{key: cl.key, loaded: t, expires: t + int64(c.ttl)}
 			delete(s.neg, id)
 		} else {
 			if _, ok := s.neg[id]; !ok && len(s.neg) >= c.negCap {
@@ -164,6 +165,20 @@ func (c *cache) invalidate(id string) {
 		delete(s.inflight, id)
 	}
 	s.mu.Unlock()
+}
+
+// forget removes e from the cache if it is still the entry for id, so that
+// the next lookup reads the store; it reports whether it did. Unlike
+// invalidate it leaves a lookup in flight alone: that one is newer than e.
+func (c *cache) forget(id string, e *entry) bool {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pos[id] != e {
+		return false
+	}
+	delete(s.pos, id)
+	return true
 }
 
 // len returns the number of cached known keys and unknown ids.

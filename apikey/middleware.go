@@ -127,7 +127,7 @@ func authenticate(ctx context.Context, v *Verifier, r *http.Request) (Principal,
 	}
 	t, perr := Parse(cred)
 	if perr == nil {
-		return v.verify(ctx, t, false, "")
+		return v.verify(ctx, t, false, "", false)
 	}
 	if !bearer { // the legacy form is only ever sent as a bearer token
 		v.stats.malformed.Add(1)
@@ -141,7 +141,7 @@ func authenticate(ctx context.Context, v *Verifier, r *http.Request) (Principal,
 		}
 		return Principal{}, err
 	}
-	return v.verify(ctx, t, true, check)
+	return v.verify(ctx, t, true, check, false)
 }
 
 // queryKeyNames are query parameters that conventionally carry credentials;

@@ -30,6 +30,8 @@ type VerifierOptions struct {
 	// NegativeTTL is how long an id that is not in the store is remembered
 	// as unknown (default 5 seconds), so that a flood of well-formed but
 	// forged keys costs at most one store query per id per NegativeTTL.
+	// It also bounds how often a wrong secret for a cached key makes the
+	// Verifier read that key again (see CacheTTL).
 	NegativeTTL time.Duration
 
 	// LookupTimeout bounds one store query (default 5 seconds).
@@ -152,13 +154,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		v.stats.malformed.Add(1)
 		return Principal{}, err
 	}
-	return v.verify(ctx, t, false, "")
+	return v.verify(ctx, t, false, "", false)
 }
 
 // verify checks a parsed token. A legacy token (the seed's base64
 // "<id>:<secret>") has no prefix; its optional check characters are
 // verified against the stored key's prefix.
-func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check string) (Principal, error) {
+func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check string, recheck bool) (Principal, error) {
 	if !legacy && len(v.opts.Prefixes) > 0 && !slices.Contains(v.opts.Prefixes, t.Prefix) {
 		v.stats.malformed.Add(1)
 		return Principal{}, malformed("prefix not accepted")
@@ -198,6 +200,13 @@ func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check strin
 		return Principal{}, ErrInvalid
 	}
 	if !v.secretMatches(k, t.secret, now) {
+		// The key may have been rolled by another instance since it was
+		// cached: read it again, but at most once per NegativeTTL per key,
+		// so that a flood of wrong secrets for a known id costs what a
+		// flood of unknown ids does.
+		if ok && !recheck && now.UnixNano()-e.loaded >= int64(v.opts.NegativeTTL) && v.cache.forget(t.ID, e) {
+			return v.verifyAgain(ctx, t, legacy, check)
+		}
 		v.stats.invalid.Add(1)
 		return Principal{}, ErrInvalid
 	}
@@ -208,6 +217,12 @@ func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check strin
 	v.stats.verified.Add(1)
 	v.touch(e, now)
 	return Principal{KeyID: k.ID, UserID: k.UserID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes}, nil
+}
+
+// verifyAgain verifies t after its cached entry was dropped for a recheck.
+func (v *Verifier) verifyAgain(ctx context.Context, t Token, legacy bool, check string) (Principal, error) {
+	v.stats.rechecks.Add(1)
+	return v.verify(ctx, t, legacy, check, true)
 }
 
 func (v *Verifier) secretMatches(k *Key, secret string, now time.Time) bool {
@@ -323,8 +338,12 @@ type VerifierStats struct {
 	CacheHits   uint64 // answered from memory (known keys and unknown ids)
 	CacheMisses uint64
 	Lookups     uint64 // store queries made (misses share them)
-	CachedKeys  int    // known keys in the cache now
-	CachedIDs   int    // unknown ids remembered now
+	// Rechecks counts cached keys read again because a presented secret
+	// did not match them (the key may have been rolled elsewhere); at most
+	// one per key per NegativeTTL.
+	Rechecks   uint64
+	CachedKeys int // known keys in the cache now
+	CachedIDs  int // unknown ids remembered now
 
 	TouchesWritten uint64 // last-use times written to the store
 	TouchErrors    uint64 // failed batch writes
@@ -340,6 +359,7 @@ func (v *Verifier) Stats() VerifierStats {
 		Revoked: c.revoked.Load(), Expired: c.expired.Load(), Inactive: c.inactive.Load(),
 		Unavailable: c.unavailable.Load(),
 		CacheHits:   c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), Lookups: c.lookups.Load(),
+		Rechecks:   c.rechecks.Load(),
 		CachedKeys: known, CachedIDs: unknown,
 		TouchesWritten: c.touchesWritten.Load(), TouchErrors: c.touchErrors.Load(),
 	}
@@ -347,7 +367,7 @@ func (v *Verifier) Stats() VerifierStats {
 
 type verifierCounters struct {
 	verified, malformed, invalid, revoked, expired, inactive, unavailable atomic.Uint64
-	cacheHits, cacheMisses, lookups                                       atomic.Uint64
+	cacheHits, cacheMisses, lookups, rechecks                             atomic.Uint64
 	touchesWritten, touchErrors                                           atomic.Uint64
 }
 

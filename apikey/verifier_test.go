@@ -447,3 +447,49 @@ func TestRevokeIsImmediate(t *testing.T) {
 		}
 	}
 }
+
+// TestRolledElsewhere rolls a key through a Manager that is not linked to
+// the Verifier, as another instance would: the new secret works once the
+// cached entry is NegativeTTL old, and a flood of wrong secrets for a
+// cached key costs at most one store query per NegativeTTL.
+func TestRolledElsewhere(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, apikey.VerifierOptions{NegativeTTL: 5 * time.Second})
+	k, old := f.issue(t, apikey.IssueOptions{})
+	if _, err := f.v.Verify(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	other := apikey.NewManager(f.st, apikey.ManagerOptions{Prefix: "fav_test", Now: f.clock.Now})
+	_, rolled, err := other.Roll(ctx, k.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := f.v.Stats().Lookups
+	for range 100 {
+		if _, err := f.v.Verify(ctx, rolled.Reveal()); !errors.Is(err, apikey.ErrInvalid) {
+			t.Fatalf("the rolled secret within NegativeTTL of caching: %v, want ErrInvalid", err)
+		}
+	}
+	if n := f.v.Stats().Lookups - before; n != 0 {
+		t.Errorf("wrong secrets within NegativeTTL made %d lookups, want 0", n)
+	}
+	f.clock.Advance(5 * time.Second)
+	if _, err := f.v.Verify(ctx, rolled.Reveal()); err != nil {
+		t.Fatalf("the rolled secret after NegativeTTL: %v", err)
+	}
+	if _, err := f.v.Verify(ctx, old); err != nil {
+		t.Errorf("the old secret within the grace period: %v", err)
+	}
+	// Wrong secrets now: one recheck per NegativeTTL at most.
+	before = f.v.Stats().Lookups
+	wrong := relabelWithChecksum(t, rolled.Reveal()[:len(rolled.Reveal())-apikey.CheckLen-1]+"x"+rolled.Reveal()[len(rolled.Reveal())-apikey.CheckLen:])
+	for i := range 100 {
+		if i == 50 {
+			f.clock.Advance(5 * time.Second)
+		}
+		f.v.Verify(ctx, wrong)
+	}
+	if n := f.v.Stats().Lookups - before; n > 2 {
+		t.Errorf("100 wrong secrets over two NegativeTTLs made %d lookups, want at most 2", n)
+	}
+}
