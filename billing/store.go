@@ -89,8 +89,8 @@ const (
 	WriteIfAbsent
 	// WriteTerminal ends the subscription: unless the row has already
 	// ended, it is written with Ended set, whatever EventCreated it held,
-	// and keeps the later of the two EventCreated times. No later write
-	// changes an ended row.
+	// so that the ended state is the deletion's alone, whatever order
+	// events came in. No later write changes an ended row.
 	WriteTerminal
 )
 

@@ -151,9 +151,7 @@ func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.
 	case billing.WriteIfAbsent:
 		insert += `DO NOTHING`
 	case billing.WriteTerminal:
-		insert += set + `event_created = CASE WHEN billing_subscriptions.event_created > excluded.event_created
-			THEN billing_subscriptions.event_created ELSE excluded.event_created END
-			WHERE NOT billing_subscriptions.ended`
+		insert += set + `event_created = excluded.event_created WHERE NOT billing_subscriptions.ended`
 	default:
 		insert += set + `event_created = excluded.event_created
 			WHERE NOT billing_subscriptions.ended AND billing_subscriptions.event_created <= excluded.event_created`
