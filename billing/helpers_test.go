@@ -138,7 +138,8 @@ func (h *harness) send(e event) int {
 func subObject(id, customer, status string, userID int64) map[string]any {
 	return map[string]any{
 		"id": id, "object": "subscription", "customer": customer, "status": status,
-		"current_period_end": time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), "cancel_at_period_end": false,
+		"current_period_start": time.Now().Add(-time.Hour).Unix(),
+		"current_period_end":   time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), "cancel_at_period_end": false,
 		"metadata": map[string]any{"apikit_user_id": fmt.Sprint(userID)},
 		"items": map[string]any{"object": "list", "data": []any{map[string]any{
 			"id": "si_1", "object": "subscription_item", "price": map[string]any{"id": "price_test", "object": "price"},

@@ -115,30 +115,30 @@ type Applied struct {
 // Subscription is a user's Stripe subscription as the newest applied
 // webhook event described it.
 type Subscription struct {
-	UserID            int64  // 0 while the customer is linked to no user
-	CustomerID        string // "cus_…"
-	SubscriptionID    string // "sub_…"
-	Status            string // Stripe's: active, trialing, past_due, canceled, unpaid, incomplete, …
-	PriceID           string // the first item's price
-	CurrentPeriodEnd  time.Time
-	CancelAtPeriodEnd bool
+	UserID         int64  // 0 while the customer is linked to no user
+	CustomerID     string // "cus_…"
+	SubscriptionID string // "sub_…"
+	Status         string // Stripe's: active, trialing, past_due, canceled, unpaid, incomplete, …
+	PriceID        string // the first item's price
+	// CurrentPeriodStart is when the current period began: for a
+	// past_due subscription, when the renewal payment that failed was due.
+	CurrentPeriodStart time.Time
+	CurrentPeriodEnd   time.Time
+	CancelAtPeriodEnd  bool
 	// Ended is set once customer.subscription.deleted has been applied;
 	// an ended subscription never changes again.
 	Ended bool
 	// EventCreated is the created time of the event the state came from;
 	// the zero time for the provisional state from a completed Checkout.
 	EventCreated time.Time
-	// PastDueSince is, while Status is past_due, the EventCreated of the
-	// write that made it past_due (later past_due writes keep it); the
-	// zero time otherwise. The store maintains it: callers leave it zero.
-	PastDueSince time.Time
 	UpdatedAt    time.Time
 }
 
 // Entitling reports whether the status lets its user use the API at the
 // time now, given the grace period for past_due subscriptions: active and
-// trialing do; past_due does until grace after it became past_due
-// ([Subscription.PastDueSince]); an ended subscription never does.
+// trialing do; past_due does until grace after the current period began
+// (when the failed renewal was due; a property of the subscription, not of
+// the order events arrived in); an ended subscription never does.
 func (s Subscription) Entitling(now time.Time, grace time.Duration) bool {
 	if s.Ended {
 		return false
@@ -147,7 +147,7 @@ func (s Subscription) Entitling(now time.Time, grace time.Duration) bool {
 	case "active", "trialing":
 		return true
 	case "past_due":
-		since := s.PastDueSince
+		since := s.CurrentPeriodStart
 		if since.IsZero() {
 			since = s.EventCreated
 		}

@@ -237,6 +237,9 @@ func (s *Service) subscriptionChange(ctx context.Context, ev stripe.Event, creat
 			CancelAtPeriodEnd: sub.CancelAtPeriodEnd, EventCreated: created,
 		},
 	}
+	if sub.CurrentPeriodStart > 0 {
+		ch.Subscription.CurrentPeriodStart = time.Unix(sub.CurrentPeriodStart, 0).UTC()
+	}
 	if sub.CurrentPeriodEnd > 0 {
 		ch.Subscription.CurrentPeriodEnd = time.Unix(sub.CurrentPeriodEnd, 0).UTC()
 	}

@@ -15,29 +15,30 @@ var _ billing.Store = (*Store)(nil)
 
 // subRow is a billing_subscriptions row joined with its customer's user.
 type subRow struct {
-	SubscriptionID    string        `db:"subscription_id"`
-	CustomerID        string        `db:"customer_id"`
-	Status            string        `db:"status"`
-	PriceID           string        `db:"price_id"`
-	CurrentPeriodEnd  sql.NullTime  `db:"current_period_end"`
-	CancelAtPeriodEnd bool          `db:"cancel_at_period_end"`
-	Ended             bool          `db:"ended"`
-	PastDueSince      int64         `db:"past_due_since"`
-	EventCreated      int64         `db:"event_created"`
-	UpdatedAt         time.Time     `db:"updated_at"`
-	UserID            sql.NullInt64 `db:"user_id"`
+	SubscriptionID     string        `db:"subscription_id"`
+	CustomerID         string        `db:"customer_id"`
+	Status             string        `db:"status"`
+	PriceID            string        `db:"price_id"`
+	CurrentPeriodStart sql.NullTime  `db:"current_period_start"`
+	CurrentPeriodEnd   sql.NullTime  `db:"current_period_end"`
+	CancelAtPeriodEnd  bool          `db:"cancel_at_period_end"`
+	Ended              bool          `db:"ended"`
+	EventCreated       int64         `db:"event_created"`
+	UpdatedAt          time.Time     `db:"updated_at"`
+	UserID             sql.NullInt64 `db:"user_id"`
 }
 
-const subColumns = `s.subscription_id, s.customer_id, s.status, s.price_id, s.current_period_end,
-	s.cancel_at_period_end, s.ended, s.past_due_since, s.event_created, s.updated_at, c.user_id`
+const subColumns = `s.subscription_id, s.customer_id, s.status, s.price_id, s.current_period_start, s.current_period_end,
+	s.cancel_at_period_end, s.ended, s.event_created, s.updated_at, c.user_id`
 
 func (r subRow) subscription() billing.Subscription {
 	return billing.Subscription{
 		UserID: r.UserID.Int64, CustomerID: r.CustomerID, SubscriptionID: r.SubscriptionID,
-		Status: r.Status, PriceID: r.PriceID, CurrentPeriodEnd: fromNull(r.CurrentPeriodEnd),
+		Status: r.Status, PriceID: r.PriceID,
+		CurrentPeriodStart: fromNull(r.CurrentPeriodStart), CurrentPeriodEnd: fromNull(r.CurrentPeriodEnd),
 		CancelAtPeriodEnd: r.CancelAtPeriodEnd, Ended: r.Ended,
-		EventCreated: fromUnix(r.EventCreated), PastDueSince: fromUnix(r.PastDueSince),
-		UpdatedAt: r.UpdatedAt.UTC(),
+		EventCreated: fromUnix(r.EventCreated),
+		UpdatedAt:    r.UpdatedAt.UTC(),
 	}
 }
 
@@ -91,7 +92,7 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 		customer := ch.CustomerID
 		if sub.SubscriptionID != "" {
 			customer = sub.CustomerID
-			if out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode, out.Previous, out.PreviousFound); err != nil {
+			if out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode); err != nil {
 				return err
 			}
 		}
@@ -130,23 +131,16 @@ func (s *Store) subscriptionTx(ctx context.Context, tx *sqlx.Tx, id string) (bil
 	return r.subscription(), true, nil
 }
 
-func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.Subscription, mode billing.WriteMode,
-	prev billing.Subscription, prevFound bool) (bool, error) {
-	pastDue := int64(0)
-	if sub.Status == "past_due" {
-		pastDue = unix(sub.EventCreated)
-		if prevFound && prev.Status == "past_due" && !prev.PastDueSince.IsZero() {
-			pastDue = unix(prev.PastDueSince)
-		}
-	}
+func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.Subscription, mode billing.WriteMode) (bool, error) {
 	ended := mode == billing.WriteTerminal
 	insert := `INSERT INTO billing_subscriptions (subscription_id, customer_id, status, price_id,
-		current_period_end, cancel_at_period_end, ended, past_due_since, event_created, updated_at)
+		current_period_start, current_period_end, cancel_at_period_end, ended, event_created, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) `
 	const set = `DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
-		price_id = excluded.price_id, current_period_end = excluded.current_period_end,
+		price_id = excluded.price_id, current_period_start = excluded.current_period_start,
+		current_period_end = excluded.current_period_end,
 		cancel_at_period_end = excluded.cancel_at_period_end, ended = excluded.ended,
-		past_due_since = excluded.past_due_since, updated_at = excluded.updated_at, `
+		updated_at = excluded.updated_at, `
 	switch mode {
 	case billing.WriteIfAbsent:
 		insert += `DO NOTHING`
@@ -157,8 +151,8 @@ func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.
 			WHERE NOT billing_subscriptions.ended AND billing_subscriptions.event_created <= excluded.event_created`
 	}
 	return affected(tx.ExecContext(ctx, tx.Rebind(insert),
-		sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodEnd),
-		sub.CancelAtPeriodEnd, ended, pastDue, unix(sub.EventCreated), ts(s.now())))
+		sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodStart),
+		ts(sub.CurrentPeriodEnd), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(s.now())))
 }
 
 // Subscriptions implements [billing.Store].

@@ -14,17 +14,16 @@ CREATE INDEX billing_customers_user_id ON billing_customers (user_id, created_at
 -- before the checkout event that links its customer to a user.
 -- event_created is the Stripe event's created time in Unix seconds (0 for
 -- a provisional row written from a completed Checkout); ended marks a
--- deleted subscription, which no later event changes; past_due_since is the
--- event_created of the write that made the status past_due (0 otherwise).
+-- deleted subscription, which no later event changes.
 CREATE TABLE billing_subscriptions (
     subscription_id      TEXT PRIMARY KEY,
     customer_id          TEXT NOT NULL,
     status               TEXT NOT NULL,
     price_id             TEXT NOT NULL DEFAULT '',
+    current_period_start TIMESTAMP,
     current_period_end   TIMESTAMP,
     cancel_at_period_end BOOLEAN NOT NULL DEFAULT FALSE,
     ended                BOOLEAN NOT NULL DEFAULT FALSE,
-    past_due_since       BIGINT NOT NULL DEFAULT 0,
     event_created        BIGINT NOT NULL,
     updated_at           TIMESTAMP NOT NULL
 ) WITHOUT ROWID;
