@@ -109,10 +109,11 @@ func buildMessage(m Message, now time.Time) ([]byte, error) {
 	header("Auto-Submitted", "auto-generated")
 	_ = to
 	if m.HTML == "" {
+		cte := transferEncoding(m.Text)
 		header("Content-Type", "text/plain; charset=utf-8")
-		header("Content-Transfer-Encoding", "quoted-printable")
+		header("Content-Transfer-Encoding", cte)
 		b.WriteString("\r\n")
-		if err := writeQP(&b, m.Text); err != nil {
+		if err := writeBody(&b, cte, m.Text); err != nil {
 			return nil, err
 		}
 		return b.Bytes(), nil
@@ -121,14 +122,15 @@ func buildMessage(m Message, now time.Time) ([]byte, error) {
 	header("Content-Type", mime.FormatMediaType("multipart/alternative", map[string]string{"boundary": mw.Boundary()}))
 	b.WriteString("\r\n")
 	for _, part := range []struct{ typ, body string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
+		cte := transferEncoding(part.body)
 		w, err := mw.CreatePart(textproto.MIMEHeader{
 			"Content-Type":              {part.typ + "; charset=utf-8"},
-			"Content-Transfer-Encoding": {"quoted-printable"},
+			"Content-Transfer-Encoding": {cte},
 		})
 		if err != nil {
 			return nil, err
 		}
-		if err := writeQP(w, part.body); err != nil {
+		if err := writeBody(w, cte, part.body); err != nil {
 			return nil, err
 		}
 	}
@@ -138,11 +140,34 @@ func buildMessage(m Message, now time.Time) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// writeQP writes s quoted-printable with CRLF line ends.
-func writeQP(w io.Writer, s string) error {
-	s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+// transferEncoding chooses how a body travels: as it is ("7bit") when it
+// is ASCII in short lines, so that links stay whole even in the raw
+// message, and quoted-printable otherwise.
+func transferEncoding(body string) string {
+	for line := range strings.Lines(body) {
+		if len(line) > 500 {
+			return "quoted-printable"
+		}
+		for i := 0; i < len(line); i++ {
+			c := line[i]
+			crlf := c == '\r' && i == len(line)-2 && line[i+1] == '\n'
+			if c >= 0x80 || (c < 0x20 && c != '\t' && c != '\n' && !crlf) {
+				return "quoted-printable"
+			}
+		}
+	}
+	return "7bit"
+}
+
+// writeBody writes body in the transfer encoding, with CRLF line ends.
+func writeBody(w io.Writer, cte, body string) error {
+	body = strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")
+	if cte == "7bit" {
+		_, err := io.WriteString(w, body)
+		return err
+	}
 	qp := quotedprintable.NewWriter(w)
-	if _, err := io.WriteString(qp, s); err != nil {
+	if _, err := io.WriteString(qp, body); err != nil {
 		return err
 	}
 	return qp.Close()

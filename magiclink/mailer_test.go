@@ -80,6 +80,34 @@ func TestSMTPMailer(t *testing.T) {
 		}
 	})
 
+	t.Run("EncodingsRoundTrip", func(t *testing.T) {
+		srv := smtptest.Start(t)
+		m, _ := magiclink.NewSMTPMailer(srv.URL(), magiclink.SMTPOptions{})
+		link := "https://api.example.com/login/verify?token=" + strings.Repeat("A", 43)
+		for i, text := range []string{
+			"Plain ASCII keeps the link whole:\n" + link + "\n",
+			"Café ✓ needs quoted-printable\n" + link + "\n",
+			"a lone\rcarriage return, and = signs\n",
+			strings.Repeat("long line ", 80) + "\n",
+		} {
+			if err := m.Send(t.Context(), magiclink.Message{From: testMessage.From, To: "ada@example.com", Subject: "x", Text: text}); err != nil {
+				t.Fatal(err)
+			}
+			got := srv.Wait(t, i+1)[i]
+			want := strings.ReplaceAll(text, "\r", "\n") // a lone CR, never valid in mail, becomes a line break
+			if got.Text != want {
+				t.Errorf("text %d: got %q, want %q", i, got.Text, want)
+			}
+			raw := string(got.Data)
+			if i == 0 && !strings.Contains(raw, link) {
+				t.Errorf("ASCII text: the raw message does not hold the whole link:\n%s", raw)
+			}
+			if i > 0 && !strings.Contains(raw, "quoted-printable") {
+				t.Errorf("text %d was not quoted-printable:\n%s", i, raw)
+			}
+		}
+	})
+
 	t.Run("UntrustedCertificate", func(t *testing.T) {
 		srv := smtptest.Start(t, smtptest.Options{StartTLS: true})
 		m, _ := magiclink.NewSMTPMailer(srv.URL(), magiclink.SMTPOptions{}) // system roots only
