@@ -541,6 +541,8 @@ func TestOptionsValidation(t *testing.T) {
 		"BadFrom":        {BaseURL: "https://example.com", Mailer: mailer, From: "not an address"},
 		"FromWithCRLF":   {BaseURL: "https://example.com", Mailer: mailer, From: "a@example.com\r\nBcc: b@example.com"},
 		"RemoteLoginURL": {BaseURL: "https://example.com", Mailer: mailer, LoginPath: "//evil.example/login"},
+		"BrokenTemplate": {BaseURL: "https://example.com", Mailer: mailer,
+			Templates: template.Must(template.New("login.html").Parse(`{{template "undefined" .}}`))},
 	} {
 		if _, err := magiclink.New(st, o); !errors.Is(err, magiclink.ErrInvalidOptions) {
 			t.Errorf("%s: New = %v, want ErrInvalidOptions", name, err)

@@ -66,6 +66,20 @@ func loadTemplates(override *template.Template) (templates, error) {
 		}
 		t[name] = defaults.Lookup(name)
 	}
+	// Render each once with sample data, so that a broken override is an
+	// error from New rather than from the first request.
+	page := PageData{AppName: "App", Title: "Title", Error: "Error", Email: "ada@example.com",
+		Token: strings.Repeat("A", encodedSecretLen), LoginPath: "/login", VerifyPath: verifyPath, TokenTTL: "15 minutes"}
+	email := EmailData{AppName: "App", Email: "ada@example.com", Link: "https://example.com/login/verify?token=A", TokenTTL: "15 minutes"}
+	for _, name := range templateNames {
+		var data any = page
+		if strings.HasPrefix(name, "email") {
+			data = email
+		}
+		if _, err := t.render(name, data); err != nil {
+			return nil, optionsError("Templates: %v", err)
+		}
+	}
 	return t, nil
 }
 
