@@ -1,0 +1,181 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/internal/smtptest"
+	"github.com/apikit/apikit/internal/testenv"
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserJourney walks a customer's whole journey in headless Chromium
+// against the server running in-process: sign up on the landing page,
+// complete the dev checkout, create a key and read it from #new-key, call
+// the API with it, sign out, sign back in through the link emailed over
+// real SMTP, revoke the key and see the API refuse it. Each page is saved
+// as a screenshot in the test's temporary directory, and any browser
+// console error fails the test.
+func TestBrowserJourney(t *testing.T) {
+	chromium := testenv.Program(t, "chromium")
+	smtp := smtptest.Start(t)
+	s := startServer(t, sqliteDB, app.Config{SMTPURL: smtp.URL()})
+	shots := t.TempDir()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1200, 900),
+	)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+
+	// Start the browser, then collect every console message from here on.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	var (
+		mu       sync.Mutex
+		problems []string
+	)
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("%s at %s: %s", m.Type, m.URL, m.Text))
+				mu.Unlock()
+			}
+		}
+	}()
+
+	step := 0
+	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		step++
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+		if err != nil {
+			t.Fatalf("screenshot after %s: %v", what, err)
+		}
+		name := filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, strings.ReplaceAll(what, " ", "-")))
+		if err := os.WriteFile(name, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", sel, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	location := func() string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	const email = "browser@example.com"
+	do("landing",
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#signup")))
+	do("dev checkout",
+		chromedp.SendKeys(chromedp.CSS("#email"), email),
+		chromedp.Click(chromedp.CSS("#signup")),
+		chromedp.WaitVisible(chromedp.CSS(`form[action*="dev-checkout"] button`)))
+	if body := text("body"); !strings.Contains(strings.ToLower(body), "no payment") {
+		t.Errorf("the dev checkout page does not say no payment is taken:\n%s", body)
+	}
+	do("dashboard",
+		chromedp.Click(chromedp.CSS(`form[action*="dev-checkout"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")))
+	if got := location(); got != s.URL+"/app" {
+		t.Errorf("after checkout the browser is at %s, want /app", got)
+	}
+	if got := text("#plan-status"); got != "active" {
+		t.Errorf("plan status %q, want active", got)
+	}
+
+	do("new key",
+		chromedp.SendKeys(chromedp.CSS("#key-name"), "browser key"),
+		chromedp.Click(chromedp.CSS("#create-key")),
+		chromedp.WaitVisible(chromedp.CSS("#new-key")))
+	token := text("#new-key")
+	tok, err := apikey.Parse(token)
+	if err != nil {
+		t.Fatalf("#new-key holds %q: %v", token, err)
+	}
+	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), email) {
+		t.Fatalf("API with the new key: %d %s", r.status, r.body)
+	}
+
+	do("signed out",
+		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#signup")))
+	do("app redirects to login",
+		chromedp.Navigate(s.URL+"/app"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="email"]`)))
+	if got := location(); !strings.HasPrefix(got, s.URL+"/login") {
+		t.Errorf("/app signed out went to %s, want /login", got)
+	}
+	do("check your email",
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), email),
+		chromedp.Submit(chromedp.CSS(`input[name="email"]`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`input[name="email"]`)))
+
+	link := smtp.WaitLink(t, email)
+	do("confirm sign-in",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS(`form[action*="/login/verify"] button`)))
+	do("signed in again",
+		chromedp.Click(chromedp.CSS(`form[action*="/login/verify"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#key-"+tok.ID)))
+
+	do("revoked",
+		chromedp.Click(chromedp.CSS("#key-"+tok.ID+" button.revoke")),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")))
+	if got := text("#key-" + tok.ID + " .state"); got != apikey.StateRevoked {
+		t.Errorf("the revoked key's state shows %q", got)
+	}
+	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 401 {
+		t.Errorf("API with the revoked key: %d, want 401", r.status)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Errorf("browser console: %s", p)
+	}
+	t.Logf("screenshots in %s", shots)
+}

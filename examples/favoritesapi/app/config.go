@@ -1,0 +1,129 @@
+package app
+
+import (
+	"cmp"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/apikit/apikit/ratelimit"
+)
+
+// EnvHelp documents the environment variables [ConfigFromEnv] reads; the
+// favoritesapi command prints it for -h.
+const EnvHelp = `Environment:
+  ADDR                   listen address (default localhost:8080)
+  BASE_URL               public URL of the service, used in emails and Stripe
+                         redirects (default http:// + ADDR)
+  DATABASE_URL           SQLite file or postgres:// URL (default favoritesapi.db)
+  SMTP_URL               smtp://user:pass@host:587 or smtps://…; unset: emails are
+                         printed to stderr
+  MAIL_FROM              sender address (default FavoritesAPI <noreply@ + BASE_URL host>)
+  STRIPE_SECRET_KEY      sk_test_… or sk_live_…; unset: billing runs in dev mode
+                         (no payment taken)
+  STRIPE_WEBHOOK_SECRET  whsec_… of the webhook endpoint BASE_URL/webhooks/stripe
+  STRIPE_PRICE_ID        price_… of the subscription
+  STRIPE_API_URL         Stripe API base URL, e.g. a local stripe-mock (default Stripe)
+  REDIS_URL              redis://host:6379/0 for limits shared by several
+                         instances; unset: in-memory limits
+  RATE_LIMIT             requests per API key (default 100/min), e.g. 50/15m, 10/s
+  KEY_PREFIX             API key prefix (default fav); keys are <prefix>_live_… or
+                         <prefix>_test_… (test with a test Stripe key or in dev mode)
+`
+
+// Config is FavoritesAPI's configuration. [ConfigFromEnv] fills it from the
+// environment; tests and the load tool fill it directly.
+type Config struct {
+	Addr                string
+	BaseURL             string
+	DatabaseURL         string
+	SMTPURL             string
+	MailFrom            string
+	StripeSecretKey     string
+	StripeWebhookSecret string
+	StripePriceID       string
+	StripeAPIURL        string
+	RedisURL            string
+	RateLimit           ratelimit.Limit
+	KeyPrefix           string
+}
+
+// ConfigFromEnv reads the variables listed in [EnvHelp] through getenv
+// (os.Getenv in the command) and applies the defaults.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		Addr:                getenv("ADDR"),
+		BaseURL:             getenv("BASE_URL"),
+		DatabaseURL:         getenv("DATABASE_URL"),
+		SMTPURL:             getenv("SMTP_URL"),
+		MailFrom:            getenv("MAIL_FROM"),
+		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
+		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
+		StripePriceID:       getenv("STRIPE_PRICE_ID"),
+		StripeAPIURL:        getenv("STRIPE_API_URL"),
+		RedisURL:            getenv("REDIS_URL"),
+		KeyPrefix:           getenv("KEY_PREFIX"),
+	}
+	if v := getenv("RATE_LIMIT"); v != "" {
+		l, err := ratelimit.ParseLimit(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("RATE_LIMIT: %w", err)
+		}
+		c.RateLimit = l
+	}
+	return c.withDefaults()
+}
+
+// withDefaults fills in defaults and checks the configuration.
+func (c Config) withDefaults() (Config, error) {
+	c.Addr = cmp.Or(c.Addr, "localhost:8080")
+	c.BaseURL = strings.TrimRight(cmp.Or(c.BaseURL, "http://"+c.Addr), "/")
+	c.DatabaseURL = cmp.Or(c.DatabaseURL, "favoritesapi.db")
+	c.KeyPrefix = cmp.Or(c.KeyPrefix, "fav")
+	if c.RateLimit == (ratelimit.Limit{}) {
+		c.RateLimit = ratelimit.MustParseLimit("100/min")
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return Config{}, fmt.Errorf("BASE_URL %q must be an http(s) URL without query, such as https://api.example.com", c.BaseURL)
+	}
+	if c.MailFrom == "" {
+		c.MailFrom = "FavoritesAPI <noreply@" + mailDomain(u.Hostname()) + ">"
+	}
+	if c.StripeSecretKey != "" {
+		if c.StripePriceID == "" {
+			return Config{}, fmt.Errorf("STRIPE_PRICE_ID is required with STRIPE_SECRET_KEY")
+		}
+		if c.StripeWebhookSecret == "" {
+			return Config{}, fmt.Errorf("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")
+		}
+	}
+	return c, nil
+}
+
+// mailDomain returns a domain for the default sender: the service's host,
+// or localhost.localdomain for a loopback address, which has no mail
+// domain of its own.
+func mailDomain(host string) string {
+	if host == "localhost" || strings.Count(host, ".") == 3 || strings.Contains(host, ":") || !strings.Contains(host, ".") {
+		return "localhost.localdomain"
+	}
+	return host
+}
+
+// DevBilling reports whether billing runs in dev mode (no Stripe key).
+func (c Config) DevBilling() bool { return c.StripeSecretKey == "" }
+
+// LiveKeys reports whether issued keys are live keys: only with a live
+// Stripe key. Test Stripe keys and dev mode issue test keys.
+func (c Config) LiveKeys() bool {
+	return strings.HasPrefix(c.StripeSecretKey, "sk_live_") || strings.HasPrefix(c.StripeSecretKey, "rk_live_")
+}
+
+// KeyEnvPrefix returns the prefix of issued keys, such as "fav_live".
+func (c Config) KeyEnvPrefix() string {
+	if c.LiveKeys() {
+		return c.KeyPrefix + "_live"
+	}
+	return c.KeyPrefix + "_test"
+}

@@ -1,0 +1,283 @@
+package app
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/magiclink"
+)
+
+//go:embed templates static
+var assets embed.FS
+
+// maxKeysPerUser bounds the keys one account may hold (revoked ones
+// included), so that a script on the dashboard cannot fill the database.
+const maxKeysPerUser = 50
+
+// maxFormBytes caps the dashboard's form bodies.
+const maxFormBytes = 4 << 10
+
+// pageSet maps a page name to its template (the layout plus the page).
+type pageSet map[string]*template.Template
+
+func parsePages() (pageSet, error) {
+	funcs := template.FuncMap{
+		"date": func(t time.Time) string {
+			if t.IsZero() {
+				return "never"
+			}
+			return t.UTC().Format("2006-01-02 15:04 UTC")
+		},
+	}
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html")
+	if err != nil {
+		return nil, err
+	}
+	names, err := fs.Glob(assets, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	pages := pageSet{}
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "templates/")
+		if base == "layout.html" {
+			continue
+		}
+		t, err := template.Must(layout.Clone()).ParseFS(assets, name)
+		if err != nil {
+			return nil, err
+		}
+		pages[strings.TrimSuffix(base, ".html")] = t
+	}
+	return pages, nil
+}
+
+func staticHandler() http.Handler {
+	files := http.FileServerFS(assets)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}
+
+// pageData is what every page's layout needs.
+type pageData struct {
+	Title   string
+	DevMode bool
+	User    *magiclink.User
+	Page    any
+}
+
+// render writes the named page. It renders into a buffer first, so that a
+// template error is a clean 500, not half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title string, page any) {
+	data := pageData{Title: title, DevMode: s.billing.DevMode(), Page: page}
+	if u, ok := magiclink.UserFrom(r.Context()); ok {
+		data.User = &u
+	}
+	var buf bytes.Buffer
+	if err := s.pages[name].ExecuteTemplate(&buf, "layout.html", data); err != nil {
+		s.logger.Error("rendering page", "page", name, "error", err)
+		http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+type landingPage struct {
+	BaseURL   string
+	KeyPrefix string
+	RateLimit string
+}
+
+func (s *Server) handleLanding(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "landing", "FavoritesAPI — your bookmarks, as an API", landingPage{
+		BaseURL: s.cfg.BaseURL, KeyPrefix: s.cfg.KeyEnvPrefix(), RateLimit: s.cfg.RateLimit.String(),
+	})
+}
+
+// keyView is one row of the dashboard's key table.
+type keyView struct {
+	ID, Name, Prefix, State string
+	CreatedAt, LastUsedAt   time.Time
+	Usable                  bool
+}
+
+type dashboardPage struct {
+	Email        string
+	Subscription billing.Subscription
+	Subscribed   bool
+	Entitled     bool
+	Keys         []keyView
+	RateLimit    string
+	BaseURL      string
+	NewKey       string // the full token of a key just issued or rolled, shown once
+	NewKeyID     string
+	Rolled       bool
+	Error        string
+}
+
+// dashboard gathers what /app shows for the signed-in user.
+func (s *Server) dashboard(r *http.Request) (dashboardPage, error) {
+	ctx := r.Context()
+	u, _ := magiclink.UserFrom(ctx)
+	p := dashboardPage{Email: u.Email, RateLimit: s.cfg.RateLimit.String(), BaseURL: s.cfg.BaseURL}
+	var err error
+	if p.Subscription, p.Subscribed, err = s.billing.Subscription(ctx, u.ID); err != nil {
+		return p, err
+	}
+	if p.Entitled, err = s.billing.Entitled(ctx, u.ID); err != nil {
+		return p, err
+	}
+	keys, err := s.keys.List(ctx, u.ID)
+	if err != nil {
+		return p, err
+	}
+	now := s.now()
+	for _, k := range keys {
+		state := k.State(now)
+		p.Keys = append(p.Keys, keyView{
+			ID: k.ID, Name: k.Name, Prefix: k.Prefix, State: state,
+			CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, Usable: state == apikey.StateActive,
+		})
+	}
+	return p, nil
+}
+
+func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
+	p, err := s.dashboard(r)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "app", "Your FavoritesAPI account", p)
+}
+
+func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	u, _ := magiclink.UserFrom(r.Context())
+	p, err := s.dashboard(r)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	switch {
+	case name == "":
+		p.Error = "Give the key a name, such as “production server”."
+	case len(p.Keys) >= maxKeysPerUser:
+		p.Error = fmt.Sprintf("An account can hold at most %d keys.", maxKeysPerUser)
+	}
+	if p.Error != "" {
+		s.render(w, r, http.StatusUnprocessableEntity, "app", "Your FavoritesAPI account", p)
+		return
+	}
+	k, tok, err := s.keys.Issue(r.Context(), u.ID, apikey.IssueOptions{Name: name})
+	if errors.Is(err, apikey.ErrInvalidOptions) {
+		p.Error = "That name cannot be used: " + strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": ")
+		s.render(w, r, http.StatusUnprocessableEntity, "app", "Your FavoritesAPI account", p)
+		return
+	}
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.logger.Info("key issued", "user", u.ID, "key", k.ID)
+	s.showNewKey(w, r, k, tok, false)
+}
+
+// showNewKey renders the dashboard with the token of a key just issued or
+// rolled: the only time it is ever shown.
+func (s *Server) showNewKey(w http.ResponseWriter, r *http.Request, k apikey.Key, tok apikey.Token, rolled bool) {
+	p, err := s.dashboard(r)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	p.NewKey, p.NewKeyID, p.Rolled = tok.Reveal(), k.ID, rolled
+	s.render(w, r, http.StatusOK, "app", "Your new API key", p)
+}
+
+// ownKey returns the key with the path's id if the signed-in user owns it.
+// Another user's key is not found, as an unknown one is.
+func (s *Server) ownKey(w http.ResponseWriter, r *http.Request) (apikey.Key, bool) {
+	u, _ := magiclink.UserFrom(r.Context())
+	k, err := s.keys.Get(r.Context(), r.PathValue("id"))
+	if err == nil && k.UserID == u.ID {
+		return k, true
+	}
+	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
+		s.pageError(w, r, err)
+		return apikey.Key{}, false
+	}
+	p, err := s.dashboard(r)
+	if err != nil {
+		s.pageError(w, r, err)
+		return apikey.Key{}, false
+	}
+	p.Error = "There is no such key in your account."
+	s.render(w, r, http.StatusNotFound, "app", "Your FavoritesAPI account", p)
+	return apikey.Key{}, false
+}
+
+func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
+	k, ok := s.ownKey(w, r)
+	if !ok {
+		return
+	}
+	if err := s.keys.Revoke(r.Context(), k.ID); err != nil && !errors.Is(err, apikey.ErrRevoked) {
+		s.pageError(w, r, err)
+		return
+	}
+	s.logger.Info("key revoked", "user", k.UserID, "key", k.ID)
+	http.Redirect(w, r, "/app", http.StatusSeeOther)
+}
+
+func (s *Server) handleRollKey(w http.ResponseWriter, r *http.Request) {
+	k, ok := s.ownKey(w, r)
+	if !ok {
+		return
+	}
+	k, tok, err := s.keys.Roll(r.Context(), k.ID, RollGrace)
+	if err != nil {
+		if apikey.StatusCode(err) == http.StatusUnauthorized || errors.Is(err, apikey.ErrRevoked) {
+			p, derr := s.dashboard(r)
+			if derr != nil {
+				s.pageError(w, r, derr)
+				return
+			}
+			p.Error = "Only an active key can be rolled."
+			s.render(w, r, http.StatusConflict, "app", "Your FavoritesAPI account", p)
+			return
+		}
+		s.pageError(w, r, err)
+		return
+	}
+	s.logger.Info("key rolled", "user", k.UserID, "key", k.ID)
+	s.showNewKey(w, r, k, tok, true)
+}
+
+// pageError logs err and renders a page saying something went wrong,
+// without its details.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	s.logger.LogAttrs(r.Context(), slog.LevelError, "page failed",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+	status := http.StatusInternalServerError
+	if s.store.Ping(r.Context()) != nil {
+		status = http.StatusServiceUnavailable
+	}
+	s.render(w, r, status, "error", "Something went wrong", nil)
+}

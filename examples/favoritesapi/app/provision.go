@@ -1,0 +1,42 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/billing"
+)
+
+// Provision creates a customer with an active dev-mode subscription and
+// an API key, and returns the key's token: what the sign-up page, the
+// dev checkout and the dashboard do, in one call, for load tests and
+// demos. It works only while billing runs in dev mode, so that it can
+// never hand out a paid plan for free.
+func (s *Server) Provision(ctx context.Context, email, keyName string) (string, error) {
+	if !s.cfg.DevBilling() {
+		return "", errors.New("app: Provision needs billing in dev mode (no STRIPE_SECRET_KEY)")
+	}
+	uid, _, err := s.store.EnsureUser(ctx, email)
+	if err != nil {
+		return "", err
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	customer := fmt.Sprintf("cus_dev_%d", uid)
+	_, err = s.store.ApplyEvent(ctx,
+		billing.Event{ID: fmt.Sprintf("evt_dev_provision_%d_%d", uid, now.UnixNano()), Type: "customer.subscription.created", Created: now, ReceivedAt: now},
+		billing.Change{UserID: uid, CustomerID: customer, Mode: billing.WriteIfNewer, Subscription: billing.Subscription{
+			CustomerID: customer, SubscriptionID: fmt.Sprintf("sub_dev_%d", uid), Status: "active",
+			CurrentPeriodEnd: now.AddDate(0, 1, 0), EventCreated: now,
+		}})
+	if err != nil {
+		return "", fmt.Errorf("activating the subscription: %w", err)
+	}
+	_, tok, err := s.keys.Issue(ctx, uid, apikey.IssueOptions{Name: keyName})
+	if err != nil {
+		return "", err
+	}
+	return tok.Reveal(), nil
+}

@@ -1,0 +1,154 @@
+package app
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/ratelimit"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// routes assembles the service's handler:
+//
+//   - /v1/ is the API: key middleware (with the subscription check), then
+//     the per-key rate limit, then the handlers;
+//   - /webhooks/stripe is Stripe's, authenticated by its signature;
+//   - everything else is the website, behind http.CrossOriginProtection so
+//     that no other site can post its forms.
+func (s *Server) routes() (http.Handler, error) {
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	s.pages = pages
+
+	site := http.NewServeMux()
+	s.login.Register(site)
+	s.billing.Register(site)
+	site.HandleFunc("GET /{$}", s.handleLanding)
+	site.Handle("GET /app", s.login.RequireUser(http.HandlerFunc(s.handleDashboard)))
+	site.Handle("POST /app/keys", s.login.RequireUser(http.HandlerFunc(s.handleCreateKey)))
+	site.Handle("POST /app/keys/{id}/revoke", s.login.RequireUser(http.HandlerFunc(s.handleRevokeKey)))
+	site.Handle("POST /app/keys/{id}/roll", s.login.RequireUser(http.HandlerFunc(s.handleRollKey)))
+	site.HandleFunc("GET /healthz", s.handleHealth)
+	site.HandleFunc("GET /metrics", s.handleMetrics)
+	site.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+	site.Handle("GET /static/", staticHandler())
+	site.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
+	})
+
+	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
+		Realm:     "favoritesapi",
+		Authorize: s.authorize,
+		Logger:    s.logger,
+	})
+	limit := ratelimit.Middleware(s.limiter, ratelimit.MiddlewareOptions{
+		KeyFunc: func(r *http.Request) (string, error) {
+			p, _ := apikey.PrincipalFrom(r.Context())
+			return "key:" + p.KeyID, nil
+		},
+		Limit:  s.cfg.RateLimit,
+		Policy: "per-key",
+		Now:    s.now,
+	})
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/me", s.handleMe)
+	api.HandleFunc("POST /v1/favorites", s.handleCreateFavorite)
+	api.HandleFunc("GET /v1/favorites", s.handleListFavorites)
+	api.HandleFunc("GET /v1/favorites/{id}", s.handleGetFavorite)
+	api.HandleFunc("DELETE /v1/favorites/{id}", s.handleDeleteFavorite)
+	api.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(http.StatusNotFound, "not_found", "There is no such API endpoint; see /openapi.json."))
+	})
+	apiHandler := authn(limit(methodNotAllowedAsProblem(api)))
+
+	root := http.NewServeMux()
+	root.Handle("/v1/", apiHandler)
+	root.Handle("POST /webhooks/stripe", site)
+	// LoadUser puts the signed-in user, if any, in every page's context:
+	// the layout shows it, and billing's portal asks for it.
+	root.Handle("/", http.NewCrossOriginProtection().Handler(s.login.LoadUser(site)))
+	return securityHeaders(root), nil
+}
+
+// authorize lets a verified key call the API only while its owner's
+// subscription is entitled (package billing decides, from a short cache).
+func (s *Server) authorize(ctx context.Context, p apikey.Principal) error {
+	ok, err := s.billing.Entitled(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return apikey.Forbid("The subscription of this account is not active. Renew it at " + s.cfg.BaseURL + "/app.")
+	}
+	return nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.logger.Warn("health check: database unreachable", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// securityHeaders sets the headers every response of the service carries.
+// Pages load nothing from other origins and run no scripts.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'none'; form-action 'self' https://checkout.stripe.com https://billing.stripe.com; frame-ancestors 'none'; base-uri 'none'")
+			h.Set("X-Frame-Options", "DENY")
+			h.Set("Referrer-Policy", "same-origin")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// methodNotAllowedAsProblem turns the ServeMux's plain-text 405 into a
+// problem document, keeping its Allow header.
+func methodNotAllowedAsProblem(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "/v1/" {
+			if allow := allowed(mux, r); allow != "" {
+				w.Header().Set("Allow", allow)
+				problem.Write(w, problem.New(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not support "+r.Method+"."))
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// allowed lists the methods the mux serves r's path with.
+func allowed(mux *http.ServeMux, r *http.Request) string {
+	var methods []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/v1/" {
+			methods = append(methods, m)
+		}
+	}
+	if slices.Contains(methods, http.MethodGet) {
+		methods = append(methods, http.MethodHead)
+	}
+	return strings.Join(methods, ", ")
+}

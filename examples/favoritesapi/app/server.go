@@ -1,0 +1,305 @@
+// Package app is FavoritesAPI: a complete API business assembled from
+// apikit's packages. The favoritesapi command serves it; tests, the load
+// tool and other programs build it with [New] and serve [Server.Handler].
+//
+// The parts and where they come from:
+//
+//   - API keys (package apikey): issued on the dashboard, verified by the
+//     bearer middleware in front of /v1/, with a cache and batched
+//     last-used writes;
+//   - rate limits (package ratelimit): per key, in memory or in Redis;
+//   - passwordless sign-in (package magiclink): /login, /login/verify,
+//     /logout and the session that guards /app;
+//   - billing (package billing): /signup through Stripe Checkout (or the
+//     dev checkout), the webhook, the customer portal, and Entitled, which
+//     decides whether a key may call the API;
+//   - storage (packages store/sqlite and store/postgres): apikit's tables
+//     and the application's own favorites table, in one database.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/magiclink"
+	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/ratelimit/redislimit"
+	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/postgres"
+	"github.com/apikit/apikit/store/sqlite"
+	"github.com/redis/go-redis/v9"
+)
+
+// RollGrace is how long a rolled key's old token keeps working.
+const RollGrace = 24 * time.Hour
+
+// Options are the parts of a [Server] that are not configuration: where
+// its output goes, and replacements for tests.
+type Options struct {
+	// Logger receives the server's logs (default: text to Stderr at info).
+	Logger *slog.Logger
+	// Stderr is where emails are printed when no SMTP_URL is configured
+	// (default os.Stderr).
+	Stderr io.Writer
+	// Mailer, if set, sends the login emails instead of SMTP_URL or the
+	// console.
+	Mailer magiclink.Mailer
+	// HTTPClient, if set, is used for calls to Stripe.
+	HTTPClient *http.Client
+	// KeyCacheTTL is how long a verified key is served from memory before
+	// the database is asked again, and so how long a key revoked on another
+	// instance keeps working here (default 30 seconds; see
+	// apikey.VerifierOptions.CacheTTL).
+	KeyCacheTTL time.Duration
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// Server is a running FavoritesAPI: its store, components and routes.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	now    func() time.Time
+
+	store    *store.Store
+	favs     *favorites
+	verifier *apikey.Verifier
+	keys     *apikey.Manager
+	limiter  ratelimit.Limiter
+	redis    *redis.Client
+	login    *magiclink.Service
+	billing  *billing.Service
+	handler  http.Handler
+	pages    pageSet
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the database that DatabaseURL names: PostgreSQL for a
+// postgres:// or postgresql:// URL, otherwise a SQLite file.
+func Open(ctx context.Context, databaseURL string) (*store.Store, error) {
+	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
+		return postgres.Open(ctx, databaseURL)
+	}
+	return sqlite.Open(ctx, databaseURL)
+}
+
+// Migrate applies apikit's migrations and FavoritesAPI's own to the
+// database, returning those it applied.
+func Migrate(ctx context.Context, st *store.Store) ([]store.Migration, error) {
+	return migrate(ctx, st)
+}
+
+// New opens and migrates the database and assembles the service. Call
+// [Server.Close] when done with it, after the HTTP server has shut down.
+func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(opts.Stderr, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{cfg: cfg, logger: opts.Logger, now: opts.Now}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close(context.Background())
+		}
+	}()
+
+	if s.store, err = Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("opening the database: %w", err)
+	}
+	applied, err := migrate(ctx, s.store)
+	if err != nil {
+		return nil, fmt.Errorf("migrating the database: %w", err)
+	}
+	for _, m := range applied {
+		s.logger.Info("applied migration", "name", m.Name)
+	}
+	s.favs = &favorites{db: s.store.DB()}
+
+	s.verifier = apikey.NewVerifier(s.store, apikey.VerifierOptions{
+		Prefixes: []string{cfg.KeyPrefix + "_live", cfg.KeyPrefix + "_test"},
+		CacheTTL: opts.KeyCacheTTL,
+		Logger:   s.logger,
+		Now:      opts.Now,
+	})
+	s.keys = apikey.NewManager(s.store, apikey.ManagerOptions{
+		Prefix:   cfg.KeyEnvPrefix(),
+		Verifier: s.verifier,
+		Now:      opts.Now,
+	})
+
+	if cfg.RedisURL != "" {
+		ropts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		s.redis = redis.NewClient(ropts)
+		s.limiter = redislimit.New(s.redis, redislimit.Options{Prefix: "favoritesapi:rl:", Logger: s.logger})
+	} else {
+		s.limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{Now: opts.Now})
+	}
+
+	mailer := opts.Mailer
+	switch {
+	case mailer != nil:
+	case cfg.SMTPURL != "":
+		if mailer, err = magiclink.NewSMTPMailer(cfg.SMTPURL, magiclink.SMTPOptions{}); err != nil {
+			return nil, fmt.Errorf("SMTP_URL: %w", err)
+		}
+	default:
+		mailer = magiclink.NewConsoleMailer(opts.Stderr)
+	}
+	if s.login, err = magiclink.New(s.store, magiclink.Options{
+		BaseURL:        cfg.BaseURL,
+		Mailer:         mailer,
+		From:           cfg.MailFrom,
+		AppName:        "FavoritesAPI",
+		SendLimiter:    limiterAdapter{s.limiter, "login-mail:", ratelimit.PerHour(5)},
+		VerifyLimiter:  limiterAdapter{s.limiter, "login-verify:", ratelimit.PerMinute(20)},
+		AfterLoginPath: "/app",
+		Logger:         s.logger,
+		Now:            opts.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("magic links: %w", err)
+	}
+
+	var stripe *billing.Client
+	if !cfg.DevBilling() {
+		if stripe, err = billing.NewClient(billing.ClientOptions{
+			Key: cfg.StripeSecretKey, URL: cfg.StripeAPIURL, HTTPClient: opts.HTTPClient,
+		}); err != nil {
+			return nil, fmt.Errorf("stripe: %w", err)
+		}
+	} else {
+		s.logger.Warn("billing in DEV MODE: no STRIPE_SECRET_KEY, so sign-ups are completed on a local page and no payment is taken")
+	}
+	if s.billing, err = billing.New(s.store, stripe, billing.Options{
+		PriceID:       cfg.StripePriceID,
+		BaseURL:       cfg.BaseURL,
+		WebhookSecret: cfg.StripeWebhookSecret,
+		DevMode:       cfg.DevBilling(),
+		SignIn:        s.login.SignIn,
+		CurrentUser: func(ctx context.Context) (int64, bool) {
+			u, ok := magiclink.UserFrom(ctx)
+			return u.ID, ok
+		},
+		AppPath: "/app",
+		OnCanceled: func(ctx context.Context, userID int64) {
+			s.logger.Info("subscription canceled", "user", userID)
+		},
+		Logger: s.logger,
+		Now:    opts.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("billing: %w", err)
+	}
+
+	if s.handler, err = s.routes(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// Handler returns the service's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// HTTPServer returns an http.Server for the service with the timeouts and
+// limits a server on the internet needs: slow or oversized requests are cut
+// off rather than holding a connection.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Addr:              s.cfg.Addr,
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// MaxHeaderBytes caps a request's header block; larger ones get 431.
+const MaxHeaderBytes = 32 << 10
+
+// Config returns the configuration the server runs with, defaults applied.
+func (s *Server) Config() Config { return s.cfg }
+
+// Store returns the server's store.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Keys returns the server's API key manager.
+func (s *Server) Keys() *apikey.Manager { return s.keys }
+
+// Billing returns the server's billing service.
+func (s *Server) Billing() *billing.Service { return s.billing }
+
+// Close flushes batched writes (keys' last-used times) and the mail
+// queue, bounded by ctx, and closes the store and Redis. Call it after the
+// HTTP server has stopped accepting requests.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.login != nil {
+			errs = append(errs, s.login.Close(ctx))
+		}
+		if s.verifier != nil {
+			errs = append(errs, s.verifier.Flush(ctx), s.verifier.Close())
+		}
+		if s.redis != nil {
+			errs = append(errs, s.redis.Close())
+		}
+		if s.store != nil {
+			errs = append(errs, s.store.Close())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// planStatus is the user's subscription status as the API reports it:
+// Stripe's status, or "none" before any purchase.
+func (s *Server) planStatus(ctx context.Context, userID int64) (string, error) {
+	sub, found, err := s.billing.Subscription(ctx, userID)
+	if err != nil {
+		return "", fmt.Errorf("reading subscription of user %d: %w", userID, err)
+	}
+	if !found {
+		return "none", nil
+	}
+	return sub.Status, nil
+}
+
+// limiterAdapter backs magiclink's small limiter interface with a
+// ratelimit.Limiter, so that login limits are shared through Redis too.
+type limiterAdapter struct {
+	l      ratelimit.Limiter
+	prefix string
+	limit  ratelimit.Limit
+}
+
+func (a limiterAdapter) Allow(ctx context.Context, key string) (bool, error) {
+	d, err := a.l.Allow(ctx, a.prefix+key, a.limit)
+	return d.Allowed, err
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/examples/favoritesapi/app"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"-h"}, env(nil), &stdout, &stderr); code != 0 {
+		t.Fatalf("-h exited %d", code)
+	}
+	for _, v := range []string{"ADDR", "BASE_URL", "DATABASE_URL", "SMTP_URL", "MAIL_FROM", "STRIPE_SECRET_KEY",
+		"STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_ID", "STRIPE_API_URL", "REDIS_URL", "RATE_LIMIT", "KEY_PREFIX",
+		"keys issue", "keys revoke", "migrate"} {
+		if !strings.Contains(stderr.String(), v) {
+			t.Errorf("-h does not mention %s:\n%s", v, stderr.String())
+		}
+	}
+}
+
+func TestBadUsage(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "f.db")
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		{[]string{"keys"}, map[string]string{"DATABASE_URL": db}, "needs a subcommand"},
+		{[]string{"keys", "issue"}, map[string]string{"DATABASE_URL": db}, "needs --email"},
+		{[]string{"keys", "revoke"}, map[string]string{"DATABASE_URL": db}, "exactly one key id"},
+		{nil, map[string]string{"RATE_LIMIT": "lots"}, "RATE_LIMIT"},
+		{nil, map[string]string{"BASE_URL": "ftp://x"}, "BASE_URL"},
+		{nil, map[string]string{"STRIPE_SECRET_KEY": "sk_test_x"}, "STRIPE_PRICE_ID is required"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), tc.args, env(tc.env), &stdout, &stderr); code != 2 {
+			t.Errorf("%v %v exited %d, want 2", tc.args, tc.env, code)
+		}
+		if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: stderr %q, want it to say %q", tc.args, stderr.String(), tc.want)
+		}
+	}
+}
+
+func TestMigrateAndKeys(t *testing.T) {
+	ctx := t.Context()
+	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"migrate"}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("migrate exited %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "applied 0001_") {
+		t.Errorf("migrate printed %q", stdout.String())
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"migrate"}, env(vars), &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "up to date") {
+		t.Errorf("second migrate exited %d: %q", code, stdout.String())
+	}
+
+	stderr.Reset()
+	if code := run(ctx, []string{"keys", "issue", "--email", "nobody@example.com"}, env(vars), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "no user") {
+		t.Errorf("issuing to an unknown user exited %d: %s", code, stderr.String())
+	}
+
+	st, err := app.Open(ctx, vars["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, _, err := st.EnsureUser(ctx, "ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"keys", "issue", "--email", "ADA@example.com", "--name", "support case 17"}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("keys issue exited %d: %s", code, stderr.String())
+	}
+	tok, err := apikey.Parse(strings.TrimSpace(stdout.String()))
+	if err != nil || tok.Prefix != "fav_test" {
+		t.Fatalf("keys issue printed %q: %v", stdout.String(), err)
+	}
+	keys := apikey.NewManager(st, apikey.ManagerOptions{})
+	if k, err := keys.Get(ctx, tok.ID); err != nil || k.Name != "support case 17" || k.State(time.Now()) != apikey.StateActive {
+		t.Fatalf("issued key: %+v, %v", k, err)
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"keys", "revoke", tok.ID}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("keys revoke exited %d: %s", code, stderr.String())
+	}
+	if k, _ := keys.Get(ctx, tok.ID); k.State(time.Now()) != apikey.StateRevoked {
+		t.Errorf("after keys revoke the key is %s", k.State(time.Now()))
+	}
+	stderr.Reset()
+	if code := run(ctx, []string{"keys", "revoke", "AAAAAAAAAAAA"}, env(vars), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "no key") {
+		t.Errorf("revoking an unknown key exited %d: %s", code, stderr.String())
+	}
+}
+
+// TestServeShutsDownGracefully runs the command's serve on a free port,
+// makes a request, and stops it as SIGTERM would: it exits 0.
+func TestServeShutsDownGracefully(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	vars := map[string]string{"ADDR": addr, "DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
+	ctx, stop := context.WithCancel(t.Context())
+	var stdout, stderr syncWriter
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, env(vars), &stdout, &stderr) }()
+
+	var resp *http.Response
+	for i := 0; i < 200; i++ {
+		if resp, err = http.Get("http://" + addr + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if err != nil {
+		stop()
+		t.Fatalf("server never answered: %v\n%s", err, stderr.String())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/healthz = %d", resp.StatusCode)
+	}
+	stop() // what SIGINT/SIGTERM do through signal.NotifyContext
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d after shutdown:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30s")
+	}
+	for _, want := range []string{"DEV MODE", "FavoritesAPI listening", "stopped"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log does not say %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// syncWriter is a buffer the server's goroutines may write concurrently.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
