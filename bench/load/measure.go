@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// run1 is one attack's figures.
+type run1 struct {
+	rps      float64
+	requests uint64
+	errors   int
+	statuses map[string]int
+	p50, p90 time.Duration
+	p99      time.Duration
+	rateSent float64
+}
+
+// measure starts the chosen scenarios, attacks each once per round in
+// turn (so that drifts of a shared machine spread over all of them), and
+// returns the medians.
+func measure(ctx context.Context, o options, logger *log.Logger) (Report, error) {
+	rep := Report{Started: time.Now().UTC(), Machine: machine(), Duration: o.duration.String(),
+		Rounds: o.rounds, Workers: o.workers, FixedRate: o.rate}
+	all := scenarios(o)
+	var chosen []scenario
+	if len(o.scenarios) == 0 {
+		for _, s := range all {
+			if s.needs == "" || s.name != "remote" {
+				chosen = append(chosen, s)
+			}
+		}
+	} else {
+		for _, name := range o.scenarios {
+			i := slices.IndexFunc(all, func(s scenario) bool { return s.name == name })
+			if i < 0 {
+				return rep, fmt.Errorf("unknown scenario %q", name)
+			}
+			chosen = append(chosen, all[i])
+		}
+	}
+	if !slices.ContainsFunc(chosen, func(s scenario) bool { return s.name == "bare" }) {
+		chosen = append([]scenario{all[0]}, chosen...) // the ratios need bare
+	}
+	dir, err := os.MkdirTemp("", "apikit-load-")
+	if err != nil {
+		return rep, err
+	}
+	defer os.RemoveAll(dir)
+
+	targets := map[string]*target{}
+	defer func() {
+		for _, t := range targets {
+			t.close()
+		}
+	}()
+	var runnable []scenario
+	for _, s := range chosen {
+		if s.needs != "" {
+			logger.Printf("skipping %s: %s", s.name, s.needs)
+			rep.Results = append(rep.Results, Result{Scenario: s.name, Skipped: s.needs})
+			continue
+		}
+		logger.Printf("starting %s", s.name)
+		start := time.Now()
+		t, err := s.start(ctx, o, dir)
+		if err != nil {
+			return rep, fmt.Errorf("starting %s: %w", s.name, err)
+		}
+		logger.Printf("  ready in %v", time.Since(start).Round(time.Millisecond))
+		targets[s.name] = t
+		runnable = append(runnable, s)
+	}
+
+	runs := map[string][]run1{}
+	for round := 1; round <= o.rounds; round++ {
+		for _, s := range runnable {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			r := attack(ctx, targets[s.name], o)
+			logger.Printf("round %d %-20s %9.0f req/s  p99 %-10v errors %d  %v", round, s.name, r.rps, r.p99, r.errors, r.statuses)
+			runs[s.name] = append(runs[s.name], r)
+		}
+	}
+
+	bare := summarize("bare", runs["bare"])
+	for _, s := range runnable {
+		res := summarize(s.name, runs[s.name])
+		if bare.RPS > 0 {
+			res.RatioBare = res.RPS / bare.RPS
+		}
+		res.P99Added = res.P99 - bare.P99
+		rep.Results = append(rep.Results, res)
+	}
+	order := map[string]int{}
+	for i, s := range chosen {
+		order[s.name] = i
+	}
+	slices.SortStableFunc(rep.Results, func(a, b Result) int { return order[a.Scenario] - order[b.Scenario] })
+	return rep, nil
+}
+
+// attack runs the full-speed attack, then the fixed-rate one.
+func attack(ctx context.Context, t *target, o options) run1 {
+	var r run1
+	r.statuses = map[string]int{}
+	full := vegeta.NewAttacker(vegeta.Workers(uint64(o.workers)), vegeta.MaxWorkers(uint64(o.workers)),
+		vegeta.Connections(o.workers), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+	m := collect(ctx, full, full.Attack(t.targeter, vegeta.Rate{Freq: 0}, o.duration, "full"), t.ok, &r)
+	r.rps, r.requests = m.Throughput, m.Requests
+	if o.rate > 0 {
+		fixed := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+		m := collect(ctx, fixed, fixed.Attack(t.targeter, vegeta.Rate{Freq: o.rate, Per: time.Second}, o.duration, "fixed"), t.ok, &r)
+		r.p50, r.p90, r.p99, r.rateSent = m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Rate
+	}
+	return r
+}
+
+func collect(ctx context.Context, a *vegeta.Attacker, results <-chan *vegeta.Result, ok uint16, r *run1) *vegeta.Metrics {
+	var m vegeta.Metrics
+	for res := range results {
+		if ctx.Err() != nil {
+			a.Stop()
+		}
+		m.Add(res)
+		r.statuses[strconv.Itoa(int(res.Code))]++
+		if res.Error != "" || res.Code != ok {
+			r.errors++
+		}
+	}
+	m.Close()
+	return &m
+}
+
+func summarize(name string, runs []run1) Result {
+	res := Result{Scenario: name, Statuses: map[string]int{}}
+	var rps []float64
+	var p50, p90, p99 []time.Duration
+	var sent []float64
+	for _, r := range runs {
+		rps = append(rps, r.rps)
+		p50, p90, p99 = append(p50, r.p50), append(p90, r.p90), append(p99, r.p99)
+		sent = append(sent, r.rateSent)
+		res.Requests += r.requests
+		res.Errors += r.errors
+		for k, v := range r.statuses {
+			res.Statuses[k] += v
+		}
+	}
+	res.RoundsRPS = rps
+	res.RPS, res.P50, res.P90, res.P99, res.RateSent = median(rps), median(p50), median(p90), median(p99), median(sent)
+	return res
+}
+
+func printTable(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "\n%s; %d rounds of %s per attack; full speed with %d connections, latencies at %d req/s\n\n",
+		rep.Machine, rep.Rounds, rep.Duration, rep.Workers, rep.FixedRate)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\treq/s\tvs bare\tp50\tp90\tp99\tp99 added\terrors\tstatuses\t")
+	for _, r := range rep.Results {
+		if r.Skipped != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tskipped: %s\t\n", r.Scenario, r.Skipped)
+			continue
+		}
+		var st []string
+		for k, v := range r.Statuses {
+			st = append(st, fmt.Sprintf("%s×%d", k, v))
+		}
+		slices.Sort(st)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%v\t%v\t%v\t%v\t%d\t%s\t\n", r.Scenario, r.RPS, 100*r.RatioBare,
+			r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+			r.P99Added.Round(time.Microsecond), r.Errors, strings.Join(st, " "))
+	}
+	tw.Flush()
+}
+
+func machine() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s/%s, %d CPUs (%s), %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), model, runtime.Version())
+}

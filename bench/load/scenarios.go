@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/ratelimit/redislimit"
+	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/sqlite"
+	"github.com/redis/go-redis/v9"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// unlimited is a limit no load from one machine reaches, so that the
+// limiter does all its work and never refuses.
+var unlimited = ratelimit.MustParseLimit("1000000/s")
+
+// target is a scenario ready to attack.
+type target struct {
+	targeter vegeta.Targeter
+	ok       uint16 // the status a served request answers
+	close    func()
+}
+
+// scenario builds one stack and serves it on loopback.
+type scenario struct {
+	name  string
+	needs string // why it cannot run, if it cannot
+	start func(ctx context.Context, o options, dir string) (*target, error)
+}
+
+func scenarios(o options) []scenario {
+	pgNeeds, redisNeeds, remoteNeeds := "", "", ""
+	if o.pgURL == "" {
+		pgNeeds = "needs -postgres or DATABASE_URL"
+	}
+	if o.redisURL == "" {
+		redisNeeds = "needs -redis or REDIS_URL"
+	}
+	if o.url == "" || o.key == "" {
+		remoteNeeds = "needs -url and -key"
+	}
+	return []scenario{
+		{name: "bare", start: startBare},
+		{name: "auth", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startMiddleware(ctx, dir, nil, 1)
+		}},
+		{name: "auth+limit", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startMiddleware(ctx, dir, ratelimit.NewMemory(ratelimit.MemoryOptions{}), 1)
+		}},
+		{name: "auth+limit+redis", needs: redisNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			ropts, err := redis.ParseURL(o.redisURL)
+			if err != nil {
+				return nil, err
+			}
+			rdb := redis.NewClient(ropts)
+			t, err := startMiddleware(ctx, dir, redislimit.New(rdb, redislimit.Options{Prefix: "apikit-load:" + rand8() + ":"}), 1)
+			if err != nil {
+				rdb.Close()
+				return nil, err
+			}
+			inner := t.close
+			t.close = func() { inner(); rdb.Close() }
+			return t, nil
+		}},
+		{name: "many-keys", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startMiddleware(ctx, dir, ratelimit.NewMemory(ratelimit.MemoryOptions{}), o.manyKeys)
+		}},
+		{name: "favorites-read", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavorites(ctx, filepath.Join(dir, "favorites.db"), false)
+		}},
+		{name: "favorites-write", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavorites(ctx, filepath.Join(dir, "favorites-write.db"), true)
+		}},
+		{name: "favorites-read-pg", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavorites(ctx, o.pgURL, false)
+		}},
+		{name: "favorites-write-pg", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavorites(ctx, o.pgURL, true)
+		}},
+		{name: "remote", needs: remoteNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return &target{targeter: get(o.url+"/v1/me", o.key), ok: http.StatusOK, close: func() {}}, nil
+		}},
+	}
+}
+
+// serve serves h on a loopback port until the returned func is called.
+func serve(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+// okHandler is the API handler of the middleware scenarios: as trivial as
+// the bare one, so that the difference is the middleware.
+var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"ok":true}`+"\n")
+})
+
+func startBare(ctx context.Context, o options, dir string) (*target, error) {
+	base, stop, err := serve(okHandler)
+	if err != nil {
+		return nil, err
+	}
+	return &target{targeter: get(base+"/v1/me", ""), ok: http.StatusOK, close: stop}, nil
+}
+
+// startMiddleware serves okHandler behind the key middleware (and the
+// limiter, if not nil), with n keys issued on a SQLite store; requests
+// rotate through the keys.
+func startMiddleware(ctx context.Context, dir string, limiter ratelimit.Limiter, n int) (*target, error) {
+	st, err := sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("keys-%d-%s.db", n, rand8())))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	tokens, err := issueKeys(ctx, st, n)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	v := apikey.NewVerifier(st, apikey.VerifierOptions{})
+	h := http.Handler(okHandler)
+	if limiter != nil {
+		h = ratelimit.Middleware(limiter, ratelimit.MiddlewareOptions{
+			KeyFunc: func(r *http.Request) (string, error) {
+				p, _ := apikey.PrincipalFrom(r.Context())
+				return p.KeyID, nil
+			},
+			Limit: unlimited, Policy: "per-key",
+		})(h)
+	}
+	h = apikey.Middleware(v, apikey.MiddlewareOptions{})(h)
+	base, stop, err := serve(h)
+	if err != nil {
+		v.Close()
+		st.Close()
+		return nil, err
+	}
+	return &target{targeter: rotate(base+"/v1/me", tokens), ok: http.StatusOK, close: func() {
+		stop()
+		v.Close()
+		st.Close()
+	}}, nil
+}
+
+// issueKeys issues n keys to one user, several at a time.
+func issueKeys(ctx context.Context, st *store.Store, n int) ([]string, error) {
+	uid, _, err := st.EnsureUser(ctx, "load@example.com")
+	if err != nil {
+		return nil, err
+	}
+	m := apikey.NewManager(st, apikey.ManagerOptions{Prefix: "load"})
+	tokens := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				_, tok, err := m.Issue(ctx, uid, apikey.IssueOptions{Name: "load"})
+				if err != nil {
+					errs <- err
+					return
+				}
+				tokens[i] = tok.Reveal()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, fmt.Errorf("issuing keys: %w", err)
+	}
+	return tokens, nil
+}
+
+// startFavorites serves the full FavoritesAPI on the database, with one
+// subscribed customer holding 100 favorites.
+func startFavorites(ctx context.Context, databaseURL string, write bool) (*target, error) {
+	srv, err := app.New(ctx, app.Config{DatabaseURL: databaseURL, RateLimit: unlimited}, app.Options{
+		Logger: slog.New(slog.DiscardHandler), Stderr: io.Discard,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tok, err := srv.Provision(ctx, fmt.Sprintf("load-%s@example.com", rand8()), "load")
+	if err != nil {
+		srv.Close(ctx)
+		return nil, err
+	}
+	base, stop, err := serve(srv.Handler())
+	if err != nil {
+		srv.Close(ctx)
+		return nil, err
+	}
+	closeAll := func() {
+		stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	}
+	body := []byte(`{"name":"The Go spec","url":"https://go.dev/ref/spec","tags":["go","reference"]}`)
+	post := func(t *vegeta.Target) error {
+		*t = vegeta.Target{Method: http.MethodPost, URL: base + "/v1/favorites", Body: body,
+			Header: http.Header{"Authorization": {"Bearer " + tok}, "Content-Type": {"application/json"}}}
+		return nil
+	}
+	if write {
+		return &target{targeter: post, ok: http.StatusCreated, close: closeAll}, nil
+	}
+	for range 100 {
+		var t vegeta.Target
+		post(&t)
+		req, _ := t.Request()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			closeAll()
+			return nil, fmt.Errorf("seeding favorites: %s", resp.Status)
+		}
+	}
+	return &target{targeter: get(base+"/v1/favorites?limit=20", tok), ok: http.StatusOK, close: closeAll}, nil
+}
+
+func get(url, token string) vegeta.Targeter {
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return func(t *vegeta.Target) error {
+		*t = vegeta.Target{Method: http.MethodGet, URL: url, Header: h}
+		return nil
+	}
+}
+
+// rotate targets url with each token in turn.
+func rotate(url string, tokens []string) vegeta.Targeter {
+	headers := make([]http.Header, len(tokens))
+	for i, tok := range tokens {
+		headers[i] = http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	var i atomic.Uint64
+	return func(t *vegeta.Target) error {
+		*t = vegeta.Target{Method: http.MethodGet, URL: url, Header: headers[(i.Add(1)-1)%uint64(len(headers))]}
+		return nil
+	}
+}
+
+func rand8() string { return strings.ToLower(rand.Text()[:8]) }
