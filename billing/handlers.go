@@ -131,7 +131,7 @@ func (s *Service) serveCheckout(w http.ResponseWriter, r *http.Request) {
 func readEmail(w http.ResponseWriter, r *http.Request) (string, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	var raw string
-	if isJSON(r) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
 		var body struct {
 			Email string `json:"email"`
 		}
