@@ -570,3 +570,31 @@ func TestMemoryLimiter(t *testing.T) {
 		t.Error("refilled more than one")
 	}
 }
+
+func TestCleanupDeletesExpiredRows(t *testing.T) {
+	h := newHarness(t, setup{options: func(o *magiclink.Options) { o.CleanupInterval = 10 * time.Millisecond }})
+	h.user("ada@example.com")
+	c := browser(t)
+	h.signIn(c, "ada@example.com")
+	count := func() (n int) {
+		if err := h.store.DB().Get(&n, `SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM login_tokens)`); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The used token goes at once; the session stays until it expires.
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows left, want the session alone", count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.clock.Add(10 * 24 * time.Hour)
+	for count() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows left after the session expired", count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
