@@ -22,13 +22,17 @@ import (
 // complete the dev checkout, create a key and read it from #new-key, call
 // the API with it, sign out, sign back in through the link emailed over
 // real SMTP, revoke the key and see the API refuse it. Each page is saved
-// as a screenshot in the test's temporary directory, and any browser
+// as a screenshot in the test's temporary directory (or in
+// $APIKIT_SCREENSHOTS, to keep them), and any browser
 // console error fails the test.
 func TestBrowserJourney(t *testing.T) {
 	chromium := testenv.Program(t, "chromium")
 	smtp := smtptest.Start(t)
 	s := startServer(t, sqliteDB, app.Config{SMTPURL: smtp.URL()})
 	shots := t.TempDir()
+	if dir := os.Getenv("APIKIT_SCREENSHOTS"); dir != "" { // keep them to look at
+		shots = dir
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -76,11 +80,13 @@ func TestBrowserJourney(t *testing.T) {
 	step := 0
 	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(bctx, actions...); err != nil {
+		sctx, cancel := context.WithTimeout(bctx, 30*time.Second) // a hang fails at its step
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 		step++
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot after %s: %v", what, err)
 		}
