@@ -1,7 +1,6 @@
 package magiclink_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/apikit/apikit/internal/faultproxy"
 	"github.com/apikit/apikit/internal/smtptest"
+	"github.com/apikit/apikit/internal/syncbuf"
 	"github.com/apikit/apikit/internal/testdb"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/store"
@@ -43,24 +43,6 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a Service over a real store, mailing through a real SMTP
 // server, served by a real HTTP server with a protected /app.
 type harness struct {
@@ -70,7 +52,7 @@ type harness struct {
 	svc   *magiclink.Service
 	http  *httptest.Server
 	clock *clock
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 	proxy *faultproxy.Proxy // between the mailer and the SMTP server, if setup.faulty
 
 	// closed is set by tests that close the service themselves.
@@ -90,7 +72,7 @@ func newHarness(t testing.TB, s setup) *harness {
 	if s.open == nil {
 		s.open = testdb.SQLite
 	}
-	h := &harness{t: t, store: s.open(t), smtp: smtptest.Start(t, s.smtp), clock: newClock(), logs: &syncBuffer{}}
+	h := &harness{t: t, store: s.open(t), smtp: smtptest.Start(t, s.smtp), clock: newClock(), logs: &syncbuf.Buffer{}}
 	smtpURL := h.smtp.URL()
 	if s.faulty {
 		h.proxy = faultproxy.Start(t, h.smtp.Addr())

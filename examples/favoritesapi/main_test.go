@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/internal/syncbuf"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -123,7 +123,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	ln.Close()
 	vars := map[string]string{"ADDR": addr, "DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
 	ctx, stop := context.WithCancel(t.Context())
-	var stdout, stderr syncWriter
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, nil, env(vars), &stdout, &stderr) }()
 
@@ -156,22 +156,4 @@ func TestServeShutsDownGracefully(t *testing.T) {
 			t.Errorf("log does not say %q:\n%s", want, stderr.String())
 		}
 	}
-}
-
-// syncWriter is a buffer the server's goroutines may write concurrently.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }

@@ -5,17 +5,16 @@
 package stripemock
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/syncbuf"
 	"github.com/apikit/apikit/internal/testenv"
 )
 
@@ -53,7 +52,7 @@ func start(tb testing.TB, bin string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin,
 		"-http-addr", "127.0.0.1:"+strconv.Itoa(httpPort),
 		"-https-addr", "127.0.0.1:"+strconv.Itoa(httpsPort))
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -98,21 +97,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

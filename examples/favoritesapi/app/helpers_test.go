@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/internal/syncbuf"
 	"github.com/apikit/apikit/internal/testdb"
 	"github.com/apikit/apikit/magiclink"
 )
@@ -44,7 +45,7 @@ type testServer struct {
 	*app.Server
 	URL  string
 	Mail *mailbox
-	Logs *syncBuffer
+	Logs *syncbuf.Buffer
 }
 
 // startServer starts FavoritesAPI on a fresh database of the backend, in
@@ -59,7 +60,7 @@ func startServer(t testing.TB, b backend, cfg app.Config, mods ...func(*app.Opti
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://" + ts.Listener.Addr().String()
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	mail := &mailbox{}
 	opts := app.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -91,24 +92,6 @@ func startServer(t testing.TB, b backend, cfg app.Config, mods ...func(*app.Opti
 		}
 	})
 	return &testServer{Server: srv, URL: ts.URL, Mail: mail, Logs: logs}
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // mailbox is a magiclink.Mailer that keeps the messages.
