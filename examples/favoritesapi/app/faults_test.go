@@ -17,6 +17,7 @@ import (
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/internal/faultproxy"
+	"github.com/apikit/apikit/internal/smtptest"
 	"github.com/apikit/apikit/internal/testdb"
 	"github.com/apikit/apikit/internal/testenv"
 	"github.com/apikit/apikit/ratelimit"
@@ -282,5 +283,43 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	}
 	if answered.Load() == 0 {
 		t.Error("no request was served")
+	}
+}
+
+// TestSMTPDownOrSlow takes the mail server away, then makes it slow:
+// sign-in requests answer at once either way (mail goes through a queue),
+// the email is retried and arrives once the server is back, and closing
+// the server drains the queue.
+func TestSMTPDownOrSlow(t *testing.T) {
+	mail := smtptest.Start(t)
+	proxy := faultproxy.Start(t, mail.Addr())
+	s := startServer(t, sqliteDB, app.Config{SMTPURL: "smtp://" + proxy.Addr()})
+	signUp(t, s, "mail@example.com")
+
+	login := func(phase string) {
+		t.Helper()
+		start := time.Now()
+		p := postForm(t, browser(t), s.URL+"/login", url.Values{"email": {"mail@example.com"}})
+		if d := time.Since(start); p.status != http.StatusOK || d > 500*time.Millisecond {
+			t.Errorf("%s: POST /login = %d after %v, want 200 at once", phase, p.status, d)
+		}
+	}
+	proxy.Down()
+	login("SMTP down")
+	time.Sleep(300 * time.Millisecond) // the first attempt fails
+	proxy.Up()
+	if link := mail.WaitLink(t, "mail@example.com"); !strings.Contains(link, "/login/verify?token=") {
+		t.Errorf("the retried email has no link: %q", link)
+	}
+
+	proxy.SetDelay(300 * time.Millisecond) // every chunk of the SMTP conversation waits
+	login("SMTP slow")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close with a slow SMTP server: %v", err)
+	}
+	if link := mail.WaitLink(t, "mail@example.com"); link == "" {
+		t.Error("Close did not drain the email queued while SMTP was slow")
 	}
 }
