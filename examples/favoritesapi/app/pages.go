@@ -168,11 +168,21 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	name := strings.TrimSpace(r.PostFormValue("name"))
+	formErr := r.ParseForm()
+	name := strings.TrimSpace(r.PostForm.Get("name"))
 	u, _ := magiclink.UserFrom(r.Context())
 	p, err := s.dashboard(r)
 	if err != nil {
 		s.pageError(w, r, err)
+		return
+	}
+	if formErr != nil {
+		status := http.StatusBadRequest
+		if _, ok := errors.AsType[*http.MaxBytesError](formErr); ok {
+			status = http.StatusRequestEntityTooLarge
+		}
+		p.Error = "That form could not be read; keep the name under 100 characters."
+		s.render(w, r, status, "app", "Your FavoritesAPI account", p)
 		return
 	}
 	switch {

@@ -116,7 +116,7 @@ func TestAttacks(t *testing.T) {
 				t.Errorf("POST %s with a 1 MB email: %d", path, p.status)
 			}
 		}
-		if p := postForm(t, ada.web, s.URL+"/app/keys", url.Values{"name": {strings.Repeat("k", 1<<20)}}); p.status != 413 && p.status != 422 && p.status != 400 {
+		if p := postForm(t, ada.web, s.URL+"/app/keys", url.Values{"name": {strings.Repeat("k", 1<<20)}}); p.status != 413 {
 			t.Errorf("POST /app/keys with a 1 MB name: %d", p.status)
 		}
 	})
