@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -173,7 +174,14 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	default:
 		mailer = magiclink.NewConsoleMailer(opts.Stderr)
 	}
+	// The sign-in pages are magiclink's, restyled to match the site.
+	signinPages, err := template.New("signin").Funcs(template.FuncMap{"devMode": cfg.DevBilling}).
+		ParseFS(assets, "templates/signin/*.html")
+	if err != nil {
+		return nil, err
+	}
 	if s.login, err = magiclink.New(s.store, magiclink.Options{
+		Templates:      signinPages,
 		BaseURL:        cfg.BaseURL,
 		Mailer:         mailer,
 		From:           cfg.MailFrom,
