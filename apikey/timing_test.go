@@ -52,13 +52,36 @@ func TestVerifyTimingDoesNotLeakTheSecret(t *testing.T) {
 			t.Fatalf("%s: Verify error %v", c.name, err)
 		}
 	}
+	// A machine busy with other tests can skew one measurement; a leak
+	// shows in every one. So measure up to three times.
+	var first, last time.Duration
+	for attempt := 1; attempt <= 3; attempt++ {
+		medians := measureVerify(ctx, f.v, candidates)
+		for i, m := range medians {
+			t.Logf("attempt %d: %-22s median %v per verification", attempt, candidates[i].name, m)
+		}
+		first, last = medians[1], medians[2]
+		if diff := max(first, last) - min(first, last); diff <= max(first, last)/4+100*time.Nanosecond {
+			return
+		}
+	}
+	t.Errorf("a wrong first character takes %v, a wrong last character %v: the comparison leaks how much of the secret is right", first, last)
+}
+
+// measureVerify returns the median time of one verification of each
+// candidate, sampled in interleaved batches.
+func measureVerify(ctx context.Context, v *apikey.Verifier, candidates []struct {
+	name  string
+	token string
+	valid bool
+}) []time.Duration {
 	const rounds, batch = 200, 50
 	samples := make([][]time.Duration, len(candidates))
 	for range rounds {
 		for i, c := range candidates {
 			start := time.Now()
 			for range batch {
-				f.v.Verify(ctx, c.token)
+				v.Verify(ctx, c.token)
 			}
 			samples[i] = append(samples[i], time.Since(start)/batch)
 		}
@@ -67,10 +90,6 @@ func TestVerifyTimingDoesNotLeakTheSecret(t *testing.T) {
 	for i, s := range samples {
 		slices.Sort(s)
 		medians[i] = s[len(s)/2]
-		t.Logf("%-22s median %v per verification", candidates[i].name, medians[i])
 	}
-	first, last := medians[1], medians[2]
-	if diff := max(first, last) - min(first, last); diff > max(first, last)/4+100*time.Nanosecond {
-		t.Errorf("a wrong first character takes %v, a wrong last character %v: the comparison leaks how much of the secret is right", first, last)
-	}
+	return medians
 }

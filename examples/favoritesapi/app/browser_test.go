@@ -85,8 +85,12 @@ func TestBrowserJourney(t *testing.T) {
 		if err := chromedp.Do(sctx, actions...); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
+		// Screenshot only a page that has finished loading.
+		if _, err := chromedp.Run(sctx, chromedp.Poll[bool]("document.readyState === 'complete'")); err != nil {
+			t.Fatalf("%s: waiting for the page to load: %v", what, err)
+		}
 		step++
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot after %s: %v", what, err)
 		}
@@ -170,6 +174,8 @@ func TestBrowserJourney(t *testing.T) {
 
 	do("revoked",
 		chromedp.Click(chromedp.CSS("#key-"+tok.ID+" button.revoke")),
+		// The old page has #create-key too: wait for the button to go.
+		chromedp.WaitNotPresent(chromedp.CSS("#key-"+tok.ID+" button.revoke")),
 		chromedp.WaitVisible(chromedp.CSS("#create-key")))
 	if got := text("#key-" + tok.ID + " .state"); got != apikey.StateRevoked {
 		t.Errorf("the revoked key's state shows %q", got)

@@ -27,7 +27,13 @@ func TestTwoInstances(t *testing.T) {
 	const ttl = 2 * time.Second
 	limit := ratelimit.MustParseLimit("40/min")
 	cfg := app.Config{DatabaseURL: dsn, RedisURL: redisURL, RateLimit: limit}
-	withTTL := func(o *app.Options) { o.KeyCacheTTL = ttl }
+	withTTL := func(o *app.Options) {
+		o.KeyCacheTTL = ttl
+		// A generous limiter timeout: on a loaded CI machine a decision
+		// that fails open would let requests through uncounted, and this
+		// test is about the shared budget, not the timeout.
+		o.RedisTimeout = 2 * time.Second
+	}
 	a := startServer(t, postgresDB, cfg, withTTL)
 	b := startServer(t, postgresDB, cfg, withTTL)
 	c := newCustomer(t, a, fmt.Sprintf("fleet-%d@example.com", time.Now().UnixNano()))

@@ -62,6 +62,10 @@ type Options struct {
 	// instance keeps working here (default 30 seconds; see
 	// apikey.VerifierOptions.CacheTTL).
 	KeyCacheTTL time.Duration
+	// RedisTimeout bounds each rate-limit decision made in Redis; past it
+	// the request is served (fail open) and the failure logged (default
+	// 100 ms; see redislimit.Options.Timeout).
+	RedisTimeout time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 }
@@ -159,7 +163,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		s.redis = redis.NewClient(ropts)
-		s.limiter = redislimit.New(s.redis, redislimit.Options{Prefix: "favoritesapi:rl:", Logger: s.logger})
+		s.limiter = redislimit.New(s.redis, redislimit.Options{Prefix: "favoritesapi:rl:", Timeout: opts.RedisTimeout, Logger: s.logger})
 	} else {
 		s.limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{Now: opts.Now})
 	}
