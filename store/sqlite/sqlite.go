@@ -11,14 +11,16 @@ package sqlite
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/apikit/apikit/store"
 	"github.com/jmoiron/sqlx"
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 //go:embed migrations/*.sql
@@ -63,11 +65,36 @@ func Open(ctx context.Context, dsn string) (*store.Store, error) {
 		db.SetConnMaxLifetime(0)
 		db.SetConnMaxIdleTime(0)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: opening %s: %w", redact(dsn), err)
 	}
 	return store.New(db, Dialect()), nil
+}
+
+// openBusyTimeout bounds how long Open waits for another process that is
+// opening the same new database file.
+const openBusyTimeout = 5 * time.Second
+
+// ping opens the first connection. Switching a new database file to WAL
+// mode takes an exclusive lock without waiting for busy_timeout, so when
+// several processes open one new file at once the losers see "database is
+// locked" at once; they retry until the winner is done.
+func ping(ctx context.Context, db *sqlx.DB) error {
+	deadline := time.Now().Add(openBusyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		var se sqlite3.Error
+		busy := errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+		if !busy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // withDefaults adds the default parameters the DSN does not set.
