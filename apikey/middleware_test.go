@@ -78,7 +78,7 @@ func TestMiddleware(t *testing.T) {
 		{"EmptyBearer", "/", http.Header{"Authorization": {"Bearer "}}, 401, invalid, "invalid_token"},
 		{"Garbage", "/", http.Header{"Authorization": {"Bearer hello"}}, 401, invalid, "invalid_token"},
 		{"Oversized", "/", http.Header{"Authorization": {"Bearer " + strings.Repeat("A", 10000)}}, 401, invalid, "invalid_token"},
-		{"Typo", "/", http.Header{"Authorization": {"Bearer " + token[:len(token)-1] + "x"}}, 401, invalid, "invalid_token"},
+		{"Typo", "/", http.Header{"Authorization": {"Bearer " + lastChanged(token)}}, 401, invalid, "invalid_token"},
 		{"Revoked", "/", http.Header{"Authorization": {"Bearer " + revoked}}, 401, invalid, "invalid_token"},
 		{"TokenInQuery", "/?api_key=" + token, nil, 400, badReq, "invalid_request"},
 		{"TokenInQueryWithHeader", "/?x=" + token, http.Header{"Authorization": {"Bearer " + token}}, 400, badReq, "invalid_request"},
@@ -300,4 +300,13 @@ func carriesKey(cred, token, id, secret string) bool {
 		}
 	}
 	return false
+}
+
+// lastChanged returns the token with its last character replaced by
+// another one.
+func lastChanged(token string) string {
+	if strings.HasSuffix(token, "x") {
+		return token[:len(token)-1] + "y"
+	}
+	return token[:len(token)-1] + "x"
 }
