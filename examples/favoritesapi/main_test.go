@@ -47,6 +47,8 @@ func TestBadUsage(t *testing.T) {
 		{nil, map[string]string{"RATE_LIMIT": "lots"}, "RATE_LIMIT"},
 		{nil, map[string]string{"BASE_URL": "ftp://x"}, "BASE_URL"},
 		{nil, map[string]string{"STRIPE_SECRET_KEY": "sk_test_x"}, "STRIPE_PRICE_ID is required"},
+		{nil, map[string]string{"BASE_URL": "https://api.example.com"}, "dev mode"},
+		{nil, map[string]string{"ADDR": "0.0.0.0:8080"}, "dev mode"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), tc.args, env(tc.env), &stdout, &stderr); code != 2 {

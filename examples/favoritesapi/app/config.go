@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 
@@ -20,7 +21,7 @@ const EnvHelp = `Environment:
                          printed to stderr
   MAIL_FROM              sender address (default FavoritesAPI <noreply@ + BASE_URL host>)
   STRIPE_SECRET_KEY      sk_test_… or sk_live_…; unset: billing runs in dev mode
-                         (no payment taken)
+                         (no payment taken; BASE_URL must then be on localhost)
   STRIPE_WEBHOOK_SECRET  whsec_… of the webhook endpoint BASE_URL/webhooks/stripe
   STRIPE_PRICE_ID        price_… of the subscription
   STRIPE_API_URL         Stripe API base URL, e.g. a local stripe-mock (default Stripe)
@@ -90,6 +91,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MailFrom == "" {
 		c.MailFrom = "FavoritesAPI <noreply@" + mailDomain(u.Hostname()) + ">"
 	}
+	if c.StripeSecretKey == "" && !loopback(u.Hostname()) {
+		return Config{}, fmt.Errorf("without STRIPE_SECRET_KEY billing runs in dev mode, which gives subscriptions away, "+
+			"so it serves only a BASE_URL on localhost (not %q): set STRIPE_SECRET_KEY, STRIPE_PRICE_ID and STRIPE_WEBHOOK_SECRET", c.BaseURL)
+	}
 	if c.StripeSecretKey != "" {
 		if c.StripePriceID == "" {
 			return Config{}, fmt.Errorf("STRIPE_PRICE_ID is required with STRIPE_SECRET_KEY")
@@ -109,6 +114,15 @@ func mailDomain(host string) string {
 		return "localhost.localdomain"
 	}
 	return host
+}
+
+// loopback reports whether host names this machine's loopback interface.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // DevBilling reports whether billing runs in dev mode (no Stripe key).

@@ -196,7 +196,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		Logger:         s.logger,
 		Now:            opts.Now,
 	}); err != nil {
-		return nil, fmt.Errorf("magic links: %w", err)
+		return nil, err // magiclink's errors name the package
 	}
 
 	var stripe *billing.Client
@@ -226,7 +226,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		Logger: s.logger,
 		Now:    opts.Now,
 	}); err != nil {
-		return nil, fmt.Errorf("billing: %w", err)
+		return nil, err // billing's errors name the package
 	}
 
 	if s.handler, err = s.routes(); err != nil {
