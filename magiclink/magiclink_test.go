@@ -530,6 +530,23 @@ func TestTemplateOverrides(t *testing.T) {
 	}
 }
 
+// TestTemplateFrameOverride redefines only "head" and "foot": every
+// default page keeps its content inside the new frame.
+func TestTemplateFrameOverride(t *testing.T) {
+	frame := template.Must(template.New("head").Parse(`<!doctype html><title>{{.Title}} · site</title><link rel="stylesheet" href="/site.css"><main>`))
+	template.Must(frame.New("foot").Parse(`</main><footer>site footer</footer>`))
+	h := newHarness(t, setup{options: func(o *magiclink.Options) { o.Templates = frame }})
+	r := do(t, browser(t), "GET", h.http.URL+"/login", nil)
+	for _, want := range []string{`href="/site.css"`, "site footer", `name="email"`, "Email me a sign-in link"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("login page has no %q:\n%s", want, r.body)
+		}
+	}
+	if strings.Contains(r.body, "<style>") {
+		t.Errorf("the default head is still there:\n%s", r.body)
+	}
+}
+
 func TestOptionsValidation(t *testing.T) {
 	st := testdb.SQLite(t)
 	mailer := magiclink.NewConsoleMailer(&strings.Builder{})

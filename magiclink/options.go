@@ -93,10 +93,13 @@ type Options struct {
 	AfterLogoutPath string
 
 	// Templates, if set, overrides some or all of the embedded templates,
-	// each looked up by name: the pages "login.html", "sent.html",
-	// "verify.html", "invalid.html" and "error.html", and the email parts
-	// "email_subject.txt", "email.txt" and "email.html" (an HTML part that
-	// renders empty is left out). See [PageData] and
+	// each by name: the pages "login.html", "sent.html", "verify.html",
+	// "invalid.html" and "error.html"; "head" and "foot", which frame every
+	// default page (redefine just these two to restyle the pages as your
+	// site); and the email parts "email_subject.txt", "email.txt" and
+	// "email.html" (an HTML part that renders empty is left out). They are
+	// added to the defaults' template set, so they may call each other and
+	// the defaults, but not functions the set does not have. See [PageData] and
 	// [EmailData] for what they are given. The plain-text parts are
 	// rendered with html/template too and then HTML-unescaped, so they hold
 	// the values as they are.

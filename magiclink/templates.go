@@ -15,7 +15,9 @@ import (
 var templateFiles embed.FS
 
 // Template names, looked up first in [Options.Templates] and then among
-// the embedded defaults.
+// the embedded defaults. The default pages are framed by the templates
+// "head" (from the doctype to the opening of main) and "foot", which
+// Options.Templates may redefine alone.
 const (
 	tmplLogin   = "login.html"        // the login form ([PageData])
 	tmplSent    = "sent.html"         // "check your email" ([PageData])
@@ -56,15 +58,26 @@ func loadTemplates(override *template.Template) (templates, error) {
 	if err != nil {
 		return nil, fmt.Errorf("magiclink: parsing the embedded templates: %w", err)
 	}
-	t := templates{}
-	for _, name := range templateNames {
-		if override != nil {
-			if o := override.Lookup(name); o != nil {
-				t[name] = o
+	set := defaults
+	if override != nil {
+		// The overrides join the defaults' set, replacing templates of the
+		// same name: a page, an email part, or the "head" and "foot" that
+		// every default page is framed by.
+		if set, err = defaults.Clone(); err != nil {
+			return nil, err
+		}
+		for _, o := range override.Templates() {
+			if o.Tree == nil || o.Tree.Root == nil {
 				continue
 			}
+			if _, err := set.AddParseTree(o.Name(), o.Tree.Copy()); err != nil {
+				return nil, optionsError("Templates: %s: %v", o.Name(), err)
+			}
 		}
-		t[name] = defaults.Lookup(name)
+	}
+	t := templates{}
+	for _, name := range templateNames {
+		t[name] = set.Lookup(name)
 	}
 	// Render each once with sample data, so that a broken override is an
 	// error from New rather than from the first request.

@@ -30,7 +30,33 @@ const maxFormBytes = 4 << 10
 // pageSet maps a page name to its template (the layout plus the page).
 type pageSet map[string]*template.Template
 
-func parsePages() (pageSet, error) {
+// devBanner tops every page while billing runs in dev mode.
+const devBanner = `<div class="devmode" role="status">DEV MODE — billing is simulated and no payment is taken (no STRIPE_SECRET_KEY is set).</div>`
+
+// withDevBanner defines the template "devbanner" in t: the banner in dev
+// mode, nothing otherwise.
+func withDevBanner(t *template.Template, dev bool) (*template.Template, error) {
+	banner := ""
+	if dev {
+		banner = devBanner
+	}
+	if _, err := t.New("devbanner").Parse(banner); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// signinFrame is the "head" and "foot" of magiclink's sign-in pages, so
+// that they look like the rest of the site.
+func signinFrame(dev bool) (*template.Template, error) {
+	t, err := template.ParseFS(assets, "templates/signin/frame.html")
+	if err != nil {
+		return nil, err
+	}
+	return withDevBanner(t, dev)
+}
+
+func parsePages(dev bool) (pageSet, error) {
 	funcs := template.FuncMap{
 		"date": func(t time.Time) string {
 			if t.IsZero() {
@@ -41,6 +67,9 @@ func parsePages() (pageSet, error) {
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html")
 	if err != nil {
+		return nil, err
+	}
+	if layout, err = withDevBanner(layout, dev); err != nil {
 		return nil, err
 	}
 	names, err := fs.Glob(assets, "templates/*.html")
@@ -72,16 +101,15 @@ func staticHandler() http.Handler {
 
 // pageData is what every page's layout needs.
 type pageData struct {
-	Title   string
-	DevMode bool
-	User    *magiclink.User
-	Page    any
+	Title string
+	User  *magiclink.User
+	Page  any
 }
 
 // render writes the named page. It renders into a buffer first, so that a
 // template error is a clean 500, not half a page.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title string, page any) {
-	data := pageData{Title: title, DevMode: s.billing.DevMode(), Page: page}
+	data := pageData{Title: title, Page: page}
 	if u, ok := magiclink.UserFrom(r.Context()); ok {
 		data.User = &u
 	}

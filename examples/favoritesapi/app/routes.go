@@ -24,7 +24,7 @@ var openAPI []byte
 //   - everything else is the website, behind http.CrossOriginProtection so
 //     that no other site can post its forms.
 func (s *Server) routes() (http.Handler, error) {
-	pages, err := parsePages()
+	pages, err := parsePages(s.cfg.DevBilling())
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -179,8 +178,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		mailer = magiclink.NewConsoleMailer(opts.Stderr)
 	}
 	// The sign-in pages are magiclink's, restyled to match the site.
-	signinPages, err := template.New("signin").Funcs(template.FuncMap{"devMode": cfg.DevBilling}).
-		ParseFS(assets, "templates/signin/*.html")
+	signinPages, err := signinFrame(cfg.DevBilling())
 	if err != nil {
 		return nil, err
 	}
