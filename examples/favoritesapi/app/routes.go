@@ -38,17 +38,6 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /app/keys", s.login.RequireUser(http.HandlerFunc(s.handleCreateKey)))
 	site.Handle("POST /app/keys/{id}/revoke", s.login.RequireUser(http.HandlerFunc(s.handleRevokeKey)))
 	site.Handle("POST /app/keys/{id}/roll", s.login.RequireUser(http.HandlerFunc(s.handleRollKey)))
-	site.HandleFunc("GET /healthz", s.handleHealth)
-	site.HandleFunc("GET /metrics", s.handleMetrics)
-	site.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
-	})
-	site.Handle("GET /static/", staticHandler())
-	site.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
-	})
-
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
 		Realm:     "favoritesapi",
 		Authorize: s.authorize,
@@ -57,7 +46,7 @@ func (s *Server) routes() (http.Handler, error) {
 	limit := ratelimit.Middleware(s.limiter, ratelimit.MiddlewareOptions{
 		KeyFunc: func(r *http.Request) (string, error) {
 			p, _ := apikey.PrincipalFrom(r.Context())
-			return "key:" + p.KeyID, nil
+			return p.KeyID, nil // the policy name keeps these apart from other limits
 		},
 		Limit:  s.cfg.RateLimit,
 		Policy: "per-key",
@@ -69,14 +58,32 @@ func (s *Server) routes() (http.Handler, error) {
 	api.HandleFunc("GET /v1/favorites", s.handleListFavorites)
 	api.HandleFunc("GET /v1/favorites/{id}", s.handleGetFavorite)
 	api.HandleFunc("DELETE /v1/favorites/{id}", s.handleDeleteFavorite)
+	// Only requests that match no route get here: the ServeMux's own
+	// answers would be plain text.
 	api.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(api, r); allow != "" {
+			w.Header().Set("Allow", allow)
+			problem.Write(w, problem.New(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not support "+r.Method+"."))
+			return
+		}
 		problem.Write(w, problem.New(http.StatusNotFound, "not_found", "There is no such API endpoint; see /openapi.json."))
 	})
-	apiHandler := authn(limit(methodNotAllowedAsProblem(api)))
 
 	root := http.NewServeMux()
-	root.Handle("/v1/", apiHandler)
-	root.Handle("POST /webhooks/stripe", site)
+	root.Handle("/v1/", authn(limit(api)))
+	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
+	// Resources that need neither a user nor protection from cross-origin
+	// posts are served without the session lookup.
+	root.HandleFunc("GET /healthz", s.handleHealth)
+	root.HandleFunc("GET /metrics", s.handleMetrics)
+	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+	root.Handle("GET /static/", staticHandler())
+	root.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
+	})
 	// LoadUser puts the signed-in user, if any, in every page's context:
 	// the layout shows it, and billing's portal asks for it.
 	root.Handle("/", http.NewCrossOriginProtection().Handler(s.login.LoadUser(site)))
@@ -119,21 +126,6 @@ func securityHeaders(next http.Handler) http.Handler {
 			h.Set("Referrer-Policy", "same-origin")
 		}
 		next.ServeHTTP(w, r)
-	})
-}
-
-// methodNotAllowedAsProblem turns the ServeMux's plain-text 405 into a
-// problem document, keeping its Allow header.
-func methodNotAllowedAsProblem(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "/v1/" {
-			if allow := allowed(mux, r); allow != "" {
-				w.Header().Set("Allow", allow)
-				problem.Write(w, problem.New(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not support "+r.Method+"."))
-				return
-			}
-		}
-		mux.ServeHTTP(w, r)
 	})
 }
 
