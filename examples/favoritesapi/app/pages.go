@@ -196,37 +196,34 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	formErr := r.ParseForm()
+	if err := r.ParseForm(); err != nil {
+		status := http.StatusBadRequest
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			status = http.StatusRequestEntityTooLarge
+		}
+		s.dashboardError(w, r, status, "That form could not be read; keep the name under 100 characters.")
+		return
+	}
 	name := strings.TrimSpace(r.PostForm.Get("name"))
-	u, _ := magiclink.UserFrom(r.Context())
-	p, err := s.dashboard(r)
+	if name == "" {
+		s.dashboardError(w, r, http.StatusUnprocessableEntity, "Give the key a name, such as “production server”.")
+		return
+	}
+	ctx := r.Context()
+	u, _ := magiclink.UserFrom(ctx)
+	keys, err := s.keys.List(ctx, u.ID)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
 	}
-	if formErr != nil {
-		status := http.StatusBadRequest
-		if _, ok := errors.AsType[*http.MaxBytesError](formErr); ok {
-			status = http.StatusRequestEntityTooLarge
-		}
-		p.Error = "That form could not be read; keep the name under 100 characters."
-		s.render(w, r, status, "app", "Your FavoritesAPI account", p)
+	if len(keys) >= maxKeysPerUser {
+		s.dashboardError(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("An account can hold at most %d keys.", maxKeysPerUser))
 		return
 	}
-	switch {
-	case name == "":
-		p.Error = "Give the key a name, such as “production server”."
-	case len(p.Keys) >= maxKeysPerUser:
-		p.Error = fmt.Sprintf("An account can hold at most %d keys.", maxKeysPerUser)
-	}
-	if p.Error != "" {
-		s.render(w, r, http.StatusUnprocessableEntity, "app", "Your FavoritesAPI account", p)
-		return
-	}
-	k, tok, err := s.keys.Issue(r.Context(), u.ID, apikey.IssueOptions{Name: name})
+	k, tok, err := s.keys.Issue(ctx, u.ID, apikey.IssueOptions{Name: name})
 	if errors.Is(err, apikey.ErrInvalidOptions) {
-		p.Error = "That name cannot be used: " + strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": ")
-		s.render(w, r, http.StatusUnprocessableEntity, "app", "Your FavoritesAPI account", p)
+		s.dashboardError(w, r, http.StatusUnprocessableEntity,
+			"That name cannot be used: "+strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": "))
 		return
 	}
 	if err != nil {
@@ -249,25 +246,31 @@ func (s *Server) showNewKey(w http.ResponseWriter, r *http.Request, k apikey.Key
 	s.render(w, r, http.StatusOK, "app", "Your new API key", p)
 }
 
+// dashboardError renders the dashboard with a message saying why the
+// request was refused.
+func (s *Server) dashboardError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	p, err := s.dashboard(r)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	p.Error = msg
+	s.render(w, r, status, "app", "Your FavoritesAPI account", p)
+}
+
 // ownKey returns the key with the path's id if the signed-in user owns it.
 // Another user's key is not found, as an unknown one is.
 func (s *Server) ownKey(w http.ResponseWriter, r *http.Request) (apikey.Key, bool) {
 	u, _ := magiclink.UserFrom(r.Context())
 	k, err := s.keys.Get(r.Context(), r.PathValue("id"))
-	if err == nil && k.UserID == u.ID {
+	switch {
+	case err == nil && k.UserID == u.ID:
 		return k, true
-	}
-	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
+	case err == nil || errors.Is(err, apikey.ErrNotFound):
+		s.dashboardError(w, r, http.StatusNotFound, "There is no such key in your account.")
+	default:
 		s.pageError(w, r, err)
-		return apikey.Key{}, false
 	}
-	p, err := s.dashboard(r)
-	if err != nil {
-		s.pageError(w, r, err)
-		return apikey.Key{}, false
-	}
-	p.Error = "There is no such key in your account."
-	s.render(w, r, http.StatusNotFound, "app", "Your FavoritesAPI account", p)
 	return apikey.Key{}, false
 }
 
@@ -290,22 +293,15 @@ func (s *Server) handleRollKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k, tok, err := s.keys.Roll(r.Context(), k.ID, RollGrace)
-	if err != nil {
-		if apikey.StatusCode(err) == http.StatusUnauthorized || errors.Is(err, apikey.ErrRevoked) {
-			p, derr := s.dashboard(r)
-			if derr != nil {
-				s.pageError(w, r, derr)
-				return
-			}
-			p.Error = "Only an active key can be rolled."
-			s.render(w, r, http.StatusConflict, "app", "Your FavoritesAPI account", p)
-			return
-		}
+	switch {
+	case apikey.StatusCode(err) == http.StatusUnauthorized || errors.Is(err, apikey.ErrRevoked):
+		s.dashboardError(w, r, http.StatusConflict, "Only an active key can be rolled.")
+	case err != nil:
 		s.pageError(w, r, err)
-		return
+	default:
+		s.logger.Info("key rolled", "user", k.UserID, "key", k.ID)
+		s.showNewKey(w, r, k, tok, true)
 	}
-	s.logger.Info("key rolled", "user", k.UserID, "key", k.ID)
-	s.showNewKey(w, r, k, tok, true)
 }
 
 // pageError logs err and renders a page saying something went wrong,

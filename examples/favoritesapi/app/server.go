@@ -188,8 +188,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		Mailer:         mailer,
 		From:           cfg.MailFrom,
 		AppName:        "FavoritesAPI",
-		SendLimiter:    limiterAdapter{s.limiter, "login-mail:", ratelimit.PerHour(5)},
-		VerifyLimiter:  limiterAdapter{s.limiter, "login-verify:", ratelimit.PerMinute(20)},
+		SendLimiter:    s.loginLimiter("login-mail", ratelimit.PerHour(5)),
+		VerifyLimiter:  s.loginLimiter("login-verify", ratelimit.PerMinute(20)),
 		AfterLoginPath: "/app",
 		Logger:         s.logger,
 		Now:            opts.Now,
@@ -332,15 +332,11 @@ func (s *Server) planStatus(ctx context.Context, userID int64) (string, error) {
 	return sub.Status, nil
 }
 
-// limiterAdapter backs magiclink's small limiter interface with a
+// loginLimiter backs one of magiclink's limits with the server's
 // ratelimit.Limiter, so that login limits are shared through Redis too.
-type limiterAdapter struct {
-	l      ratelimit.Limiter
-	prefix string
-	limit  ratelimit.Limit
-}
-
-func (a limiterAdapter) Allow(ctx context.Context, key string) (bool, error) {
-	d, err := a.l.Allow(ctx, a.prefix+key, a.limit)
-	return d.Allowed, err
+func (s *Server) loginLimiter(name string, limit ratelimit.Limit) magiclink.Limiter {
+	return magiclink.LimiterFunc(func(ctx context.Context, key string) (bool, error) {
+		d, err := s.limiter.Allow(ctx, name+":"+key, limit)
+		return d.Allowed, err
+	})
 }
