@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/apikit/apikit/internal/loopback"
 )
 
 // Options configures a [Service]. Zero values of optional fields are the
@@ -151,7 +152,7 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 		if c.Live() {
 			return o, errors.New("billing: DevMode with a live Stripe key (sk_live_…) is refused: dev mode takes no payment")
 		}
-		if !o.DevModeAnyHost && !loopbackHost(u.Hostname()) {
+		if !o.DevModeAnyHost && !loopback.Host(u.Hostname()) {
 			return o, optionsError("DevMode with BaseURL %q: dev mode gives subscriptions away, so it runs only on localhost unless DevModeAnyHost is set", o.BaseURL)
 		}
 		return o, nil
@@ -166,12 +167,4 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 		return o, optionsError("Options.WebhookSecret is required")
 	}
 	return o, nil
-}
-
-func loopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apikit/apikit/internal/loopback"
 )
 
 // Errors of this package. Check them with [errors.Is].
@@ -126,7 +126,7 @@ func New(st Store, opts Options) (*Service, error) {
 	if o.InsecureCookies {
 		s.cookie = "session"
 		s.logger.Warn("magiclink: InsecureCookies is set: the session cookie is sent over plain HTTP; use it only for local development")
-	} else if strings.HasPrefix(o.BaseURL, "http://") && !isLoopbackURL(o.BaseURL) {
+	} else if strings.HasPrefix(o.BaseURL, "http://") && !loopback.URL(o.BaseURL) {
 		s.logger.Warn("magiclink: BaseURL is plain http on a host other than localhost: browsers will not keep the Secure session cookie; use https (or InsecureCookies for development)")
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
@@ -471,16 +471,4 @@ func redactErr(err error, email string) string {
 		msg = strings.ReplaceAll(msg, email, RedactEmail(email))
 	}
 	return msg
-}
-
-func isLoopbackURL(raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return false
-	}
-	host := u.Hostname()
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback()
-	}
-	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }

@@ -3,10 +3,10 @@ package app
 import (
 	"cmp"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 
+	"github.com/apikit/apikit/internal/loopback"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -91,7 +91,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MailFrom == "" {
 		c.MailFrom = "FavoritesAPI <noreply@" + mailDomain(u.Hostname()) + ">"
 	}
-	if c.StripeSecretKey == "" && !loopback(u.Hostname()) {
+	if c.StripeSecretKey == "" && !loopback.Host(u.Hostname()) {
 		return Config{}, fmt.Errorf("without STRIPE_SECRET_KEY billing runs in dev mode, which gives subscriptions away, "+
 			"so it serves only a BASE_URL on localhost (not %q): set STRIPE_SECRET_KEY, STRIPE_PRICE_ID and STRIPE_WEBHOOK_SECRET", c.BaseURL)
 	}
@@ -114,15 +114,6 @@ func mailDomain(host string) string {
 		return "localhost.localdomain"
 	}
 	return host
-}
-
-// loopback reports whether host names this machine's loopback interface.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // DevBilling reports whether billing runs in dev mode (no Stripe key).
