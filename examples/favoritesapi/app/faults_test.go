@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,8 +201,19 @@ func TestRedisOutage(t *testing.T) {
 	rp.SetDelay(2 * time.Second)
 	check("Redis slow")
 	rp.SetDelay(0)
-	if !strings.Contains(s.Logs.String(), "redis") && !strings.Contains(s.Logs.String(), "Redis") {
-		t.Errorf("the Redis failure was not logged:\n%s", s.Logs.String())
+	// Failing open is counted and logged.
+	m := call(t, s.URL, "", "GET", "/metrics", "")
+	var failedOpen int
+	for _, line := range strings.Split(string(m.body), "\n") {
+		if v, ok := strings.CutPrefix(line, "apikit_ratelimit_failed_open "); ok {
+			failedOpen, _ = strconv.Atoi(v)
+		}
+	}
+	if failedOpen < 10 {
+		t.Errorf("apikit_ratelimit_failed_open = %d after 10 requests with Redis down or slow:\n%s", failedOpen, m.body)
+	}
+	if !strings.Contains(s.Logs.String(), "failing open") {
+		t.Errorf("failing open was not logged:\n%s", s.Logs.String())
 	}
 }
 
