@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +89,52 @@ func migrated(tb testing.TB, open func(context.Context) (*store.Store, error)) *
 		tb.Fatalf("testdb: %v", err)
 	}
 	return st
+}
+
+// MigrateConcurrently opens the database four times at once, each a pool
+// of its own as separate processes starting together would have, and
+// migrates through each: every migration must be applied exactly once,
+// and a later Migrate must find nothing to do.
+func MigrateConcurrently(t *testing.T, open func(context.Context) (*store.Store, error)) {
+	t.Helper()
+	ctx := context.Background()
+	const n = 4
+	var wg sync.WaitGroup
+	applied := make([]int, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			st, err := open(ctx)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer st.Close()
+			ms, err := st.Migrate(ctx)
+			applied[i], errs[i] = len(ms), err
+		})
+	}
+	wg.Wait()
+	total := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Migrate #%d: %v", i, errs[i])
+		}
+		total += applied[i]
+	}
+	st, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var recorded int
+	if err := st.DB().GetContext(ctx, &recorded, "SELECT COUNT(*) FROM schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	if total != recorded || recorded == 0 {
+		t.Errorf("%d migrations applied in all by %d concurrent Migrate calls, %d recorded; want each applied once", total, n, recorded)
+	}
+	if ms, err := st.Migrate(ctx); err != nil || len(ms) != 0 {
+		t.Errorf("Migrate again = %v, %v; want nothing to do", ms, err)
+	}
 }

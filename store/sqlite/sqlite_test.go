@@ -3,10 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
 	"github.com/apikit/apikit/store/storetest"
 )
@@ -54,45 +54,6 @@ func TestPragmas(t *testing.T) {
 }
 
 func TestMigrateTwiceAndConcurrently(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "m.db")
-	const n = 4
-	var wg sync.WaitGroup
-	applied := make([]int, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			st, err := sqlite.Open(ctx, path) // a separate pool, as another process would have
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			defer st.Close()
-			ms, err := st.Migrate(ctx)
-			applied[i], errs[i] = len(ms), err
-		})
-	}
-	wg.Wait()
-	total := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("Migrate #%d: %v", i, errs[i])
-		}
-		total += applied[i]
-	}
-	st, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var recorded int
-	if err := st.DB().GetContext(ctx, &recorded, "SELECT COUNT(*) FROM schema_migrations"); err != nil {
-		t.Fatal(err)
-	}
-	if total != recorded {
-		t.Errorf("%d migrations applied in all by %d concurrent Migrate calls, %d recorded; want each applied once", total, n, recorded)
-	}
-	if ms, err := st.Migrate(ctx); err != nil || len(ms) != 0 {
-		t.Errorf("Migrate again = %v, %v; want nothing to do", ms, err)
-	}
+	testdb.MigrateConcurrently(t, func(ctx context.Context) (*store.Store, error) { return sqlite.Open(ctx, path) })
 }
