@@ -42,6 +42,9 @@ var (
 	// ErrNotFound means a [Manager] operation named a key that does not
 	// exist.
 	ErrNotFound = errors.New("apikey: key not found")
+	// ErrTooManyKeys means [Manager.Issue] refused a key because its user
+	// already holds [ManagerOptions.MaxKeysPerUser] keys.
+	ErrTooManyKeys = errors.New("apikey: too many keys")
 )
 
 // ForbiddenError refuses a valid key with 403 Forbidden. Return one from

@@ -31,6 +31,11 @@ type ManagerOptions struct {
 	// it at once rather than after its cache TTL.
 	Verifier *Verifier
 
+	// MaxKeysPerUser, if positive, caps the keys one user may hold,
+	// revoked ones included; [Manager.Issue] refuses more with
+	// [ErrTooManyKeys]. The cap holds under concurrent issues.
+	MaxKeysPerUser int
+
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 }
@@ -42,6 +47,7 @@ type Manager struct {
 	prefix string
 	hasher Hasher
 	v      *Verifier
+	max    int
 	now    func() time.Time
 }
 
@@ -51,7 +57,7 @@ func NewManager(store Store, opts ManagerOptions) *Manager {
 	if store == nil {
 		panic("apikey: NewManager with a nil Store")
 	}
-	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, now: opts.Now}
+	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now}
 	if m.prefix == "" {
 		m.prefix = "key"
 	}
@@ -129,7 +135,10 @@ func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (K
 	if opts.ExpiresAt.IsZero() {
 		k.ExpiresAt = time.Time{}
 	}
-	if err := m.store.CreateKey(ctx, k); err != nil {
+	if err := m.store.CreateKey(ctx, k, m.max); err != nil {
+		if errors.Is(err, ErrTooManyKeys) {
+			return Key{}, Token{}, err
+		}
 		return Key{}, Token{}, fmt.Errorf("apikey: storing the key: %w", err)
 	}
 	m.invalidate(k.ID)

@@ -21,7 +21,11 @@ import (
 //   - Implementations must be safe for concurrent use.
 type Store interface {
 	// CreateKey inserts a new key. An id that already exists is an error.
-	CreateKey(ctx context.Context, k Key) error
+	// If maxPerUser is positive and k's user already holds that many keys
+	// (revoked ones included), it inserts nothing and returns an error
+	// wrapping [ErrTooManyKeys]; the count and the insert are one atomic
+	// step, so concurrent creates never exceed the cap.
+	CreateKey(ctx context.Context, k Key, maxPerUser int) error
 
 	// Key returns the key with the given id.
 	Key(ctx context.Context, id string) (k Key, found bool, err error)

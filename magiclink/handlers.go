@@ -211,7 +211,8 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 		s.invalidLink(w, r)
 		return
 	}
-	userID, ok, err := s.store.ConsumeLoginToken(ctx, hashSecret(token), s.opts.Now())
+	now := s.opts.Now()
+	email, ok, err := s.store.ConsumeLoginToken(ctx, hashSecret(token), now)
 	if err != nil {
 		s.stats.storeErrors.Add(1)
 		s.logger.Error("magiclink: consuming a login token", "err", err)
@@ -221,6 +222,27 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.invalidLink(w, r)
 		return
+	}
+	userID, first, found, err := s.store.ConfirmEmail(ctx, email, s.opts.AllowSignup, now)
+	if err != nil {
+		s.stats.storeErrors.Add(1)
+		s.logger.Error("magiclink: confirming the address", "err", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Ask for a new link shortly.")
+		return
+	}
+	if !found { // the account was deleted after the link was sent
+		s.invalidLink(w, r)
+		return
+	}
+	if first {
+		// The first proof of the address: any session that existed before
+		// it was not started by the address's owner.
+		if _, err := s.store.DeleteUserSessions(ctx, userID); err != nil {
+			s.stats.storeErrors.Add(1)
+			s.logger.Error("magiclink: ending sessions before the first proof", "user", userID, "err", err)
+			s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Ask for a new link shortly.")
+			return
+		}
 	}
 	// Whatever session this browser had (perhaps planted by someone
 	// else) is replaced, never adopted.
@@ -237,7 +259,6 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	s.stats.verifySucceeded.Add(1)
 	s.logger.Info("magiclink: signed in", "user", userID)
 	if wantsJSON(r) {
-		email, _, _ := s.store.UserEmail(ctx, userID)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(map[string]any{"user_id": userID, "email": email})

@@ -204,36 +204,30 @@ func (s *Service) handleJob(j mailJob) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute) // bounds the store calls
 	defer cancel()
 	log := s.logger.With("to", RedactEmail(j.email))
-	var (
-		userID int64
-		found  bool
-		err    error
-	)
-	if s.opts.AllowSignup {
-		userID, _, err = s.store.EnsureUser(sctx, j.email)
-		found = err == nil
-	} else {
-		userID, found, err = s.store.UserByEmail(sctx, j.email)
-	}
-	if err != nil {
-		s.stats.storeErrors.Add(1)
-		s.stats.mailFailed.Add(1)
-		log.Error("magiclink: looking up the account for a login link", "err", err)
-		return
-	}
-	if !found {
-		s.stats.noAccount.Add(1)
-		log.Debug("magiclink: login link requested for an address with no account")
-		return
+	// With AllowSignup an unknown address gets a link too; the account is
+	// created only when the link is used, so asking creates no account.
+	if !s.opts.AllowSignup {
+		_, found, err := s.store.UserByEmail(sctx, j.email)
+		if err != nil {
+			s.stats.storeErrors.Add(1)
+			s.stats.mailFailed.Add(1)
+			log.Error("magiclink: looking up the account for a login link", "err", err)
+			return
+		}
+		if !found {
+			s.stats.noAccount.Add(1)
+			log.Debug("magiclink: login link requested for an address with no account")
+			return
+		}
 	}
 	token, hash := newSecret()
 	now := s.opts.Now()
 	if err := s.store.CreateLoginToken(sctx, LoginToken{
-		Hash: hash, UserID: userID, CreatedAt: now, ExpiresAt: now.Add(s.opts.TokenTTL),
+		Hash: hash, Email: j.email, CreatedAt: now, ExpiresAt: now.Add(s.opts.TokenTTL),
 	}); err != nil {
 		s.stats.storeErrors.Add(1)
 		s.stats.mailFailed.Add(1)
-		log.Error("magiclink: storing a login token", "user", userID, "err", err)
+		log.Error("magiclink: storing a login token", "err", err)
 		return
 	}
 	msg, err := s.renderEmail(j.email, s.opts.BaseURL+"/login/verify?token="+token)
@@ -249,21 +243,21 @@ func (s *Service) handleJob(j mailJob) {
 		cancel()
 		if err == nil {
 			s.stats.mailSent.Add(1)
-			log.Debug("magiclink: login email sent", "user", userID, "attempt", attempt)
+			log.Debug("magiclink: login email sent", "attempt", attempt)
 			return
 		}
 		if ctx.Err() != nil {
 			s.stats.mailAbandoned.Add(1)
-			log.Warn("magiclink: login email abandoned at shutdown", "user", userID, "err", redactErr(err, j.email))
+			log.Warn("magiclink: login email abandoned at shutdown", "err", redactErr(err, j.email))
 			return
 		}
 		if attempt >= s.opts.SendAttempts {
 			s.stats.mailFailed.Add(1)
-			log.Error("magiclink: sending the login email failed; giving up", "user", userID, "attempts", attempt, "err", redactErr(err, j.email))
+			log.Error("magiclink: sending the login email failed; giving up", "attempts", attempt, "err", redactErr(err, j.email))
 			return
 		}
 		s.stats.mailRetries.Add(1)
-		log.Warn("magiclink: sending the login email failed; retrying", "user", userID, "attempt", attempt, "in", backoff, "err", redactErr(err, j.email))
+		log.Warn("magiclink: sending the login email failed; retrying", "attempt", attempt, "in", backoff, "err", redactErr(err, j.email))
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

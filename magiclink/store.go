@@ -34,17 +34,28 @@ type Store interface {
 	// UserEmail returns a user's email address.
 	UserEmail(ctx context.Context, id int64) (email string, found bool, err error)
 
-	// CreateLoginToken stores a new login token and, in the same
-	// transaction, invalidates every earlier unused token of the same
-	// user, so that only the newest link works. A hash that already exists
-	// is an error.
+	// CreateLoginToken stores a new login token for t.Email and, in the
+	// same transaction, invalidates every earlier unused token of the same
+	// address, so that only the newest link works. A hash that already
+	// exists is an error. It creates no account.
 	CreateLoginToken(ctx context.Context, t LoginToken) error
 
 	// ConsumeLoginToken spends the token with the given hash if it exists,
-	// is unused and expires after now, and returns its user. It is one
-	// atomic statement: of concurrent calls, at most one reports ok. An
-	// unknown, used or expired token reports ok == false and a nil error.
-	ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (userID int64, ok bool, err error)
+	// is unused and expires after now, and returns the address it was sent
+	// to. It is one atomic statement: of concurrent calls, at most one
+	// reports ok. An unknown, used or expired token reports ok == false and
+	// a nil error.
+	ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (email string, ok bool, err error)
+
+	// ConfirmEmail records that the address has been proven at now (a
+	// login token sent to it was spent) and returns its account. If there
+	// is no account with that address it creates one when create is true,
+	// else it reports found == false. first reports that the account had
+	// never been proven before this call (a new account, or one a paid
+	// sign-up created): the caller then ends every session that existed
+	// before the proof. Of concurrent calls for one address, at most one
+	// reports first.
+	ConfirmEmail(ctx context.Context, email string, create bool, now time.Time) (userID int64, first, found bool, err error)
 
 	// CreateSession stores a new session. A hash that already exists is an
 	// error.
@@ -74,11 +85,14 @@ type Store interface {
 	DeleteExpired(ctx context.Context, now time.Time) (n int64, err error)
 }
 
-// LoginToken is a stored login link: the hash of the emailed token, whose
-// user it signs in, and until when.
+// LoginToken is a stored login link: the hash of the emailed token, the
+// address it was sent to (normalised, lowercase), and until when it works.
+// It names an address rather than an account: no account exists for an
+// address before the address is proven, unless billing created one for a
+// paid sign-up.
 type LoginToken struct {
 	Hash      []byte // SHA-256 of the token
-	UserID    int64
+	Email     string
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }

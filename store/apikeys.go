@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"time"
 
@@ -44,14 +45,33 @@ func (r keyRow) key() apikey.Key {
 	}
 }
 
-// CreateKey implements [apikey.Store].
-func (s *Store) CreateKey(ctx context.Context, k apikey.Key) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		k.ID, k.UserID, k.Name, k.Prefix, k.SecretHash, nullBytes(k.PreviousSecretHash), ts(k.PreviousExpiresAt),
+// CreateKey implements [apikey.Store]. With a cap, the count and the insert
+// are one INSERT … SELECT; on PostgreSQL the transaction first locks the
+// user's row, so that concurrent creates for one user are serialised (SQLite
+// serialises every write already).
+func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) error {
+	args := []any{k.ID, k.UserID, k.Name, k.Prefix, k.SecretHash, nullBytes(k.PreviousSecretHash), ts(k.PreviousExpiresAt),
 		strings.Join(k.Scopes, " "), k.Active, ts(k.CreatedAt), ts(k.UpdatedAt),
-		ts(k.LastUsedAt), ts(k.ExpiresAt), ts(k.RevokedAt))
-	return err
+		ts(k.LastUsedAt), ts(k.ExpiresAt), ts(k.RevokedAt)}
+	if maxPerUser <= 0 {
+		_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), args...)
+		return err
+	}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if s.dialect.Name == "postgres" {
+			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, k.UserID); err != nil {
+				return err
+			}
+		}
+		ok, err := affected(tx.ExecContext(ctx, tx.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
+			SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+			WHERE (SELECT count(*) FROM api_keys WHERE user_id = ?) < ?`), append(args, k.UserID, maxPerUser)...))
+		if err == nil && !ok {
+			err = fmt.Errorf("%w: user %d holds %d keys", apikey.ErrTooManyKeys, k.UserID, maxPerUser)
+		}
+		return err
+	})
 }
 
 // Key implements [apikey.Store].

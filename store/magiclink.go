@@ -13,29 +13,60 @@ import (
 var _ magiclink.Store = (*Store)(nil)
 
 // CreateLoginToken implements [magiclink.Store]: earlier unused tokens of
-// the user are deleted in the same transaction as the insert.
+// the address are deleted in the same transaction as the insert.
 func (s *Store) CreateLoginToken(ctx context.Context, t magiclink.LoginToken) error {
+	email := normEmail(t.Email)
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, tx.Rebind(
-			`DELETE FROM login_tokens WHERE user_id = ? AND used_at IS NULL`), t.UserID); err != nil {
+			`DELETE FROM login_tokens WHERE email = ? AND used_at IS NULL`), email); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO login_tokens
-			(token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`),
-			t.Hash, t.UserID, ts(t.CreatedAt), ts(t.ExpiresAt))
+			(token_hash, email, created_at, expires_at) VALUES (?, ?, ?, ?)`),
+			t.Hash, email, ts(t.CreatedAt), ts(t.ExpiresAt))
 		return err
 	})
 }
 
 // ConsumeLoginToken implements [magiclink.Store] in one UPDATE … RETURNING:
 // the row is locked by the first writer, and later ones see used_at set.
-func (s *Store) ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (int64, bool, error) {
-	var userID int64
+func (s *Store) ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (string, bool, error) {
+	var email string
 	t := ts(now)
-	err := s.db.GetContext(ctx, &userID, s.db.Rebind(`UPDATE login_tokens SET used_at = ?
-		WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING user_id`), t, hash, t)
+	err := s.db.GetContext(ctx, &email, s.db.Rebind(`UPDATE login_tokens SET used_at = ?
+		WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING email`), t, hash, t)
 	ok, err := isFound(err)
-	return userID, ok, err
+	return email, ok, err
+}
+
+// ConfirmEmail implements [magiclink.Store]. The account is created (if
+// asked) by an insert that ignores a concurrent twin, and marked proven by
+// one UPDATE that matches only while verified_at is NULL, so of concurrent
+// calls one reports first.
+func (s *Store) ConfirmEmail(ctx context.Context, email string, create bool, now time.Time) (id int64, first, found bool, err error) {
+	email = normEmail(email)
+	t := ts(now)
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if create {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO users (email, created_at, updated_at)
+				VALUES (?, ?, ?) ON CONFLICT ((lower(email))) DO NOTHING`), email, t, t); err != nil {
+				return err
+			}
+		}
+		err := tx.GetContext(ctx, &id, tx.Rebind(`UPDATE users SET verified_at = ?, updated_at = ?
+			WHERE lower(email) = ? AND verified_at IS NULL RETURNING id`), t, t, email)
+		if first, err = isFound(err); err != nil || first {
+			found = first
+			return err
+		}
+		err = tx.GetContext(ctx, &id, tx.Rebind(`SELECT id FROM users WHERE lower(email) = ?`), email)
+		found, err = isFound(err)
+		return err
+	})
+	if err != nil {
+		return 0, false, false, err
+	}
+	return id, first, found, nil
 }
 
 // CreateSession implements [magiclink.Store].

@@ -58,6 +58,7 @@ func ExampleOpen() {
 	// apikit: 0001_users_api_keys.sql
 	// apikit: 0002_magiclink.sql
 	// apikit: 0003_billing.sql
+	// apikit: 0004_verified_email.sql
 	// myapp: 0001_notes.sql
 	// again: 0
 	// issued: laptop app_test

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -26,7 +27,7 @@ func keyID(n int) string { return fmt.Sprintf("K%011d", n) }
 
 func mustCreateKey(t *testing.T, b Backend, k apikey.Key) {
 	t.Helper()
-	if err := b.CreateKey(ctxFor(t), k); err != nil {
+	if err := b.CreateKey(ctxFor(t), k, 0); err != nil {
 		t.Fatalf("CreateKey(%s): %v", k.ID, err)
 	}
 }
@@ -97,7 +98,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
 		mustCreateKey(t, b, k)
 		k.SecretHash = []byte("other")
-		if err := b.CreateKey(ctxFor(t), k); err == nil {
+		if err := b.CreateKey(ctxFor(t), k, 0); err == nil {
 			t.Fatal("CreateKey with an existing id succeeded")
 		}
 		if got := mustKey(t, b, k.ID); bytes.Equal(got.SecretHash, []byte("other")) {
@@ -107,7 +108,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("KeyNeedsAnExistingUser", func(t *testing.T) {
 		b := newBackend(t)
-		if err := b.CreateKey(ctxFor(t), newKey(987654, keyID(1), epoch)); err == nil {
+		if err := b.CreateKey(ctxFor(t), newKey(987654, keyID(1), epoch), 0); err == nil {
 			t.Error("CreateKey for a user that does not exist succeeded")
 		}
 	})
@@ -259,6 +260,54 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 		if err := b.TouchKeys(ctxFor(t), nil); err != nil {
 			t.Errorf("TouchKeys(nil) = %v", err)
+		}
+	})
+
+	t.Run("KeyCapHoldsUnderConcurrency", func(t *testing.T) {
+		b := newBackend(t)
+		ctx := ctxFor(t)
+		const limit, n = 50, 100
+		ada := mustUser(t, b, "ada@example.com")
+		grace := mustUser(t, b, "grace@example.com")
+		mustCreateKey(t, b, newKey(ada, keyID(0), epoch)) // one held already, revoked ones count too
+		if _, err := b.RevokeKey(ctx, keyID(0), epoch); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			errs  = make([]error, n)
+		)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs[i] = b.CreateKey(ctx, newKey(ada, keyID(i+1), epoch), limit)
+			})
+		}
+		close(start)
+		wg.Wait()
+		var created, refused int
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				created++
+			case errors.Is(err, apikey.ErrTooManyKeys):
+				refused++
+			default:
+				t.Errorf("CreateKey #%d: %v; want nil or ErrTooManyKeys", i, err)
+			}
+		}
+		keys, err := b.KeysByUser(ctx, ada)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created != limit-1 || refused != n-created || len(keys) != limit {
+			t.Errorf("%d concurrent creates under a cap of %d (1 held): %d created, %d refused, %d stored; want %d, %d, %d",
+				n, limit, created, refused, len(keys), limit-1, n-limit+1, limit)
+		}
+		// The cap is per user.
+		if err := b.CreateKey(ctx, newKey(grace, keyID(1000), epoch), limit); err != nil {
+			t.Errorf("CreateKey for another user = %v; want nil", err)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,13 +447,19 @@ func TestSecurityHeaders(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	s := startServer(t, sqliteDB, app.Config{})
 	c := newCustomer(t, s, "metrics@example.com")
+	// The limiter also counts sign-in decisions: compare before and after.
+	allowed := regexp.MustCompile(`apikit_ratelimit_allowed (\d+)\n`)
+	before := allowed.FindStringSubmatch(string(call(t, s.URL, "", "GET", "/metrics", "").body))
 	c.call(t, "GET", "/v1/me", "")
 	call(t, s.URL, "fav_test_nope", "GET", "/v1/me", "")
 	r := call(t, s.URL, "", "GET", "/metrics", "")
 	if r.status != 200 {
 		t.Fatalf("GET /metrics from loopback: %d", r.status)
 	}
-	for _, want := range []string{"apikit_keys_verified 1\n", "apikit_keys_malformed 1\n", "apikit_ratelimit_allowed 1\n"} {
+	if after := allowed.FindStringSubmatch(string(r.body)); before == nil || after == nil || mustAtoi(t, after[1])-mustAtoi(t, before[1]) != 1 {
+		t.Errorf("apikit_ratelimit_allowed went from %v to %v; want one more for one API call", before, after)
+	}
+	for _, want := range []string{"apikit_keys_verified 1\n", "apikit_keys_malformed 1\n"} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("/metrics has no %q:\n%s", want, r.body)
 		}
@@ -463,4 +470,13 @@ func TestMetrics(t *testing.T) {
 	if r := call(t, s.URL, "", "GET", "/metrics", "", "X-Forwarded-For", "203.0.113.9"); r.status != 404 {
 		t.Errorf("GET /metrics through a proxy: %d, want 404", r.status)
 	}
+}
+
+func mustAtoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

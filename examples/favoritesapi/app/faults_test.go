@@ -306,7 +306,9 @@ func TestSMTPDownOrSlow(t *testing.T) {
 	mail := smtptest.Start(t)
 	proxy := faultproxy.Start(t, mail.Addr())
 	s := startServer(t, sqliteDB, app.Config{SMTPURL: "smtp://" + proxy.Addr()})
-	signUp(t, s, "mail@example.com")
+	if _, err := s.Provision(context.Background(), "mail@example.com", "k"); err != nil {
+		t.Fatal(err)
+	}
 
 	login := func(phase string) {
 		t.Helper()

@@ -290,6 +290,8 @@ func signUp(t testing.TB, s *testServer, email string) *http.Client {
 	if p.status != http.StatusSeeOther || p.location != "/app" {
 		t.Fatalf("completing dev checkout = %d to %q, want 303 to /app:\n%s", p.status, p.location, p.body)
 	}
+	// Paying proves nothing about the address: the emailed link does.
+	signInWith(t, s, c, email)
 	return c
 }
 
