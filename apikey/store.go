@@ -38,6 +38,9 @@ type Store interface {
 	// already revoked (then it changes nothing and still reports found).
 	RevokeKey(ctx context.Context, id string, at time.Time) (found bool, err error)
 
+	// RenameKey sets Name and UpdatedAt.
+	RenameKey(ctx context.Context, id, name string, at time.Time) (found bool, err error)
+
 	// SetKeyActive sets Active and UpdatedAt.
 	SetKeyActive(ctx context.Context, id string, active bool, at time.Time) (found bool, err error)
 

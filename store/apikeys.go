@@ -108,6 +108,12 @@ func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) (bool, e
 		WHERE id = ?`), t, t, id))
 }
 
+// RenameKey implements [apikey.Store].
+func (s *Store) RenameKey(ctx context.Context, id, name string, at time.Time) (bool, error) {
+	return affected(s.db.ExecContext(ctx, s.db.Rebind(
+		`UPDATE api_keys SET name = ?, updated_at = ? WHERE id = ?`), name, ts(at), id))
+}
+
 // SetKeyActive implements [apikey.Store].
 func (s *Store) SetKeyActive(ctx context.Context, id string, active bool, at time.Time) (bool, error) {
 	return affected(s.db.ExecContext(ctx, s.db.Rebind(

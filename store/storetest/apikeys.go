@@ -160,6 +160,22 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 	})
 
+	t.Run("RenameKey", func(t *testing.T) {
+		b := newBackend(t)
+		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
+		mustCreateKey(t, b, k)
+		at := epoch.Add(time.Minute)
+		if found, err := b.RenameKey(ctxFor(t), k.ID, "deploy bot", at); err != nil || !found {
+			t.Fatalf("RenameKey = %v, %v", found, err)
+		}
+		if got := mustKey(t, b, k.ID); got.Name != "deploy bot" || !got.UpdatedAt.Equal(at) || !bytes.Equal(got.SecretHash, k.SecretHash) {
+			t.Errorf("after RenameKey: Name %q, UpdatedAt %v; want %q, %v and the secret untouched", got.Name, got.UpdatedAt, "deploy bot", at)
+		}
+		if found, err := b.RenameKey(ctxFor(t), keyID(2), "x", at); err != nil || found {
+			t.Errorf("RenameKey(unknown) = %v, %v; want false, nil", found, err)
+		}
+	})
+
 	t.Run("SetKeyActive", func(t *testing.T) {
 		b := newBackend(t)
 		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
