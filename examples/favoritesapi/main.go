@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -116,8 +117,26 @@ func serve(ctx context.Context, cfg app.Config, logger *slog.Logger, stderr io.W
 		return err
 	}
 	logger.Info("FavoritesAPI listening", "url", cfg.BaseURL, "addr", ln.Addr().String(), "dev_billing", cfg.DevBilling())
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- hs.Serve(ln) }()
+	if cfg.MetricsAddr != "off" {
+		// Metrics have a listener of their own, so that no proxy in front
+		// of the public one can expose them.
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			hs.Close()
+			srv.Close(context.Background())
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		defer ms.Close()
+		logger.Info("metrics listening", "addr", mln.Addr().String())
+		go func() {
+			if err := ms.Serve(mln); err != http.ErrServerClosed {
+				serveErr <- err
+			}
+		}()
+	}
 
 	select {
 	case err := <-serveErr:

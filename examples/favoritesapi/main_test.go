@@ -26,7 +26,7 @@ func TestHelp(t *testing.T) {
 	}
 	for _, v := range []string{"ADDR", "BASE_URL", "DATABASE_URL", "SMTP_URL", "MAIL_FROM", "STRIPE_SECRET_KEY",
 		"STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_ID", "STRIPE_API_URL", "REDIS_URL", "RATE_LIMIT", "KEY_PREFIX",
-		"keys issue", "keys revoke", "migrate"} {
+		"TRUSTED_PROXIES", "METRICS_ADDR", "keys issue", "keys revoke", "migrate"} {
 		if !strings.Contains(stderr.String(), v) {
 			t.Errorf("-h does not mention %s:\n%s", v, stderr.String())
 		}
@@ -49,6 +49,11 @@ func TestBadUsage(t *testing.T) {
 		{nil, map[string]string{"STRIPE_SECRET_KEY": "sk_test_x"}, "STRIPE_PRICE_ID is required"},
 		{nil, map[string]string{"BASE_URL": "https://api.example.com"}, "dev mode"},
 		{nil, map[string]string{"ADDR": "0.0.0.0:8080"}, "dev mode"},
+		// Dev mode listens on loopback only, whatever BASE_URL says.
+		{nil, map[string]string{"ADDR": "0.0.0.0:8080", "BASE_URL": "http://localhost:8080"}, "loopback address"},
+		{nil, map[string]string{"ADDR": ":8080", "BASE_URL": "http://localhost:8080"}, "loopback address"},
+		{nil, map[string]string{"ADDR": "[::]:8080", "BASE_URL": "http://localhost:8080"}, "loopback address"},
+		{nil, map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}, "TRUSTED_PROXIES"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), tc.args, env(tc.env), &stdout, &stderr); code != 2 {
@@ -117,19 +122,17 @@ func TestMigrateAndKeys(t *testing.T) {
 // TestServeShutsDownGracefully runs the command's serve on a free port,
 // makes a request, and stops it as SIGTERM would: it exits 0.
 func TestServeShutsDownGracefully(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	vars := map[string]string{"ADDR": addr, "DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	vars := map[string]string{"ADDR": addr, "METRICS_ADDR": metricsAddr, "DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
 	ctx, stop := context.WithCancel(t.Context())
 	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, nil, env(vars), &stdout, &stderr) }()
 
-	var resp *http.Response
+	var (
+		resp *http.Response
+		err  error
+	)
 	for i := 0; i < 200; i++ {
 		if resp, err = http.Get("http://" + addr + "/healthz"); err == nil {
 			break
@@ -143,6 +146,17 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("/healthz = %d", resp.StatusCode)
+	}
+	// Metrics are on their own listener, not on the public one.
+	if resp, err := http.Get("http://" + addr + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("public /metrics = %v, %v; want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/metrics on METRICS_ADDR = %v, %v; want 200", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	stop() // what SIGINT/SIGTERM do through signal.NotifyContext
 	select {
@@ -158,4 +172,15 @@ func TestServeShutsDownGracefully(t *testing.T) {
 			t.Errorf("log does not say %q:\n%s", want, stderr.String())
 		}
 	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

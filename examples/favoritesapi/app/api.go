@@ -161,10 +161,10 @@ func (s *Server) handleListFavorites(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	var before int64
+	var after cursorPos
 	if q.Has("cursor") {
 		var err error
-		if before, err = decodeCursor(q.Get("cursor")); err != nil {
+		if after, err = decodeCursor(q.Get("cursor")); err != nil {
 			p := problem.New(http.StatusBadRequest, "invalid_parameter", "cursor is not a cursor this API returned")
 			p.InvalidParams = []problem.InvalidParam{{Name: "cursor", Reason: "is invalid"}}
 			problem.Write(w, p)
@@ -173,13 +173,13 @@ func (s *Server) handleListFavorites(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	p, _ := apikey.PrincipalFrom(ctx)
-	favs, next, err := s.favs.list(ctx, p.UserID, limit, before)
+	favs, next, err := s.favs.list(ctx, p.UserID, limit, after)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("listing favorites: %w", err))
 		return
 	}
 	body := listResponse{Favorites: favs}
-	if next > 0 {
+	if next.ID != "" {
 		c := encodeCursor(next)
 		body.NextCursor = &c
 	}

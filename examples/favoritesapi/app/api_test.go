@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -442,6 +443,40 @@ func TestSecurityHeaders(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `action="/signup"`) {
 		t.Errorf("landing page: %d", r.status)
 	}
+	// Plain http (local development): no HSTS, which would pin localhost.
+	if got := r.header.Get("Strict-Transport-Security"); got != "" {
+		t.Errorf("Strict-Transport-Security = %q over http; want none", got)
+	}
+	// An https BASE_URL: every response tells browsers to stay on https.
+	tls := startServer(t, sqliteDB, app.Config{BaseURL: "https://localhost:8443"})
+	for _, path := range []string{"/", "/v1/me", "/static/style.css"} {
+		r := call(t, tls.URL, "", "GET", path, "")
+		if got := r.header.Get("Strict-Transport-Security"); !strings.HasPrefix(got, "max-age=") {
+			t.Errorf("GET %s with an https BASE_URL: Strict-Transport-Security = %q, want max-age=…", path, got)
+		}
+	}
+}
+
+// TestStaticServesOnlyStatic asks for the templates beside the static
+// folder and for folder listings, in the encodings that slip past naive
+// path checks: only the static files are served.
+func TestStaticServesOnlyStatic(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	if r := call(t, s.URL, "", "GET", "/static/style.css", ""); r.status != http.StatusOK {
+		t.Fatalf("GET /static/style.css = %d, want 200", r.status)
+	}
+	for _, path := range []string{
+		"/static/", "/static", "/static/..%2ftemplates/layout.html", "/static/..%2Ftemplates%2Flayout.html",
+		"/static/%2e%2e/templates/layout.html", "/static/%2e%2e%2ftemplates%2flayout.html",
+		"/static/..%5ctemplates%5clayout.html", "/static/templates/layout.html", "/static/static/style.css",
+		"/static//templates/layout.html", "/templates/layout.html", "/static/.%2e/templates/",
+	} {
+		r := call(t, s.URL, "", "GET", path, "")
+		body := string(r.body)
+		if r.status == http.StatusOK || strings.Contains(body, "{{") || strings.Contains(body, "<pre>") {
+			t.Errorf("GET %s = %d; want no file and no listing:\n%.200s", path, r.status, body)
+		}
+	}
 }
 
 func TestMetrics(t *testing.T) {
@@ -449,27 +484,42 @@ func TestMetrics(t *testing.T) {
 	c := newCustomer(t, s, "metrics@example.com")
 	// The limiter also counts sign-in decisions: compare before and after.
 	allowed := regexp.MustCompile(`apikit_ratelimit_allowed (\d+)\n`)
-	before := allowed.FindStringSubmatch(string(call(t, s.URL, "", "GET", "/metrics", "").body))
+	before := allowed.FindStringSubmatch(metrics(t, s))
 	c.call(t, "GET", "/v1/me", "")
 	call(t, s.URL, "fav_test_nope", "GET", "/v1/me", "")
-	r := call(t, s.URL, "", "GET", "/metrics", "")
-	if r.status != 200 {
-		t.Fatalf("GET /metrics from loopback: %d", r.status)
-	}
-	if after := allowed.FindStringSubmatch(string(r.body)); before == nil || after == nil || mustAtoi(t, after[1])-mustAtoi(t, before[1]) != 1 {
+	body := metrics(t, s)
+	if after := allowed.FindStringSubmatch(body); before == nil || after == nil || mustAtoi(t, after[1])-mustAtoi(t, before[1]) != 1 {
 		t.Errorf("apikit_ratelimit_allowed went from %v to %v; want one more for one API call", before, after)
 	}
 	for _, want := range []string{"apikit_keys_verified 1\n", "apikit_keys_malformed 1\n"} {
-		if !strings.Contains(string(r.body), want) {
-			t.Errorf("/metrics has no %q:\n%s", want, r.body)
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics has no %q:\n%s", want, body)
 		}
 	}
-	if strings.Contains(string(r.body), c.token) {
+	if strings.Contains(body, c.token) {
 		t.Error("/metrics shows a token")
 	}
-	if r := call(t, s.URL, "", "GET", "/metrics", "", "X-Forwarded-For", "203.0.113.9"); r.status != 404 {
-		t.Errorf("GET /metrics through a proxy: %d, want 404", r.status)
+	// Whoever reads the metrics must not learn which addresses have accounts.
+	if strings.Contains(body, "no_account") {
+		t.Errorf("/metrics counts sign-in requests for unknown addresses:\n%s", body)
 	}
+	// Not on the public handler, from anywhere.
+	for _, h := range [][]string{nil, {"X-Forwarded-For", "203.0.113.9"}, {"Forwarded", "for=203.0.113.9"}, {"X-Real-IP", "203.0.113.9"}} {
+		if r := call(t, s.URL, "", "GET", "/metrics", "", h...); r.status != http.StatusNotFound {
+			t.Errorf("GET /metrics on the public handler with %v: %d, want 404", h, r.status)
+		}
+	}
+}
+
+// metrics returns what the server's metrics listener would serve.
+func metrics(t testing.TB, s *testServer) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics on the metrics handler: %d", rec.Code)
+	}
+	return rec.Body.String()
 }
 
 func mustAtoi(t testing.TB, s string) int {

@@ -3,6 +3,8 @@ package app
 import (
 	"cmp"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -28,6 +30,11 @@ const EnvHelp = `Environment:
   REDIS_URL              redis://host:6379/0 for limits shared by several
                          instances; unset: in-memory limits
   RATE_LIMIT             requests per API key (default 100/min), e.g. 50/15m, 10/s
+  TRUSTED_PROXIES        comma-separated CIDRs of the reverse proxies in front of the
+                         service (e.g. 10.0.0.0/8); only their X-Forwarded-For is
+                         believed when limiting per client (default: none)
+  METRICS_ADDR           listen address of /metrics (default 127.0.0.1:9090; "off"
+                         disables it); never the public listener
   KEY_PREFIX             API key prefix (default fav); keys are <prefix>_live_… or
                          <prefix>_test_… (test with a test Stripe key or in dev mode)
 `
@@ -47,6 +54,8 @@ type Config struct {
 	RedisURL            string
 	RateLimit           ratelimit.Limit
 	KeyPrefix           string
+	TrustedProxies      []netip.Prefix
+	MetricsAddr         string
 }
 
 // ConfigFromEnv reads the variables listed in [EnvHelp] through getenv
@@ -64,6 +73,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		StripeAPIURL:        getenv("STRIPE_API_URL"),
 		RedisURL:            getenv("REDIS_URL"),
 		KeyPrefix:           getenv("KEY_PREFIX"),
+		MetricsAddr:         getenv("METRICS_ADDR"),
+	}
+	for _, f := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return Config{}, fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", f)
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
 	}
 	if v := getenv("RATE_LIMIT"); v != "" {
 		l, err := ratelimit.ParseLimit(v)
@@ -81,6 +101,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.BaseURL = strings.TrimRight(cmp.Or(c.BaseURL, "http://"+c.Addr), "/")
 	c.DatabaseURL = cmp.Or(c.DatabaseURL, "favoritesapi.db")
 	c.KeyPrefix = cmp.Or(c.KeyPrefix, "fav")
+	c.MetricsAddr = cmp.Or(c.MetricsAddr, "127.0.0.1:9090")
 	if c.RateLimit == (ratelimit.Limit{}) {
 		c.RateLimit = ratelimit.MustParseLimit("100/min")
 	}
@@ -95,6 +116,13 @@ func (c Config) withDefaults() (Config, error) {
 		return Config{}, fmt.Errorf("without STRIPE_SECRET_KEY billing runs in dev mode, which gives subscriptions away, "+
 			"so it serves only a BASE_URL on localhost (not %q): set STRIPE_SECRET_KEY, STRIPE_PRICE_ID and STRIPE_WEBHOOK_SECRET", c.BaseURL)
 	}
+	if c.StripeSecretKey == "" && !loopbackAddr(c.Addr) {
+		// BASE_URL says where links point, not who can connect: a listener
+		// on every interface would give subscriptions to the whole network.
+		return Config{}, fmt.Errorf("without STRIPE_SECRET_KEY billing runs in dev mode, which gives subscriptions away, "+
+			"so it listens only on a loopback address (ADDR %q is reachable from other machines): "+
+			"use ADDR=localhost:8080, or set STRIPE_SECRET_KEY, STRIPE_PRICE_ID and STRIPE_WEBHOOK_SECRET", c.Addr)
+	}
 	if c.StripeSecretKey != "" {
 		if c.StripePriceID == "" {
 			return Config{}, fmt.Errorf("STRIPE_PRICE_ID is required with STRIPE_SECRET_KEY")
@@ -104,6 +132,14 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// loopbackAddr reports whether a listen address such as "localhost:8080"
+// accepts connections only from this machine. An empty host (":8080")
+// listens on every interface.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && host != "" && loopback.Host(host)
 }
 
 // mailDomain returns a domain for the default sender: the service's host,

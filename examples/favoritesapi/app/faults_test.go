@@ -202,15 +202,15 @@ func TestRedisOutage(t *testing.T) {
 	check("Redis slow")
 	rp.SetDelay(0)
 	// Failing open is counted and logged.
-	m := call(t, s.URL, "", "GET", "/metrics", "")
+	m := metrics(t, s)
 	var failedOpen int
-	for _, line := range strings.Split(string(m.body), "\n") {
+	for _, line := range strings.Split(m, "\n") {
 		if v, ok := strings.CutPrefix(line, "apikit_ratelimit_failed_open "); ok {
 			failedOpen, _ = strconv.Atoi(v)
 		}
 	}
 	if failedOpen < 10 {
-		t.Errorf("apikit_ratelimit_failed_open = %d after 10 requests with Redis down or slow:\n%s", failedOpen, m.body)
+		t.Errorf("apikit_ratelimit_failed_open = %d after 10 requests with Redis down or slow:\n%s", failedOpen, m)
 	}
 	if !strings.Contains(s.Logs.String(), "failing open") {
 		t.Errorf("failing open was not logged:\n%s", s.Logs.String())

@@ -139,30 +139,40 @@ func (f *favorites) get(ctx context.Context, userID int64, id string) (Favorite,
 	return fav, err == nil, err
 }
 
-// list returns up to limit of the user's favorites, newest first, older
-// than the cursor position (0: from the newest), and the cursor position of
-// the next page (0: no more). Positions are insertion sequence numbers, so
-// favorites added while a client pages through never shift the pages.
-func (f *favorites) list(ctx context.Context, userID int64, limit int, before int64) ([]Favorite, int64, error) {
-	if before <= 0 {
-		before = 1<<63 - 1
+// list returns up to limit of the user's favorites, newest first, after
+// the cursor position (zero: from the newest), and the position of the next
+// page (zero: no more). Positions are a favorite's creation time and public
+// id, which say nothing about other users' favorites (a table-wide
+// sequence number would tell a client how many favorites everyone has
+// saved), and favorites added while a client pages through never shift the
+// pages.
+func (f *favorites) list(ctx context.Context, userID int64, limit int, after cursorPos) ([]Favorite, cursorPos, error) {
+	var (
+		rows []favoriteRow
+		err  error
+	)
+	if after.ID == "" {
+		err = f.db.SelectContext(ctx, &rows, f.db.Rebind(`SELECT seq, id, name, url, tags, created_at
+			FROM favorites WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`), userID, limit+1)
+	} else {
+		at := after.At.UTC()
+		err = f.db.SelectContext(ctx, &rows, f.db.Rebind(`SELECT seq, id, name, url, tags, created_at
+			FROM favorites WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?))
+			ORDER BY created_at DESC, id DESC LIMIT ?`), userID, at, at, after.ID, limit+1)
 	}
-	var rows []favoriteRow
-	err := f.db.SelectContext(ctx, &rows, f.db.Rebind(`SELECT seq, id, name, url, tags, created_at
-		FROM favorites WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`), userID, before, limit+1)
 	if err != nil {
-		return nil, 0, err
+		return nil, cursorPos{}, err
 	}
-	var next int64
+	var next cursorPos
 	if len(rows) > limit {
 		rows = rows[:limit]
-		next = rows[limit-1].Seq
+		next = cursorPos{At: rows[limit-1].CreatedAt.UTC(), ID: rows[limit-1].ID}
 	}
 	favs := make([]Favorite, 0, len(rows))
 	for _, r := range rows {
 		fav, err := r.favorite()
 		if err != nil {
-			return nil, 0, err
+			return nil, cursorPos{}, err
 		}
 		favs = append(favs, fav)
 	}
@@ -179,30 +189,39 @@ func (f *favorites) delete(ctx context.Context, userID int64, id string) (bool, 
 	return n > 0, err
 }
 
-// Cursors are opaque to clients: "c1." and the position, base64url-encoded.
-const cursorPrefix = "c1."
+// cursorPos is a place in a user's list of favorites: the creation time
+// and id of the last favorite of a page. The zero value is the start.
+type cursorPos struct {
+	At time.Time
+	ID string
+}
 
-func encodeCursor(pos int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(pos, 10)))
+// Cursors are opaque to clients: "c2.", the creation time in Unix
+// microseconds, "." and the id, base64url-encoded.
+const cursorPrefix = "c2."
+
+func encodeCursor(p cursorPos) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(p.At.UnixMicro(), 10) + "." + p.ID))
 }
 
 var errBadCursor = errors.New("invalid cursor")
 
-func decodeCursor(s string) (int64, error) {
+func decodeCursor(s string) (cursorPos, error) {
 	if len(s) > 64 {
-		return 0, errBadCursor
+		return cursorPos{}, errBadCursor
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return 0, errBadCursor
+		return cursorPos{}, errBadCursor
 	}
 	rest, ok := strings.CutPrefix(string(b), cursorPrefix)
 	if !ok {
-		return 0, errBadCursor
+		return cursorPos{}, errBadCursor
 	}
-	pos, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || pos <= 0 {
-		return 0, errBadCursor
+	micros, id, ok := strings.Cut(rest, ".")
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if !ok || err != nil || us <= 0 || !validFavoriteID(id) {
+		return cursorPos{}, errBadCursor
 	}
-	return pos, nil
+	return cursorPos{At: time.UnixMicro(us).UTC(), ID: id}, nil
 }

@@ -5,13 +5,16 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
 // FuzzDecodeCursor feeds arbitrary cursors, as clients send them: they
 // never panic, and every cursor the API hands out decodes to its position.
 func FuzzDecodeCursor(f *testing.F) {
-	for _, s := range []string{"", "c1.", "c1.AAAAAAAAAAE", encodeCursor(1), encodeCursor(1 << 62), "c2.AAAA", "c1.////", "c1.AAAAAAAAAAE=", strings.Repeat("c1.", 100)} {
+	first := cursorPos{At: time.UnixMicro(1), ID: "AAAAAAAAAAAAAAAA"}
+	late := cursorPos{At: time.UnixMicro(1 << 62), ID: "zzzzzzzzzzzzzzzz"}
+	for _, s := range []string{"", "c2.", "c1.AAAAAAAAAAE", encodeCursor(first), encodeCursor(late), "c2.AAAA", "c2.////", "c2.AAAAAAAAAAE=", strings.Repeat("c2.", 100)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -19,11 +22,11 @@ func FuzzDecodeCursor(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if pos <= 0 {
-			t.Fatalf("decodeCursor(%q) = %d, want a positive position or an error", s, pos)
+		if pos.At.UnixMicro() <= 0 || !validFavoriteID(pos.ID) {
+			t.Fatalf("decodeCursor(%q) = %+v, want a positive time and a favorite id, or an error", s, pos)
 		}
 		if got, err := decodeCursor(encodeCursor(pos)); err != nil || got != pos {
-			t.Fatalf("cursor of %d does not round trip: %d, %v", pos, got, err)
+			t.Fatalf("cursor of %+v does not round trip: %+v, %v", pos, got, err)
 		}
 	})
 }

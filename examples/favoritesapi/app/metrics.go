@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -12,28 +11,33 @@ import (
 	"github.com/apikit/apikit/ratelimit"
 )
 
-// handleMetrics publishes the components' Stats snapshots in the
+// MetricsHandler publishes the components' Stats snapshots in the
 // Prometheus text format, one gauge or counter per numeric field:
 // apikit_keys_verified, apikit_ratelimit_limited, apikit_mail_sent …
 //
-// The counts say how the service is used, so they are served only to
-// clients on the loopback interface: scrape them through a sidecar, or
-// from the same host.
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() || r.Header.Get("X-Forwarded-For") != "" {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	writeStats(w, "apikit_keys", s.verifier.Stats())
-	if l, ok := s.limiter.(interface{ Stats() ratelimit.Stats }); ok {
-		writeStats(w, "apikit_ratelimit", l.Stats())
-	}
-	writeStats(w, "apikit_login", s.login.Stats())
-	writeStats(w, "apikit_billing", s.billing.Stats())
+// The counts say how the service is used, so they are not on the public
+// handler: the favoritesapi command serves them on a listener of their own
+// (METRICS_ADDR, loopback by default). No counter tells known login
+// addresses from unknown ones.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		writeStats(w, "apikit_keys", s.verifier.Stats())
+		if l, ok := s.limiter.(interface{ Stats() ratelimit.Stats }); ok {
+			writeStats(w, "apikit_ratelimit", l.Stats())
+		}
+		writeStats(w, "apikit_login", s.login.Stats())
+		writeStats(w, "apikit_billing", s.billing.Stats())
+	})
+	return mux
 }
+
+// unexported lists Stats fields that are not published: a count of login
+// requests for addresses without an account would let whoever reads the
+// metrics test addresses for accounts.
+var unexported = map[string]bool{"apikit_login_no_account": true}
 
 // writeStats writes each exported numeric field of the struct v as a
 // metric named prefix_field_name, recursing into nested structs and maps
@@ -53,6 +57,9 @@ func writeStats(w io.Writer, prefix string, v any) {
 			continue
 		}
 		name := prefix + "_" + snake(f.Name)
+		if unexported[name] {
+			continue
+		}
 		fv := rv.Field(i)
 		switch fv.Kind() {
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:

@@ -91,9 +91,20 @@ func parsePages(dev bool) (pageSet, error) {
 	return pages, nil
 }
 
+// staticHandler serves the files of the static folder under /static/, and
+// nothing else: not the templates beside it, and no folder listings.
 func staticHandler() http.Handler {
-	files := http.FileServerFS(assets)
+	dir, err := fs.Sub(assets, "static")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the folder
+	}
+	files := http.StripPrefix("/static/", http.FileServerFS(dir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Files only: a folder would be listed.
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		files.ServeHTTP(w, r)
 	})

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,9 +40,10 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /app/keys/{id}/revoke", s.login.RequireUser(http.HandlerFunc(s.handleRevokeKey)))
 	site.Handle("POST /app/keys/{id}/roll", s.login.RequireUser(http.HandlerFunc(s.handleRollKey)))
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
-		Realm:     "favoritesapi",
-		Authorize: s.authorize,
-		Logger:    s.logger,
+		Realm:        "favoritesapi",
+		Authorize:    s.authorize,
+		ErrorHandler: s.keyError,
+		Logger:       s.logger,
 	})
 	limit := ratelimit.Middleware(s.limiter, ratelimit.MiddlewareOptions{
 		KeyFunc: func(r *http.Request) (string, error) {
@@ -75,7 +77,6 @@ func (s *Server) routes() (http.Handler, error) {
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.
 	root.HandleFunc("GET /healthz", s.handleHealth)
-	root.HandleFunc("GET /metrics", s.handleMetrics)
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
@@ -87,7 +88,30 @@ func (s *Server) routes() (http.Handler, error) {
 	// LoadUser puts the signed-in user, if any, in every page's context:
 	// the layout shows it, and billing's portal asks for it.
 	root.Handle("/", http.NewCrossOriginProtection().Handler(s.login.LoadUser(site)))
-	return securityHeaders(root), nil
+	return securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://")), nil
+}
+
+// keyError writes apikey's refusal, and says so when a key of the other
+// environment (fav_live on a test deployment, or the reverse) is refused,
+// rather than calling it malformed.
+func (s *Server) keyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, apikey.ErrMalformed) {
+		own := s.cfg.KeyEnvPrefix()
+		other := s.cfg.KeyPrefix + "_live"
+		if s.cfg.LiveKeys() {
+			other = s.cfg.KeyPrefix + "_test"
+		}
+		tok := r.Header.Get("X-API-Key")
+		if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+			tok = strings.TrimSpace(auth[7:])
+		}
+		if strings.HasPrefix(tok, other+"_") {
+			problem.Write(w, problem.New(http.StatusUnauthorized, "invalid_token",
+				"This is a "+other+" key; this service accepts "+own+" keys only. Use a key from this service's dashboard."))
+			return
+		}
+	}
+	apikey.WriteError(w, r, err)
 }
 
 // authorize lets a verified key call the API only while its owner's
@@ -115,11 +139,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // securityHeaders sets the headers every response of the service carries.
-// Pages load nothing from other origins and run no scripts.
-func securityHeaders(next http.Handler) http.Handler {
+// Pages load nothing from other origins and run no scripts. A service
+// whose BASE_URL is https tells browsers to use nothing else for a year
+// (HSTS), so that no one on the network can strip TLS from a later visit.
+func securityHeaders(next http.Handler, https bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
+		if https {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
 			h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'none'; form-action 'self' https://checkout.stripe.com https://billing.stripe.com; frame-ancestors 'none'; base-uri 'none'")
 			h.Set("X-Frame-Options", "DENY")

@@ -265,3 +265,36 @@ func signInWith(t testing.TB, s *testServer, c *http.Client, email string) strin
 	}
 	return link
 }
+
+// TestKeyEnvironment: a deployment accepts only the keys of its own
+// environment, so a key from a free dev or test deployment never opens a
+// paid one, and it says why it refuses the other kind.
+func TestKeyEnvironment(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{}) // dev mode: fav_test keys
+	ctx := t.Context()
+	tok, err := s.Provision(ctx, "env@example.com", "test key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok, "fav_test_") {
+		t.Fatalf("dev mode issued %q, want a fav_test key", tok[:9])
+	}
+	if r := call(t, s.URL, tok, "GET", "/v1/me", ""); r.status != http.StatusOK {
+		t.Fatalf("the deployment's own key: %d %s", r.status, r.body)
+	}
+	uid, _, err := s.Store().UserByEmail(ctx, "env@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, live, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "live", Prefix: "fav_live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := call(t, s.URL, live.Reveal(), "GET", "/v1/me", "")
+	if r.status != http.StatusUnauthorized {
+		t.Fatalf("a fav_live key on a test deployment: %d, want 401", r.status)
+	}
+	if detail, _ := r.problem(t)["detail"].(string); !strings.Contains(detail, "fav_test keys only") {
+		t.Errorf("refusal of a fav_live key says %q; want it to name the accepted prefix", detail)
+	}
+}

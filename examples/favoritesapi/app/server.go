@@ -144,8 +144,12 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	}
 	s.favs = &favorites{db: s.store.DB()}
 
+	// A server accepts the keys of its own environment only: live keys with
+	// a live Stripe key, test keys otherwise (test Stripe key, dev mode), so
+	// that a key issued by a free dev or test deployment never opens the
+	// paid one.
 	s.verifier = apikey.NewVerifier(s.store, apikey.VerifierOptions{
-		Prefixes: []string{cfg.KeyPrefix + "_live", cfg.KeyPrefix + "_test"},
+		Prefixes: []string{cfg.KeyEnvPrefix()},
 		CacheTTL: opts.KeyCacheTTL,
 		Logger:   s.logger,
 		Now:      opts.Now,
