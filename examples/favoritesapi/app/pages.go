@@ -222,16 +222,11 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	u, _ := magiclink.UserFrom(ctx)
-	keys, err := s.keys.List(ctx, u.ID)
-	if err != nil {
-		s.pageError(w, r, err)
-		return
-	}
-	if len(keys) >= maxKeysPerUser {
+	k, tok, err := s.keys.Issue(ctx, u.ID, apikey.IssueOptions{Name: name})
+	if errors.Is(err, apikey.ErrTooManyKeys) {
 		s.dashboardError(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("An account can hold at most %d keys.", maxKeysPerUser))
 		return
 	}
-	k, tok, err := s.keys.Issue(ctx, u.ID, apikey.IssueOptions{Name: name})
 	if errors.Is(err, apikey.ErrInvalidOptions) {
 		s.dashboardError(w, r, http.StatusUnprocessableEntity,
 			"That name cannot be used: "+strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": "))

@@ -155,9 +155,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		Now:      opts.Now,
 	})
 	s.keys = apikey.NewManager(s.store, apikey.ManagerOptions{
-		Prefix:   cfg.KeyEnvPrefix(),
-		Verifier: s.verifier,
-		Now:      opts.Now,
+		Prefix:         cfg.KeyEnvPrefix(),
+		Verifier:       s.verifier,
+		MaxKeysPerUser: maxKeysPerUser,
+		Now:            opts.Now,
 	})
 
 	if cfg.RedisURL != "" {
