@@ -86,6 +86,11 @@ type Server struct {
 	handler  http.Handler
 	pages    pageSet
 
+	// clientKey names the client a request comes from, for every
+	// per-client limit: its address, or with TRUSTED_PROXIES the address
+	// those proxies report.
+	clientKey func(*http.Request) string
+
 	stopPrune chan struct{}
 	pruned    sync.WaitGroup
 
@@ -125,6 +130,14 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{cfg: cfg, logger: opts.Logger, now: opts.Now}
+	ipKey := ratelimit.IPKey(ratelimit.IPKeyOptions{TrustedProxies: cfg.TrustedProxies})
+	s.clientKey = func(r *http.Request) string {
+		k, err := ipKey(r)
+		if err != nil {
+			return "unknown" // no address (a Unix socket): one shared budget
+		}
+		return k
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -188,6 +201,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if s.login, err = magiclink.New(s.store, magiclink.Options{
+		ClientKey:      s.clientKey,
 		Templates:      signinPages,
 		BaseURL:        cfg.BaseURL,
 		Mailer:         mailer,
