@@ -97,6 +97,17 @@ func (c *cache) load(ctx context.Context, id string, now func() time.Time, timeo
 	fetch func(context.Context, string) (Key, bool, error)) (*entry, bool, error) {
 	s := c.shard(id)
 	s.mu.Lock()
+	// A query that finished between the caller's miss and this lock has
+	// cached its answer: use it rather than ask again.
+	t := now().UnixNano()
+	if e := s.pos[id]; e != nil && t < e.expires {
+		s.mu.Unlock()
+		return e, true, nil
+	}
+	if exp, ok := s.neg[id]; ok && t < exp {
+		s.mu.Unlock()
+		return nil, false, nil
+	}
 	cl := s.inflight[id]
 	if cl == nil {
 		cl = &call{done: make(chan struct{})}

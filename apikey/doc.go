@@ -25,13 +25,37 @@
 // # HTTP
 //
 // [Middleware] authenticates requests. It reads the key from
-// "Authorization: Bearer <token>", "X-API-Key: <token>" or the
-// FavoritesAPI seed's legacy "Authorization: Bearer base64(<id>:<secret>)",
-// refuses keys sent in the URL query, and answers as RFC 6750 says: 401 with
-// a WWW-Authenticate challenge for a missing or invalid key, 403 for a valid
+// "Authorization: Bearer <token>" or "X-API-Key: <token>" (and, only if
+// [MiddlewareOptions.AcceptLegacyBase64] is set, the FavoritesAPI seed's
+// legacy "Authorization: Bearer base64(<id>:<secret>)"), refuses keys sent
+// in the URL query, and answers as RFC 6750 says: 401 with a
+// WWW-Authenticate challenge for a missing or invalid key, 403 for a valid
 // key that lacks a scope or that [MiddlewareOptions.Authorize] refuses, and
 // 503 if the store cannot be reached (it fails closed). Error bodies are RFC
 // 9457 problem documents. Handlers find the caller with [PrincipalFrom].
+// The Middleware verifies through the Verifier's public methods
+// ([Verifier.VerifyToken], [Verifier.VerifySecret]); an application with
+// its own transport can do the same.
+//
+// [RequireScopes] checks per route the scopes of the key the Middleware
+// already verified, without verifying it again. Mount it after Middleware
+// and before a rate limiter, so that a refused request spends no budget:
+//
+//	authn → RequireScopes → rate limit → handler
+//
+// [MiddlewareOptions.LookupLimiter] limits per client the verifications that
+// reach the store, so that forged keys (well formed: the checksum is
+// public) cannot flood the database; keys served from the cache never
+// spend it, and a client over its budget gets 429 before any store query.
+//
+// # Owned keys
+//
+// An application's dashboard acts on keys for its signed-in user. The
+// [Manager] methods ending in Owned ([Manager.GetOwned],
+// [Manager.RevokeOwned], [Manager.RollOwned], [Manager.RenameOwned]) take
+// that user's id and answer [ErrNotFound] for a key of another user, exactly
+// as for a key that does not exist, so the check cannot be forgotten and
+// reveals nothing.
 //
 // # Staleness
 //

@@ -39,8 +39,13 @@ var (
 	// ErrForbidden means the key is valid but its owner may not use the API
 	// now, as decided by [MiddlewareOptions.Authorize].
 	ErrForbidden = errors.New("apikey: forbidden")
+	// ErrThrottled means the client has spent its budget of verifications
+	// that reach the store ([MiddlewareOptions.LookupLimiter]); the request
+	// was refused with 429 before any store query.
+	ErrThrottled = errors.New("apikey: too many key lookups from this client")
 	// ErrNotFound means a [Manager] operation named a key that does not
-	// exist.
+	// exist, or, for the operations ending in Owned, a key of another user
+	// (the two are deliberately indistinguishable).
 	ErrNotFound = errors.New("apikey: key not found")
 	// ErrTooManyKeys means [Manager.Issue] refused a key because its user
 	// already holds [ManagerOptions.MaxKeysPerUser] keys.
@@ -70,8 +75,9 @@ func Forbid(reason string) error { return &ForbiddenError{Reason: reason} }
 // StatusCode maps an error from this package to the HTTP status the
 // [Middleware] answers with: 400 for a key in the URL or several
 // credentials, 401 for a missing, malformed, invalid, revoked, expired or
-// inactive key, 403 for a valid key refused by scope or authorization, and
-// 503 for anything else (the store failed: fail closed).
+// inactive key, 403 for a valid key refused by scope or authorization, 429
+// for a client over its lookup budget ([ErrThrottled]), and 503 for
+// anything else (the store failed: fail closed).
 func StatusCode(err error) int {
 	switch {
 	case err == nil:
@@ -83,6 +89,8 @@ func StatusCode(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrInsufficientScope), errors.Is(err, ErrForbidden):
 		return http.StatusForbidden
+	case errors.Is(err, ErrThrottled):
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusServiceUnavailable
 	}

@@ -5,3 +5,7 @@ var Checksum = checksum
 
 // CRCString exposes the allocation-free CRC32 to the black-box tests.
 var CRCString = crcString
+
+// ParseLegacyBearer exposes the legacy credential extractor to the fuzz
+// target.
+var ParseLegacyBearer = parseLegacyBearer

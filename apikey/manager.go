@@ -40,8 +40,10 @@ type ManagerOptions struct {
 	Now func() time.Time
 }
 
-// A Manager issues, lists, rolls, revokes, deactivates and activates API
-// keys. It is safe for concurrent use.
+// A Manager issues, lists, renames, rolls, revokes, deactivates and
+// activates API keys. The methods ending in Owned act only on a key of the
+// given user, for dashboards that act on behalf of a signed-in user. It is
+// safe for concurrent use.
 type Manager struct {
 	store  Store
 	prefix string
@@ -81,7 +83,8 @@ func NewManager(store Store, opts ManagerOptions) *Manager {
 // unscoped key that never expires, with the Manager's prefix.
 type IssueOptions struct {
 	// Name is the owner's label for the key, at most [MaxNameLen]
-	// characters, without control characters.
+	// characters, without control, format (bidi, zero-width) or line
+	// separator characters.
 	Name string
 	// Scopes are the permissions the key carries, checked by
 	// [MiddlewareOptions.Scopes]. Each is a non-empty string of printable
@@ -219,6 +222,62 @@ func (m *Manager) Roll(ctx context.Context, id string, grace time.Duration) (Key
 	return k, tok, nil
 }
 
+// Rename sets the key's name, trimmed of surrounding spaces and checked as
+// [IssueOptions.Name] is. Renaming an unknown key fails with [ErrNotFound].
+func (m *Manager) Rename(ctx context.Context, id, name string) error {
+	name = strings.TrimSpace(name)
+	if err := validName(name); err != nil {
+		return err
+	}
+	found, err := m.store.RenameKey(ctx, id, name, m.now().UTC())
+	return m.changed(id, found, err, "renaming")
+}
+
+// GetOwned returns the key with the given id if it belongs to userID. A key
+// of another user fails with [ErrNotFound], exactly as a key that does not
+// exist, so that a caller learns nothing about other users' keys.
+func (m *Manager) GetOwned(ctx context.Context, userID int64, id string) (Key, error) {
+	k, err := m.Get(ctx, id)
+	if err != nil {
+		return Key{}, err
+	}
+	if k.UserID != userID {
+		return Key{}, ErrNotFound
+	}
+	return k, nil
+}
+
+// RevokeOwned is [Manager.Revoke] for a key that must belong to userID;
+// another user's key fails with [ErrNotFound] and is left unchanged. A key's
+// owner never changes, so checking it before revoking is not a race.
+func (m *Manager) RevokeOwned(ctx context.Context, userID int64, id string) error {
+	if _, err := m.GetOwned(ctx, userID, id); err != nil {
+		return err
+	}
+	return m.Revoke(ctx, id)
+}
+
+// RollOwned is [Manager.Roll] for a key that must belong to userID; another
+// user's key fails with [ErrNotFound] and is left unchanged.
+func (m *Manager) RollOwned(ctx context.Context, userID int64, id string, grace time.Duration) (Key, Token, error) {
+	if _, err := m.GetOwned(ctx, userID, id); err != nil {
+		return Key{}, Token{}, err
+	}
+	return m.Roll(ctx, id, grace)
+}
+
+// RenameOwned is [Manager.Rename] for a key that must belong to userID;
+// another user's key fails with [ErrNotFound] and is left unchanged.
+func (m *Manager) RenameOwned(ctx context.Context, userID int64, id, name string) error {
+	if err := validName(strings.TrimSpace(name)); err != nil {
+		return err
+	}
+	if _, err := m.GetOwned(ctx, userID, id); err != nil {
+		return err
+	}
+	return m.Rename(ctx, id, name)
+}
+
 func (m *Manager) changed(id string, found bool, err error, what string) error {
 	m.invalidate(id)
 	if err != nil {
@@ -240,10 +299,19 @@ func validName(name string) error {
 	if utf8.RuneCountInString(name) > MaxNameLen {
 		return fmt.Errorf("%w: name longer than %d characters", ErrInvalidOptions, MaxNameLen)
 	}
-	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
-		return fmt.Errorf("%w: name contains invalid characters", ErrInvalidOptions)
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, invisible) {
+		return fmt.Errorf("%w: name contains control, format or bidi characters", ErrInvalidOptions)
 	}
 	return nil
+}
+
+// invisible reports whether r may not appear in a key name: control
+// characters (Cc), format characters (Cf: bidi overrides and isolates such
+// as U+202E and U+2066, zero-width spaces and joiners, the BOM), and line
+// and paragraph separators, all of which can make a name display as
+// something it is not.
+func invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // validScope reports whether s is a scope-token of RFC 6749 section 3.3.

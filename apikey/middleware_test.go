@@ -92,7 +92,7 @@ func TestMiddleware(t *testing.T) {
 			for name, values := range tc.header {
 				req.Header[http.CanonicalHeaderKey(name)] = values
 			}
-			rec, p := serve(t, apikey.Middleware(f.v, apikey.MiddlewareOptions{}), req)
+			rec, p := serve(t, apikey.Middleware(f.v, apikey.MiddlewareOptions{AcceptLegacyBase64: true}), req)
 			if rec.Code != tc.status {
 				t.Fatalf("status %d, want %d; body %s", rec.Code, tc.status, rec.Body)
 			}

@@ -2,11 +2,9 @@ package apikey
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"strings"
 )
 
 // Lengths of the parts of a token. See [Token].
@@ -191,33 +189,3 @@ func isBase62(s string) bool {
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 func isDigit(c byte) bool  { return '0' <= c && c <= '9' }
-
-// errShortSecret is returned by parseLegacy for a secret of the wrong size.
-var errShortSecret = errors.New("secret must be 32 or 38 base62 characters")
-
-// parseLegacy parses the FavoritesAPI seed's "<id>:<secret>" pair (already
-// base64-decoded). The secret may carry its 6 check characters; since the
-// prefix is not part of the pair, the check can only be verified once the
-// key's prefix is known (see [Verifier]). Surrounding spaces are trimmed, as
-// the seed did.
-func parseLegacy(pair string) (t Token, check string, err error) {
-	id, secret, ok := strings.Cut(pair, ":")
-	if !ok {
-		return Token{}, "", malformed("legacy credential is not <id>:<secret>")
-	}
-	id, secret = strings.TrimSpace(id), strings.TrimSpace(secret)
-	if len(id) != IDLen || !isBase62(id) {
-		return Token{}, "", malformed("legacy credential has an invalid id")
-	}
-	switch len(secret) {
-	case SecretLen:
-	case SecretLen + CheckLen:
-		secret, check = secret[:SecretLen], secret[SecretLen:]
-	default:
-		return Token{}, "", fmt.Errorf("%w: %w", ErrMalformed, errShortSecret)
-	}
-	if !isBase62(secret) || !isBase62(check) {
-		return Token{}, "", malformed("character outside the base62 alphabet")
-	}
-	return Token{ID: id, secret: secret}, check, nil
-}

@@ -38,9 +38,10 @@ type VerifierOptions struct {
 	LookupTimeout time.Duration
 
 	// Prefixes, if set, are the only token prefixes accepted, such as
-	// []string{"fav_live"}; other tokens are malformed. By default any
-	// valid prefix is accepted, and a token's prefix must still match the
-	// stored key's.
+	// []string{"fav_live"}; other tokens are malformed. A key stored with
+	// another prefix is refused however it is presented, also without its
+	// prefix ([Verifier.VerifySecret]). By default any valid prefix is
+	// accepted, and a token's prefix must still match the stored key's.
 	Prefixes []string
 
 	// Hasher checks secrets against stored hashes (default
@@ -145,7 +146,10 @@ func NewVerifier(store Store, opts VerifierOptions) *Verifier {
 }
 
 // Verify checks a token in its canonical form and returns the principal it
-// identifies. The error wraps [ErrMalformed], [ErrInvalid], [ErrRevoked],
+// identifies. It is one straight path: [Parse], the prefix check
+// ([VerifierOptions.Prefixes]), the key by id (from the cache, or the
+// store), a constant-time comparison of the secret's hash, then the key's
+// state. The error wraps [ErrMalformed], [ErrInvalid], [ErrRevoked],
 // [ErrExpired], [ErrInactive], or [ErrUnavailable] when the store could not
 // be asked (fail closed: the caller must refuse the request).
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
@@ -154,26 +158,68 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		v.stats.malformed.Add(1)
 		return Principal{}, err
 	}
-	return v.verify(ctx, t, false, "", false)
+	return v.VerifyToken(ctx, t)
 }
 
-// verify checks a parsed token. A legacy token (the seed's base64
-// "<id>:<secret>") has no prefix; its optional check characters are
-// verified against the stored key's prefix.
-func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check string, recheck bool) (Principal, error) {
-	if !legacy && len(v.opts.Prefixes) > 0 && !slices.Contains(v.opts.Prefixes, t.Prefix) {
+// VerifyToken is [Verifier.Verify] for a token already parsed with [Parse],
+// for callers that need its id first (to log it, or to decide whether the
+// verification may read the store: see [Verifier.Cached]).
+func (v *Verifier) VerifyToken(ctx context.Context, t Token) (Principal, error) {
+	if t.ID == "" || t.secret == "" {
+		v.stats.malformed.Add(1)
+		return Principal{}, malformed("empty token")
+	}
+	if !v.accepts(t.Prefix) {
 		v.stats.malformed.Add(1)
 		return Principal{}, malformed("prefix not accepted")
 	}
+	return v.verify(ctx, t.ID, t.secret, t.Prefix, false)
+}
+
+// VerifySecret checks a key presented without its prefix and check
+// characters, as its id and its 32-character secret (as in the FavoritesAPI
+// seed's legacy "base64(<id>:<secret>)" credential, which
+// [MiddlewareOptions.AcceptLegacyBase64] reads). The stored key's prefix
+// must be one of [VerifierOptions.Prefixes], if they are set; otherwise the
+// key is refused as [ErrInvalid], like an unknown one. Errors are those of
+// [Verifier.Verify].
+func (v *Verifier) VerifySecret(ctx context.Context, id, secret string) (Principal, error) {
+	if len(id) != IDLen || !isBase62(id) || len(secret) != SecretLen || !isBase62(secret) {
+		v.stats.malformed.Add(1)
+		return Principal{}, malformed("id or secret of the wrong size or alphabet")
+	}
+	return v.verify(ctx, id, secret, "", false)
+}
+
+// Cached reports whether a verification of the key id would now be answered
+// from memory, without a store query: the key is cached, or the id is
+// remembered as unknown. A [Middleware] with a
+// [MiddlewareOptions.LookupLimiter] asks it to spend a client's budget only
+// on verifications that reach the store.
+func (v *Verifier) Cached(id string) bool {
+	_, ok := v.cache.get(id, v.opts.Now().UnixNano())
+	return ok
+}
+
+// accepts reports whether prefix is one of VerifierOptions.Prefixes, or any
+// prefix if none are set.
+func (v *Verifier) accepts(prefix string) bool {
+	return len(v.opts.Prefixes) == 0 || slices.Contains(v.opts.Prefixes, prefix)
+}
+
+// verify is the core of every verification: the key by id (cache, then
+// store), its prefix (the presented one, if any, must be the stored one; the
+// stored one must be accepted), the secret, then the state.
+func (v *Verifier) verify(ctx context.Context, id, secret, prefix string, recheck bool) (Principal, error) {
 	now := v.opts.Now()
-	e, ok := v.cache.get(t.ID, now.UnixNano())
+	e, ok := v.cache.get(id, now.UnixNano())
 	if ok {
 		v.stats.cacheHits.Add(1)
 	} else {
 		v.stats.cacheMisses.Add(1)
 		var found bool
 		var err error
-		e, found, err = v.cache.load(ctx, t.ID, v.opts.Now, v.opts.LookupTimeout, v.lookup)
+		e, found, err = v.cache.load(ctx, id, v.opts.Now, v.opts.LookupTimeout, v.lookup)
 		if err != nil {
 			v.stats.unavailable.Add(1)
 			if ctx.Err() != nil {
@@ -190,22 +236,18 @@ func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check strin
 		return Principal{}, ErrInvalid
 	}
 	k := &e.key
-	if legacy {
-		if check != "" && !checksumMatches(k.Prefix+"_"+t.ID+"_"+t.secret, check) {
-			v.stats.malformed.Add(1)
-			return Principal{}, malformed("checksum mismatch")
-		}
-	} else if t.Prefix != k.Prefix {
+	if prefix != "" && prefix != k.Prefix || !v.accepts(k.Prefix) {
 		v.stats.invalid.Add(1)
 		return Principal{}, ErrInvalid
 	}
-	if !v.secretMatches(k, t.secret, now) {
+	if !v.secretMatches(k, secret, now) {
 		// The key may have been rolled by another instance since it was
 		// cached: read it again, but at most once per NegativeTTL per key,
 		// so that a flood of wrong secrets for a known id costs what a
 		// flood of unknown ids does.
-		if ok && !recheck && now.UnixNano()-e.loaded >= int64(v.opts.NegativeTTL) && v.cache.forget(t.ID, e) {
-			return v.verifyAgain(ctx, t, legacy, check)
+		if ok && !recheck && now.UnixNano()-e.loaded >= int64(v.opts.NegativeTTL) && v.cache.forget(id, e) {
+			v.stats.rechecks.Add(1)
+			return v.verify(ctx, id, secret, prefix, true)
 		}
 		v.stats.invalid.Add(1)
 		return Principal{}, ErrInvalid
@@ -217,12 +259,6 @@ func (v *Verifier) verify(ctx context.Context, t Token, legacy bool, check strin
 	v.stats.verified.Add(1)
 	v.touch(e, now)
 	return Principal{KeyID: k.ID, UserID: k.UserID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes}, nil
-}
-
-// verifyAgain verifies t after its cached entry was dropped for a recheck.
-func (v *Verifier) verifyAgain(ctx context.Context, t Token, legacy bool, check string) (Principal, error) {
-	v.stats.rechecks.Add(1)
-	return v.verify(ctx, t, legacy, check, true)
 }
 
 func (v *Verifier) secretMatches(k *Key, secret string, now time.Time) bool {

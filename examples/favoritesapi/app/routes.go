@@ -40,10 +40,12 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /app/keys/{id}/revoke", s.login.RequireUser(http.HandlerFunc(s.handleRevokeKey)))
 	site.Handle("POST /app/keys/{id}/roll", s.login.RequireUser(http.HandlerFunc(s.handleRollKey)))
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
-		Realm:        "favoritesapi",
-		Authorize:    s.authorize,
-		ErrorHandler: s.keyError,
-		Logger:       s.logger,
+		Realm: "favoritesapi",
+		// The FavoritesAPI contract accepts the seed's base64(id:secret).
+		AcceptLegacyBase64: true,
+		Authorize:          s.authorize,
+		ErrorHandler:       s.keyError,
+		Logger:             s.logger,
 	})
 	limit := ratelimit.Middleware(s.limiter, ratelimit.MiddlewareOptions{
 		KeyFunc: func(r *http.Request) (string, error) {
