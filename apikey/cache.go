@@ -89,6 +89,19 @@ func (c *cache) get(id string, now int64) (e *entry, ok bool) {
 	return nil, false
 }
 
+// known reports whether id is in memory at all: a key verified before
+// (fresh or expired, until evicted) or a remembered unknown id.
+func (c *cache) known(id string, now int64) bool {
+	s := c.shard(id)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.pos[id] != nil {
+		return true
+	}
+	exp, neg := s.neg[id]
+	return neg && now < exp
+}
+
 // load looks id up with fetch, sharing the query with concurrent callers,
 // and caches the result. Each caller waits only as long as its own ctx
 // allows; the query itself runs under a context detached from any one

@@ -206,3 +206,31 @@ func TestRevokedKeyIsLogged(t *testing.T) {
 		t.Error("the log contains the secret")
 	}
 }
+
+// During a store outage every re-read of an expired cache entry fails, so
+// a customer's key is looked up on every request: those re-reads of keys
+// verified before spend no budget, so the customer gets 503s (the store is
+// down), not 429s, and a forged key still does.
+func TestLookupLimiterDuringOutage(t *testing.T) {
+	f := newFixture(t, apikey.VerifierOptions{CacheTTL: time.Second})
+	_, good := f.issue(t, apikey.IssueOptions{})
+	lim := newBudgetLimiter(1)
+	mw := apikey.Middleware(f.v, apikey.MiddlewareOptions{LookupLimiter: lim})
+	if rec, _ := serve(t, mw, requestFrom("192.0.2.1:1", good)); rec.Code != 204 {
+		t.Fatalf("good key: status %d", rec.Code) // spends the one unit
+	}
+	f.clock.Advance(2 * time.Second) // the entry expires
+	f.fs.down.Store(true)
+	for range 5 {
+		if rec, _ := serve(t, mw, requestFrom("192.0.2.1:1", good)); rec.Code != 503 {
+			t.Fatalf("known key with the store down: status %d, want 503", rec.Code)
+		}
+	}
+	f.fs.down.Store(false)
+	if rec, _ := serve(t, mw, requestFrom("192.0.2.1:1", good)); rec.Code != 204 {
+		t.Errorf("known key after the outage: status %d, want 204", rec.Code)
+	}
+	if rec, _ := serve(t, mw, requestFrom("192.0.2.1:1", forged(t))); rec.Code != 429 {
+		t.Errorf("forged key from the client whose unit is spent: status %d, want 429", rec.Code)
+	}
+}

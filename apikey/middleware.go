@@ -64,18 +64,21 @@ type MiddlewareOptions struct {
 	// verifications that reach the store, so that a flood of forged keys
 	// (checksums are public, so anyone can forge well-formed ones) cannot
 	// reach the database unthrottled. Before a key whose id the
-	// [Verifier] has not cached ([Verifier.Cached]) is looked up, the
-	// middleware asks LookupLimiter.Allow with the client's key; a refusal
+	// [Verifier] does not know is looked up (neither cached, nor verified
+	// earlier with its cache entry since expired, nor remembered as
+	// unknown), the middleware asks LookupLimiter.Allow with the client's key; a refusal
 	// answers 429 ([ErrThrottled]) with Retry-After, before any store
 	// query. An error from the limiter refuses too (fail closed) and is
 	// logged.
 	//
-	// What spends the budget: every verification that needs the store,
-	// that is every forged or mistyped key (one unit each) and the first
-	// use of a valid key per [VerifierOptions.CacheTTL]. What does not:
-	// malformed credentials (refused without a lookup), ids remembered as
-	// unknown, and keys served from the cache, which are accepted even
-	// from a client whose budget is spent. So many clients behind one
+	// What spends the budget: every forged or mistyped key (one unit
+	// each) and the first use of a valid key on this instance. What does
+	// not: malformed credentials (refused without a lookup), ids
+	// remembered as unknown, keys served from the cache, which are
+	// accepted even from a client whose budget is spent, and the re-reads
+	// of keys this instance has verified before once their cache entry
+	// expires (so that a store outage, in which every re-read fails, does
+	// not turn a customer's 503s into 429s). So many clients behind one
 	// proxy that share a client key lose, to one bad client among them,
 	// at most the first lookups of keys not yet cached, for as long as
 	// the limiter refuses; keys in use keep working. Give each client its
@@ -143,7 +146,7 @@ func Middleware(v *Verifier, opts MiddlewareOptions) func(http.Handler) http.Han
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
 			c, err := extract(v, r, opts.AcceptLegacyBase64)
-			if err == nil && opts.LookupLimiter != nil && !v.Cached(c.id) {
+			if err == nil && opts.LookupLimiter != nil && !v.cache.known(c.id, v.opts.Now().UnixNano()) {
 				err = allowLookup(ctx, opts.LookupLimiter, opts.ClientKey(r), m.logger)
 				if err != nil {
 					w.Header().Set("Retry-After", retryAfter)
@@ -462,7 +465,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Code, p.Detail = "forbidden", "This API key may not be used now."
 		var fe *ForbiddenError
 		if errors.As(err, &fe) && fe.Reason != "" {
-			p.Detail = "This API key may not be used now: " + fe.Reason + "."
+			p.Detail = "This API key may not be used now: " + strings.TrimRight(fe.Reason, ".") + "."
 		}
 	default:
 		p.Code, p.Detail = "unavailable", "The API key could not be verified right now; try again shortly."

@@ -305,7 +305,10 @@ func testAPI(t *testing.T, b backend) {
 		if r.status != 403 {
 			t.Fatalf("unsubscribed key: %d %s, want 403", r.status, r.body)
 		}
-		r.problem(t)
+		detail, _ := r.problem(t)["detail"].(string)
+		if !strings.HasSuffix(detail, "/app.") || strings.HasSuffix(detail, "..") {
+			t.Errorf("403 detail %q; want one sentence ending in one period", detail)
+		}
 	})
 
 	t.Run("Revoked", func(t *testing.T) {
@@ -482,7 +485,9 @@ func TestStaticServesOnlyStatic(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	s := startServer(t, sqliteDB, app.Config{})
 	c := newCustomer(t, s, "metrics@example.com")
-	// The limiter also counts sign-in decisions: compare before and after.
+	// The limiter also counts sign-in decisions and the first lookup of a
+	// key: compare before and after a call with a key already verified.
+	c.call(t, "GET", "/v1/me", "")
 	allowed := regexp.MustCompile(`apikit_ratelimit_allowed (\d+)\n`)
 	before := allowed.FindStringSubmatch(metrics(t, s))
 	c.call(t, "GET", "/v1/me", "")
@@ -491,7 +496,7 @@ func TestMetrics(t *testing.T) {
 	if after := allowed.FindStringSubmatch(body); before == nil || after == nil || mustAtoi(t, after[1])-mustAtoi(t, before[1]) != 1 {
 		t.Errorf("apikit_ratelimit_allowed went from %v to %v; want one more for one API call", before, after)
 	}
-	for _, want := range []string{"apikit_keys_verified 1\n", "apikit_keys_malformed 1\n"} {
+	for _, want := range []string{"apikit_keys_verified 2\n", "apikit_keys_malformed 1\n"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics has no %q:\n%s", want, body)
 		}

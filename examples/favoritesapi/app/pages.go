@@ -264,50 +264,39 @@ func (s *Server) dashboardError(w http.ResponseWriter, r *http.Request, status i
 	s.render(w, r, status, "app", "Your FavoritesAPI account", p)
 }
 
-// ownKey returns the key with the path's id if the signed-in user owns it.
-// Another user's key is not found, as an unknown one is.
-func (s *Server) ownKey(w http.ResponseWriter, r *http.Request) (apikey.Key, bool) {
-	u, _ := magiclink.UserFrom(r.Context())
-	k, err := s.keys.Get(r.Context(), r.PathValue("id"))
+// keyActionError answers a failed key action: a key that is not the
+// user's (or does not exist) is one 404, whatever the reason.
+func (s *Server) keyActionError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case err == nil && k.UserID == u.ID:
-		return k, true
-	case err == nil || errors.Is(err, apikey.ErrNotFound):
+	case errors.Is(err, apikey.ErrNotFound):
 		s.dashboardError(w, r, http.StatusNotFound, "There is no such key in your account.")
+	case apikey.StatusCode(err) == http.StatusUnauthorized || errors.Is(err, apikey.ErrRevoked):
+		s.dashboardError(w, r, http.StatusConflict, "Only an active key can be rolled.")
 	default:
 		s.pageError(w, r, err)
 	}
-	return apikey.Key{}, false
 }
 
 func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
-	k, ok := s.ownKey(w, r)
-	if !ok {
+	u, _ := magiclink.UserFrom(r.Context())
+	id := r.PathValue("id")
+	if err := s.keys.RevokeOwned(r.Context(), u.ID, id); err != nil && !errors.Is(err, apikey.ErrRevoked) {
+		s.keyActionError(w, r, err)
 		return
 	}
-	if err := s.keys.Revoke(r.Context(), k.ID); err != nil && !errors.Is(err, apikey.ErrRevoked) {
-		s.pageError(w, r, err)
-		return
-	}
-	s.logger.Info("key revoked", "user", k.UserID, "key", k.ID)
+	s.logger.Info("key revoked", "user", u.ID, "key", id)
 	http.Redirect(w, r, "/app", http.StatusSeeOther)
 }
 
 func (s *Server) handleRollKey(w http.ResponseWriter, r *http.Request) {
-	k, ok := s.ownKey(w, r)
-	if !ok {
+	u, _ := magiclink.UserFrom(r.Context())
+	k, tok, err := s.keys.RollOwned(r.Context(), u.ID, r.PathValue("id"), RollGrace)
+	if err != nil {
+		s.keyActionError(w, r, err)
 		return
 	}
-	k, tok, err := s.keys.Roll(r.Context(), k.ID, RollGrace)
-	switch {
-	case apikey.StatusCode(err) == http.StatusUnauthorized || errors.Is(err, apikey.ErrRevoked):
-		s.dashboardError(w, r, http.StatusConflict, "Only an active key can be rolled.")
-	case err != nil:
-		s.pageError(w, r, err)
-	default:
-		s.logger.Info("key rolled", "user", k.UserID, "key", k.ID)
-		s.showNewKey(w, r, k, tok, true)
-	}
+	s.logger.Info("key rolled", "user", u.ID, "key", k.ID)
+	s.showNewKey(w, r, k, tok, true)
 }
 
 // pageError logs err and renders a page saying something went wrong,

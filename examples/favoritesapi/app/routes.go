@@ -45,7 +45,12 @@ func (s *Server) routes() (http.Handler, error) {
 		AcceptLegacyBase64: true,
 		Authorize:          s.authorize,
 		ErrorHandler:       s.keyError,
-		Logger:             s.logger,
+		// Keys the cache cannot answer (forged ones among them: the
+		// checksum is public) reach the database at most 60 times a minute
+		// per client.
+		LookupLimiter: apikey.LimiterFunc(s.loginLimiter("key-lookup", ratelimit.PerMinute(60)).Allow),
+		ClientKey:     s.clientKey,
+		Logger:        s.logger,
 	})
 	limit := ratelimit.Middleware(s.limiter, ratelimit.MiddlewareOptions{
 		KeyFunc: func(r *http.Request) (string, error) {

@@ -298,3 +298,31 @@ func TestKeyEnvironment(t *testing.T) {
 		t.Errorf("refusal of a fav_live key says %q; want it to name the accepted prefix", detail)
 	}
 }
+
+// TestForgedKeyFlood: well-formed keys are easy to forge (the checksum is
+// public), so the keys the cache cannot answer reach the database a bounded
+// number of times per client; the customer's own key keeps working.
+func TestForgedKeyFlood(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	tok, err := s.Provision(t.Context(), "flood@example.com", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, s.URL, tok, "GET", "/v1/me", ""); r.status != http.StatusOK {
+		t.Fatalf("own key: %d", r.status)
+	}
+	statuses := map[int]int{}
+	for range 100 {
+		forged, err := apikey.Generate("fav_test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses[call(t, s.URL, forged.Reveal(), "GET", "/v1/me", "").status]++
+	}
+	if statuses[http.StatusUnauthorized] > 60 || statuses[http.StatusTooManyRequests] < 40 {
+		t.Errorf("100 forged keys from one client: %v; want at most 60 looked up (401), the rest 429", statuses)
+	}
+	if r := call(t, s.URL, tok, "GET", "/v1/me", ""); r.status != http.StatusOK {
+		t.Errorf("own (cached) key during the flood: %d, want 200", r.status)
+	}
+}
