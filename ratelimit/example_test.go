@@ -50,7 +50,7 @@ func ExampleMemory() {
 	// allowed true  remaining 0, retry after 0s, full again after 1m0s
 	// allowed false remaining 0, retry after 20s, full again after 1m0s
 	// 20s later: allowed true
-	// {Allowed:4 Limited:1 Errors:0 FailedOpen:0 Keys:1 Expired:0 Evicted:0}
+	// {Allowed:4 Limited:1 Errors:0 FailedOpen:0 Keys:1 Expired:0 Overflowed:0 Fallbacks:0}
 }
 
 // The seed application's limits: 100 requests a minute per API key, and

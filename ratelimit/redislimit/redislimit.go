@@ -215,7 +215,7 @@ func (l *Limiter) fail(ctx context.Context, key string, limit ratelimit.Limit, n
 	return ratelimit.Decide(limit, float64(limit.BurstSize()), n), nil
 }
 
-// Stats returns a snapshot of l's counters. Keys, Expired and Evicted are
+// Stats returns a snapshot of l's counters. Keys, Expired and Overflowed are
 // 0: the state is in Redis, where each key expires once its bucket has
 // refilled.
 func (l *Limiter) Stats() ratelimit.Stats {
