@@ -72,12 +72,16 @@
 //
 // Each decision is one round trip, bounded by redislimit.Options.Timeout
 // (100ms). If Redis fails, the limiter fails open by default (allows, logs
-// and counts); with FailClosed the middleware answers 503.
+// and counts); with FailClosed the middleware answers 503. Limits that must
+// hold even then (sign-in, sign-up, failed authentications) wrap a
+// fail-closed Redis limiter in [Fallback], which decides in memory while
+// Redis is down.
 //
 // # Observing
 //
-// Both limiters have a Stats method that returns a [Stats] snapshot:
+// Every limiter here has a Stats method that returns a [Stats] snapshot:
 // decisions allowed and limited, errors, decisions that failed open, keys
-// tracked in memory, and keys expired or evicted, for expvar or Prometheus
-// text format.
+// tracked in memory, keys expired, new keys refused at a full limiter, and
+// decisions made by a [Fallback] while its primary was down, for expvar or
+// Prometheus text format. [MiddlewareOptions].Logger logs each refusal.
 package ratelimit
