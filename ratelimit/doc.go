@@ -59,8 +59,10 @@
 //	RateLimit: "global";r=49;t=18
 //
 // Per-plan limits come from a [LimitFunc]; unauthenticated routes can be
-// limited by client address with [IPKey], which reads X-Forwarded-For and
-// X-Real-IP only from trusted proxies.
+// limited by client address with [IPKey] (or [ClientKey], its infallible
+// form), which reads X-Forwarded-For, Forwarded or X-Real-IP — the one the
+// proxies set — only from trusted proxies ([ParseTrustedProxies] reads them
+// from a setting).
 //
 // # A fleet
 //

@@ -138,4 +138,3 @@ func ExampleFallback() {
 	// false <nil>
 	// fallbacks: 3
 }
-
