@@ -54,12 +54,13 @@ func (s *Service) Register(mux *http.ServeMux) {
 // [Options.TrustedOrigins] names other origins whose pages may post to it.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
+	page, request := s.LoginPageHandler(), s.RequestHandler()
 	mux.Handle(s.opts.LoginPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			s.LoginPageHandler().ServeHTTP(w, r)
+			page.ServeHTTP(w, r)
 		default:
-			s.RequestHandler().ServeHTTP(w, r) // POST, or 405 listing POST
+			request.ServeHTTP(w, r) // POST, or 405 listing POST
 		}
 	}))
 	if s.opts.LoginPath != verifyPath {
