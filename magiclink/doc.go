@@ -12,9 +12,13 @@
 //
 // [New] builds a [Service] over a [Store] (store/sqlite and store/postgres
 // provide one) and a [Mailer] ([SMTPMailer], or [ConsoleMailer] during
-// development); [Service.Register] mounts the handlers, and
-// [Service.RequireUser] and [Service.LoadUser] authenticate other routes,
-// which find the user with [UserFrom].
+// development); [Service.Register] mounts the handlers on an
+// [http.ServeMux], [Service.Handler] serves them for any other router (such
+// as chi's r.Mount("/login", login.Handler())), and [Service.RequireUser]
+// and [Service.LoadUser] authenticate other routes, which find the user
+// with [UserFrom]. [Service.SendLink] sends a link from the application's
+// own code. Every refusal goes through [Options.ErrorHandler] as an
+// [*Error], so an application can render its own JSON or HTML.
 //
 // # Security
 //
@@ -29,15 +33,28 @@
 //   - The login response does not reveal whether an account exists: it is
 //     the same page, with the same headers, produced by the same code path,
 //     because the account is looked up by the mail worker after the
-//     response. Sending is limited per address ([Options.SendLimiter]) and
-//     verification per client ([Options.VerifyLimiter]).
+//     response. Sending is limited per address ([Options.SendLimiter],
+//     whether or not the address has an account or was ever proven) and
+//     per client ([Options.SendClientLimiter], and at most
+//     [Options.QueuePerClient] emails of one client waiting in the queue),
+//     so that one client can neither fill the mail queue nor spend many
+//     addresses' budgets; a full queue answers the same for every address.
+//   - Failed sign-in attempts are limited per client
+//     ([Options.VerifyLimiter]): only failures count, so people behind one
+//     proxy do not lock each other out, and a client over its budget is
+//     refused before its token is looked up.
+//   - The in-memory limiters never forget a key that has spent part of its
+//     budget to make room for new ones: a flood of new keys is refused
+//     instead, so nobody can reset an address's limit.
 //   - Links are built from [Options.BaseURL], never from the request's Host.
 //   - Sessions last [Options.SessionTTL] (10 days) from sign-in, however
 //     active, with an optional idle timeout. Signing in always creates a new
 //     session id; a cookie planted before sign-in is never adopted. Logging
 //     out deletes the session in the store, so the old cookie stops working;
 //     [Service.RevokeSessions] signs a user out everywhere.
-//   - The POST handlers are wrapped with [http.CrossOriginProtection].
+//   - Every handler refuses cross-origin browser POSTs itself, with
+//     [http.CrossOriginProtection], whatever router mounts it (403,
+//     [ErrCrossOrigin]).
 //   - Tokens, session ids and full addresses never appear in logs.
 //
 // # Cookies and local development

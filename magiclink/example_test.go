@@ -2,7 +2,10 @@ package magiclink_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/store/sqlite"
@@ -139,4 +144,92 @@ func ExampleLimiterFunc() {
 	ok, _ := opts.SendLimiter.Allow(context.Background(), "ada@example.com")
 	fmt.Println(ok)
 	// Output: true
+}
+
+// Send a sign-in link from your own code, such as a page shown after a
+// paid Checkout: "we sent a sign-in link to a•••@example.org".
+func ExampleService_SendLink() {
+	ctx := context.Background()
+	st, _ := sqlite.Open(ctx, ":memory:")
+	defer st.Close()
+	_, _ = st.Migrate(ctx)
+	_, _, _ = st.EnsureUser(ctx, "ada@example.com")
+	var outbox strings.Builder
+	login, _ := magiclink.New(st, magiclink.Options{BaseURL: "https://api.example.com", Mailer: magiclink.NewConsoleMailer(&outbox)})
+
+	for range 6 {
+		err := login.SendLink(ctx, "ada@example.com")
+		switch {
+		case errors.Is(err, magiclink.ErrRateLimited):
+			fmt.Println("too many links for this address; use the latest one")
+		case err != nil: // the queue is full, or the service closed
+			fmt.Println("cannot send now:", err)
+		default:
+			fmt.Println("we sent a sign-in link to", magiclink.RedactEmail("ada@example.com"))
+		}
+	}
+	_ = login.Close(ctx)
+	fmt.Println(strings.Count(outbox.String(), "---- email ----"), "emails")
+	// Output:
+	// we sent a sign-in link to …@example.com
+	// we sent a sign-in link to …@example.com
+	// we sent a sign-in link to …@example.com
+	// we sent a sign-in link to …@example.com
+	// we sent a sign-in link to …@example.com
+	// too many links for this address; use the latest one
+	// 5 emails
+}
+
+// Mount the login routes on go-chi/chi. The handlers refuse cross-origin
+// POSTs themselves, whatever router mounts them.
+func ExampleService_Handler() {
+	ctx := context.Background()
+	st, _ := sqlite.Open(ctx, ":memory:")
+	defer st.Close()
+	_, _ = st.Migrate(ctx)
+	login, _ := magiclink.New(st, magiclink.Options{BaseURL: "https://api.example.com", Mailer: magiclink.NewConsoleMailer(io.Discard)})
+	defer login.Close(ctx)
+
+	r := chi.NewRouter()
+	r.Mount("/login", login.Handler()) // GET, POST /login; GET, POST /login/verify
+	r.Handle("/logout", login.Handler())
+
+	req := httptest.NewRequest("POST", "/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site") // a form on another site
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, req)
+	fmt.Println(w.Code)
+	// Output: 403
+}
+
+// Render every refusal yourself, here as the application's own JSON, and
+// leave the rest to the default.
+func ExampleOptions_errorHandler() {
+	ctx := context.Background()
+	st, _ := sqlite.Open(ctx, ":memory:")
+	defer st.Close()
+	_, _ = st.Migrate(ctx)
+	var login *magiclink.Service
+	login, _ = magiclink.New(st, magiclink.Options{
+		BaseURL: "https://api.example.com",
+		Mailer:  magiclink.NewConsoleMailer(io.Discard),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var e *magiclink.Error
+			if !errors.As(err, &e) || errors.Is(err, magiclink.ErrUnauthenticated) {
+				login.WriteError(w, r, err) // the default: a redirect to /login
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(e.Status)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": e.Code, "message": e.Detail})
+		},
+	})
+	defer login.Close(ctx)
+
+	req := httptest.NewRequest("POST", "/logout", nil)
+	req.Header.Set("Origin", "https://evil.example")
+	w := httptest.NewRecorder()
+	login.Handler().ServeHTTP(w, req)
+	fmt.Print(w.Code, " ", w.Body.String())
+	// Output: 403 {"error":"cross_origin","message":"Cross-origin requests are not accepted: use the form on this site."}
 }

@@ -57,18 +57,70 @@ type Options struct {
 	AllowSignup bool
 
 	// SendLimiter limits login emails per address; it is asked with the
-	// normalised address as the key (default: in memory, 5 per hour). A
-	// refused request gets 429, whether or not the account exists.
+	// normalised address as the key, for POST /login and
+	// [Service.SendLink] alike, whether or not the address has an account
+	// or has ever been proven (default: in memory, 5 per hour). A refused
+	// request gets 429, whether or not the account exists.
 	SendLimiter Limiter
 
-	// VerifyLimiter limits sign-in attempts (POST /login/verify) per
-	// client, keyed by ClientKey (default: in memory, 20 per minute).
+	// SendClientLimiter limits login emails per client, keyed by ClientKey,
+	// so that one client cannot spend the mail queue, nor the SendLimiter
+	// budgets of many addresses (default: in memory, 30 per hour). It is
+	// asked before SendLimiter; a refused request gets 429. It does not
+	// apply to [Service.SendLink], which has no client.
+	SendClientLimiter Limiter
+
+	// QueuePerClient bounds the login emails of one client (by ClientKey)
+	// waiting in the queue at once (default QueueSize/10, at least 1):
+	// even with a SendClientLimiter that fails open, one client cannot fill
+	// the queue for everyone. A request over it gets 429.
+	QueuePerClient int
+
+	// VerifyLimiter limits failed sign-in attempts (POST /login/verify)
+	// per client, keyed by ClientKey (default: in memory, 20 per minute).
+	// Only failures are counted — a malformed, unknown, used or expired
+	// token, or an unreadable body — by one call of Allow each, so that
+	// many people behind one proxy are not locked out by one of them
+	// mistyping or replaying links. When Allow refuses a failure (or
+	// fails), the client is blocked for VerifyBlock: its attempts are
+	// refused with 429 and Retry-After before their token is looked up.
+	//
+	// The block is kept in this process, since Limiter can only spend, not
+	// peek. With a limiter shared by N instances, a client over its budget
+	// gets at most one more failed attempt per instance per VerifyBlock
+	// (plus those it has in flight at once) before each instance blocks it
+	// too. At most 100,000 clients are blocked at once per process; past
+	// that, a newly blocked client's attempts are still refused, but after
+	// their token is looked up.
 	VerifyLimiter Limiter
 
-	// ClientKey returns the key a client's verification attempts are
-	// limited by (default: the host of r.RemoteAddr). Behind a reverse
-	// proxy, return the client address the proxy reports.
+	// VerifyBlock is how long a client whose failure VerifyLimiter refused
+	// stays refused before VerifyLimiter is asked again (default 1
+	// minute).
+	VerifyBlock time.Duration
+
+	// ClientKey returns the key a client's requests are limited by, for
+	// SendClientLimiter, QueuePerClient and VerifyLimiter (default: the
+	// host of r.RemoteAddr). Behind a reverse proxy, return the client
+	// address the proxy reports, such as ratelimit.ClientKey with the
+	// proxies' networks.
 	ClientKey func(r *http.Request) string
+
+	// TrustedOrigins are origins ("https://www.example.com") other than
+	// the site's own whose pages may post to the handlers, such as a
+	// marketing site with a login form. Every other cross-origin browser
+	// POST is refused with 403 ([ErrCrossOrigin]).
+	TrustedOrigins []string
+
+	// ErrorHandler writes the response to every refused request: the
+	// error is an [*Error] wrapping one of the refusal sentinels
+	// ([ErrCrossOrigin], [ErrRateLimited], [ErrInvalidToken], ...), whose
+	// Status, Code and Detail say what to answer; headers such as
+	// Retry-After and Allow are already set. The default is
+	// [Service.WriteError]: problem documents for JSON clients, pages for
+	// browsers. An application renders its own JSON or HTML with it, and
+	// may call Service.WriteError for the rest.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	// InsecureCookies names the cookie "session" and drops its Secure
 	// attribute, for plain-HTTP development on a host other than
@@ -203,6 +255,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VerifyLimiter == nil {
 		o.VerifyLimiter = NewMemoryLimiter(20, time.Minute, o.Now)
 	}
+	if o.SendClientLimiter == nil {
+		o.SendClientLimiter = NewMemoryLimiter(30, time.Hour, o.Now)
+	}
+	if o.VerifyBlock < 0 {
+		return o, optionsError("VerifyBlock is negative")
+	}
+	if o.VerifyBlock == 0 {
+		o.VerifyBlock = time.Minute
+	}
 	if o.ClientKey == nil {
 		o.ClientKey = remoteHost
 	}
@@ -222,6 +283,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 1000
+	}
+	if o.QueuePerClient <= 0 {
+		o.QueuePerClient = max(1, o.QueueSize/10)
 	}
 	if o.Workers <= 0 {
 		o.Workers = 2
@@ -262,16 +326,25 @@ func remoteHost(r *http.Request) string {
 }
 
 // MemoryLimiter is an in-process [Limiter]: each key may act n times per
-// period, refilled continuously (a token bucket of n). It remembers at most
-// 100,000 keys, forgetting idle ones first. It is safe for concurrent use;
-// limits are per process, so use a shared limiter when several instances
-// serve one site.
+// period, refilled continuously (a token bucket of n). It is safe for
+// concurrent use; limits are per process, so use a shared limiter when
+// several instances serve one site.
+//
+// It remembers at most 100,000 keys. A key whose bucket has refilled
+// carries no information and is forgotten when room is needed; a key that
+// has spent part of its budget is never forgotten early, so that nobody
+// can reset an address's or a client's limit by filling the limiter with
+// new keys. When it holds 100,000 keys none of which has refilled, a new
+// key is refused (fail closed) and counted ([MemoryLimiter.Overflowed]).
 type MemoryLimiter struct {
-	n    int
-	per  time.Duration
-	now  func() time.Time
-	mu   sync.Mutex
-	keys map[string]*rate.Limiter
+	n          int
+	per        time.Duration
+	now        func() time.Time
+	mu         sync.Mutex
+	keys       map[string]*rate.Limiter
+	max        int
+	nextSweep  time.Time
+	overflowed uint64
 }
 
 const memoryLimiterMaxKeys = 100_000
@@ -285,7 +358,7 @@ func NewMemoryLimiter(n int, per time.Duration, now func() time.Time) *MemoryLim
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryLimiter{n: n, per: per, now: now, keys: make(map[string]*rate.Limiter)}
+	return &MemoryLimiter{n: n, per: per, now: now, keys: make(map[string]*rate.Limiter), max: memoryLimiterMaxKeys}
 }
 
 // Allow implements [Limiter]; it never fails.
@@ -295,8 +368,15 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string) (bool, error) {
 	defer m.mu.Unlock()
 	l := m.keys[key]
 	if l == nil {
-		if len(m.keys) >= memoryLimiterMaxKeys {
+		if len(m.keys) >= m.max && !now.Before(m.nextSweep) {
+			// At most once a second, so that a flood of new keys at a
+			// full limiter costs one sweep a second, not one per key.
 			m.sweep(now)
+			m.nextSweep = now.Add(time.Second)
+		}
+		if len(m.keys) >= m.max {
+			m.overflowed++
+			return false, nil
 		}
 		l = rate.NewLimiter(rate.Every(m.per/time.Duration(m.n)), m.n)
 		m.keys[key] = l
@@ -304,15 +384,19 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string) (bool, error) {
 	return l.AllowN(now, 1), nil
 }
 
-// sweep forgets keys whose bucket is full again (they are as good as new),
-// or every key if none is.
+// Overflowed returns how many times a new key was refused because the
+// limiter was full of keys that had not refilled.
+func (m *MemoryLimiter) Overflowed() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.overflowed
+}
+
+// sweep forgets keys whose bucket is full again: they are as good as new.
 func (m *MemoryLimiter) sweep(now time.Time) {
 	for k, l := range m.keys {
 		if l.TokensAt(now) >= float64(m.n) {
 			delete(m.keys, k)
 		}
-	}
-	if len(m.keys) >= memoryLimiterMaxKeys {
-		clear(m.keys)
 	}
 }

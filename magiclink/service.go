@@ -74,9 +74,14 @@ type Service struct {
 	tmpl   templates
 	cookie string // cookie name
 
+	cop    *http.CrossOriginProtection
+	blocks blockList // clients refused by VerifyLimiter, until when
+
 	queue     chan mailJob
 	mu        sync.RWMutex // guards closed against sends on queue
 	closed    bool
+	pendingMu sync.Mutex
+	pending   map[string]int  // queued jobs per client
 	baseCtx   context.Context // cancelled when Close gives up waiting
 	cancel    context.CancelFunc
 	workers   sync.WaitGroup
@@ -97,7 +102,8 @@ type User struct {
 
 // mailJob is a login request waiting for the mail worker.
 type mailJob struct {
-	email string // normalised
+	email  string // normalised
+	client string // ClientKey of the request, "" for SendLink
 }
 
 // New returns a Service over st and starts its mail workers. It returns an
@@ -122,7 +128,24 @@ func New(st Store, opts Options) (*Service, error) {
 		cookie: "__Host-session",
 		queue:  make(chan mailJob, o.QueueSize),
 		stop:   make(chan struct{}),
+		cop:    http.NewCrossOriginProtection(),
+		blocks: blockList{until: make(map[string]time.Time), max: maxBlocked},
+
+		pending: make(map[string]int),
 	}
+	for _, origin := range o.TrustedOrigins {
+		if err := s.cop.AddTrustedOrigin(origin); err != nil {
+			return nil, optionsError("TrustedOrigins: %v", err)
+		}
+	}
+	if s.opts.ErrorHandler == nil {
+		s.opts.ErrorHandler = s.WriteError
+	}
+	s.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.stats.crossOrigin.Add(1)
+		s.refuse(w, r, refusal(ErrCrossOrigin, http.StatusForbidden, "cross_origin",
+			"Cross-origin requests are not accepted: use the form on this site."))
+	}))
 	if o.InsecureCookies {
 		s.cookie = "session"
 		s.logger.Warn("magiclink: InsecureCookies is set: the session cookie is sent over plain HTTP; use it only for local development")
@@ -169,26 +192,56 @@ func (s *Service) Close(ctx context.Context) error {
 	return s.closeErr
 }
 
-// enqueue hands a login request to the mail workers without blocking.
+// errClientQueueFull refuses a job of a client that has QueuePerClient
+// jobs queued already.
+var errClientQueueFull = errors.New("magiclink: too many login emails of one client queued")
+
+// enqueue hands a login request to the mail workers without blocking. A
+// job with a client counts against that client's QueuePerClient until a
+// worker takes it.
 func (s *Service) enqueue(j mailJob) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
+	if j.client != "" {
+		s.pendingMu.Lock()
+		if s.pending[j.client] >= s.opts.QueuePerClient {
+			s.pendingMu.Unlock()
+			s.stats.clientLimited.Add(1)
+			return errClientQueueFull
+		}
+		s.pending[j.client]++
+		s.pendingMu.Unlock()
+	}
 	select {
 	case s.queue <- j:
 		s.stats.mailQueued.Add(1)
 		return nil
 	default:
+		s.dequeued(j)
 		s.stats.mailDropped.Add(1)
 		return ErrQueueFull
+	}
+}
+
+// dequeued releases j's place in its client's share of the queue.
+func (s *Service) dequeued(j mailJob) {
+	if j.client == "" {
+		return
+	}
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.pending[j.client]--; s.pending[j.client] <= 0 {
+		delete(s.pending, j.client)
 	}
 }
 
 func (s *Service) mailWorker() {
 	defer s.workers.Done()
 	for j := range s.queue {
+		s.dequeued(j)
 		if s.baseCtx.Err() != nil {
 			s.stats.mailAbandoned.Add(1)
 			continue
@@ -405,6 +458,8 @@ type Stats struct {
 	LinksRequested   int64 // login requests accepted (known or unknown address)
 	LinksInvalid     int64 // login requests refused for a malformed address
 	LinksLimited     int64 // login requests refused by SendLimiter
+	ClientLimited    int64 // login requests refused by SendClientLimiter or QueuePerClient
+	CrossOrigin      int64 // cross-origin POSTs refused
 	MailQueued       int64 // login requests queued for the mail workers
 	MailSent         int64 // login emails sent
 	MailRetries      int64 // failed attempts that were retried
@@ -415,7 +470,7 @@ type Stats struct {
 	QueueLength      int   // emails waiting now
 	VerifySucceeded  int64 // login links redeemed
 	VerifyFailed     int64 // unknown, used, expired or malformed login tokens
-	VerifyLimited    int64 // verification attempts refused by VerifyLimiter
+	VerifyLimited    int64 // verification attempts refused for too many failures
 	SessionsCreated  int64
 	SessionsLoaded   int64 // requests authenticated by a session
 	SessionsRejected int64 // cookies naming no valid session
@@ -425,6 +480,7 @@ type Stats struct {
 
 type counters struct {
 	linksRequested, linksInvalid, linksLimited                         atomic.Int64
+	clientLimited, crossOrigin                                         atomic.Int64
 	mailQueued, mailSent, mailRetries, mailFailed, mailDropped         atomic.Int64
 	mailAbandoned, noAccount                                           atomic.Int64
 	verifySucceeded, verifyFailed, verifyLimited                       atomic.Int64
@@ -438,6 +494,7 @@ func (s *Service) Stats() Stats {
 	c := &s.stats
 	return Stats{
 		LinksRequested: c.linksRequested.Load(), LinksInvalid: c.linksInvalid.Load(), LinksLimited: c.linksLimited.Load(),
+		ClientLimited: c.clientLimited.Load(), CrossOrigin: c.crossOrigin.Load(),
 		MailQueued: c.mailQueued.Load(), MailSent: c.mailSent.Load(), MailRetries: c.mailRetries.Load(),
 		MailFailed: c.mailFailed.Load(), MailDropped: c.mailDropped.Load(), MailAbandoned: c.mailAbandoned.Load(),
 		NoAccount: c.noAccount.Load(), QueueLength: len(s.queue),
@@ -465,4 +522,52 @@ func redactErr(err error, email string) string {
 		msg = strings.ReplaceAll(msg, email, RedactEmail(email))
 	}
 	return msg
+}
+
+// maxBlocked bounds the clients blocked at once by VerifyLimiter.
+const maxBlocked = 100_000
+
+// blockList holds the clients whose failed sign-in attempts VerifyLimiter
+// refused, and until when they are refused without a lookup.
+type blockList struct {
+	mu        sync.Mutex
+	until     map[string]time.Time
+	max       int
+	nextSweep time.Time
+}
+
+// blocked returns how long the client is still blocked at now (0 if not).
+func (b *blockList) blocked(client string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	until, ok := b.until[client]
+	if !ok {
+		return 0
+	}
+	if !now.Before(until) {
+		delete(b.until, client)
+		return 0
+	}
+	return until.Sub(now)
+}
+
+// block blocks the client from now until the given time. It reports false
+// if it could not, because the list is full of blocks that have not ended.
+func (b *blockList) block(client string, now, until time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.until[client]; !ok && len(b.until) >= b.max && !now.Before(b.nextSweep) {
+		// At most once a second: a flood costs one sweep a second.
+		for k, u := range b.until {
+			if !now.Before(u) {
+				delete(b.until, k)
+			}
+		}
+		b.nextSweep = now.Add(time.Second)
+	}
+	if _, ok := b.until[client]; !ok && len(b.until) >= b.max {
+		return false
+	}
+	b.until[client] = until
+	return true
 }

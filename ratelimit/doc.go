@@ -59,8 +59,10 @@
 //	RateLimit: "global";r=49;t=18
 //
 // Per-plan limits come from a [LimitFunc]; unauthenticated routes can be
-// limited by client address with [IPKey], which reads X-Forwarded-For and
-// X-Real-IP only from trusted proxies.
+// limited by client address with [IPKey] (or [ClientKey], its infallible
+// form), which reads X-Forwarded-For, Forwarded or X-Real-IP — the one the
+// proxies set — only from trusted proxies ([ParseTrustedProxies] reads them
+// from a setting).
 //
 // # A fleet
 //
@@ -72,12 +74,16 @@
 //
 // Each decision is one round trip, bounded by redislimit.Options.Timeout
 // (100ms). If Redis fails, the limiter fails open by default (allows, logs
-// and counts); with FailClosed the middleware answers 503.
+// and counts); with FailClosed the middleware answers 503. Limits that must
+// hold even then (sign-in, sign-up, failed authentications) wrap a
+// fail-closed Redis limiter in [Fallback], which decides in memory while
+// Redis is down.
 //
 // # Observing
 //
-// Both limiters have a Stats method that returns a [Stats] snapshot:
+// Every limiter here has a Stats method that returns a [Stats] snapshot:
 // decisions allowed and limited, errors, decisions that failed open, keys
-// tracked in memory, and keys expired or evicted, for expvar or Prometheus
-// text format.
+// tracked in memory, keys expired, new keys refused at a full limiter, and
+// decisions made by a [Fallback] while its primary was down, for expvar or
+// Prometheus text format. [MiddlewareOptions].Logger logs each refusal.
 package ratelimit

@@ -50,7 +50,7 @@ func ExampleMemory() {
 	// allowed true  remaining 0, retry after 0s, full again after 1m0s
 	// allowed false remaining 0, retry after 20s, full again after 1m0s
 	// 20s later: allowed true
-	// {Allowed:4 Limited:1 Errors:0 FailedOpen:0 Keys:1 Expired:0 Evicted:0}
+	// {Allowed:4 Limited:1 Errors:0 FailedOpen:0 Keys:1 Expired:0 Overflowed:0 Fallbacks:0}
 }
 
 // The seed application's limits: 100 requests a minute per API key, and
@@ -123,4 +123,39 @@ func ExampleIPKey() {
 	// 198.51.100.23
 	// 203.0.113.9
 	// 2001:db8:aa:bb::/64
+}
+
+// A TRUSTED_PROXIES setting, and a client key for APIs that take a
+// func(*http.Request) string, such as magiclink.Options.ClientKey.
+func ExampleClientKey() {
+	proxies, err := ratelimit.ParseTrustedProxies("10.0.0.0/8, 192.168.1.7")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	clientKey := ratelimit.ClientKey(ratelimit.IPKeyOptions{TrustedProxies: proxies})
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.RemoteAddr = "192.168.1.7:41000"
+	r.Header.Set("X-Forwarded-For", "6.6.6.6, 198.51.100.23")
+	fmt.Println(clientKey(r))
+
+	_, err = ratelimit.ParseTrustedProxies("10.0.0.0/8, proxy.internal")
+	fmt.Println(err)
+	// Output:
+	// 198.51.100.23
+	// ratelimit: trusted proxy "proxy.internal" is not an address or a network such as 10.0.0.0/8
+}
+
+// Behind proxies that send RFC 7239 Forwarded headers.
+func ExampleIPKeyOptions_forwarded() {
+	key := ratelimit.IPKey(ratelimit.IPKeyOptions{
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		ProxyHeader:    ratelimit.HeaderForwarded,
+	})
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.7:41000"
+	r.Header.Set("Forwarded", `for=6.6.6.6, for="198.51.100.23:5000";proto=https`)
+	k, _ := key(r)
+	fmt.Println(k)
+	// Output: 198.51.100.23
 }

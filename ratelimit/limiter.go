@@ -100,9 +100,15 @@ type Stats struct {
 	// Expired counts keys forgotten because their bucket had refilled, which
 	// loses nothing: a full bucket is the same as no state.
 	Expired uint64
-	// Evicted counts keys forgotten before their bucket refilled because the
-	// limiter held as many keys as it may; each such key starts afresh.
-	Evicted uint64
+	// Overflowed counts new keys refused because the limiter held as many
+	// keys as it may and none of them had refilled (see
+	// [MemoryOptions].MaxKeys); they are counted in Limited too. A limiter
+	// never forgets a key before its bucket has refilled.
+	Overflowed uint64
+	// Fallbacks counts decisions a [Fallback] limiter made with its
+	// fallback because its primary failed (counted in Allowed or Limited
+	// too).
+	Fallbacks uint64
 }
 
 // Decide returns the [Decision] for an event of cost n when the key has

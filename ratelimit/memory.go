@@ -28,11 +28,15 @@ const (
 type MemoryOptions struct {
 	// MaxKeys is the most keys the limiter tracks at once; 0 means
 	// [DefaultMaxKeys]. The bound is enforced per shard (MaxKeys/Shards
-	// each, at least 1), so a limiter may start evicting slightly before it
-	// holds MaxKeys keys, and never holds more. When a key arrives at a
-	// full shard, the shard forgets its least recently used key (counted in
-	// [Stats].Evicted), which then starts afresh if it comes back: size
-	// MaxKeys above the number of keys active within one refill period.
+	// each, at least 1), so a shard may be full slightly before the limiter
+	// holds MaxKeys keys, and the limiter never holds more. When a key
+	// arrives at a full shard, the shard forgets keys whose bucket has
+	// refilled (they carry no information); if none has, the new key is
+	// refused (fail closed, counted in [Stats].Overflowed) rather than
+	// forgetting a key that has spent part of its quota, which would let
+	// anyone who can send many distinct keys reset other clients' limits.
+	// Size MaxKeys above the number of keys active within one refill
+	// period.
 	MaxKeys int
 	// Shards is the number of independently locked parts the keys are
 	// spread over, rounded up to a power of two; 0 means [DefaultShards].
@@ -60,7 +64,9 @@ type MemoryOptions struct {
 // bucket has refilled is the same as an unknown key, so it is forgotten at
 // the next sweep; and the number of keys is capped by MemoryOptions.MaxKeys,
 // so a flood of distinct keys (such as spoofed addresses) cannot grow memory
-// without bound. A tracked key costs about 216 bytes of heap with a 12-byte
+// without bound, nor make the limiter forget a key that has spent part of
+// its quota: at a full shard, new keys are refused until tracked ones have
+// refilled (see MemoryOptions.MaxKeys). A tracked key costs about 216 bytes of heap with a 12-byte
 // key (measured by BenchmarkMemoryAllow/1M-keys), so a million keys take
 // about 216 MB.
 //
@@ -82,12 +88,16 @@ type shard struct {
 	m         map[string]*entry
 	root      *entry // sentinel of the recency list: root.next is the most recent
 	nextSweep int64
-	allowed   uint64
-	limited   uint64
-	errors    uint64
-	expired   uint64
-	evicted   uint64
-	_         [56]byte // 128 bytes a shard: no false sharing between shards
+	// nextFullSweep is when a full shard may sweep again for a new key:
+	// at most once a second, so that a flood of new keys at a full shard
+	// costs one sweep a second, not one per key.
+	nextFullSweep int64
+	allowed       uint64
+	limited       uint64
+	errors        uint64
+	expired       uint64
+	overflowed    uint64
+	_             [48]byte // 128 bytes a shard: no false sharing between shards
 }
 
 // entry is one tracked key.
@@ -165,7 +175,14 @@ func (m *Memory) AllowN(_ context.Context, key string, limit Limit, n int) (Deci
 	}
 	e := s.m[key]
 	if e == nil {
-		e = s.add(key, limit, now, m.perShard)
+		if e = s.add(key, limit, now, m.perShard); e == nil {
+			// The shard is full of keys that still carry state: refuse
+			// the newcomer as if its bucket were empty.
+			s.overflowed++
+			s.limited++
+			s.mu.Unlock()
+			return Decide(limit, 0, n), nil
+		}
 	} else {
 		s.moveToFront(e)
 		if e.limit != limit {
@@ -196,7 +213,7 @@ func (m *Memory) Stats() Stats {
 		st.Limited += s.limited
 		st.Errors += s.errors
 		st.Expired += s.expired
-		st.Evicted += s.evicted
+		st.Overflowed += s.overflowed
 		st.Keys += len(s.m)
 		s.mu.Unlock()
 	}
@@ -216,13 +233,22 @@ func rateOf(l Limit) rate.Limit {
 	return rate.Limit(float64(l.Count) / l.Period.Seconds())
 }
 
-// add tracks a new key with a full bucket, first evicting the least
-// recently used key if the shard is full. s.mu must be held.
+// add tracks a new key with a full bucket. If the shard is full, it first
+// forgets keys whose bucket has refilled (the least recently used one, or,
+// at most once a second, all of them); if none has, it tracks nothing and
+// returns nil. s.mu must be held.
 func (s *shard) add(key string, limit Limit, now time.Time, capacity int) *entry {
 	if len(s.m) >= capacity {
-		if lru := s.root.prev; lru != s.root {
+		ns := now.UnixNano()
+		if lru := s.root.prev; lru != s.root && lru.fullAt <= ns {
 			s.remove(lru)
-			s.evicted++
+			s.expired++
+		} else if ns >= s.nextFullSweep {
+			s.sweep(ns)
+			s.nextFullSweep = ns + int64(time.Second)
+		}
+		if len(s.m) >= capacity {
+			return nil
 		}
 	}
 	// Clone so that the map does not keep alive a larger string the key

@@ -148,7 +148,7 @@ func TestMemoryInvalidArguments(t *testing.T) {
 	}
 }
 
-func TestMemoryEvictsLeastRecentlyUsedWhenFull(t *testing.T) {
+func TestMemoryFullRefusesNewKeysAndKeepsOld(t *testing.T) {
 	c := newClock()
 	m := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: 2, Shards: 1, Now: c.Now})
 	ctx := context.Background()
@@ -163,21 +163,24 @@ func TestMemoryEvictsLeastRecentlyUsedWhenFull(t *testing.T) {
 	if !allowed("a") || !allowed("b") {
 		t.Fatal("first requests of a and b refused")
 	}
-	if allowed("a") { // a is now the most recently used
-		t.Fatal("second request of a allowed")
+	// The limiter is full of keys that have spent their quota: a new key
+	// is refused, and a and b keep their state.
+	d, _ := m.Allow(ctx, "c", limit)
+	if d.Allowed || d.RetryAfter <= 0 {
+		t.Fatalf("new key at a full limiter: %+v; want refused with a RetryAfter", d)
 	}
-	if !allowed("c") { // evicts b, the least recently used
-		t.Fatal("first request of c refused")
-	}
-	if allowed("a") {
-		t.Fatal("a was evicted instead of b")
-	}
-	if !allowed("b") { // b starts afresh: its state was forgotten
-		t.Fatal("b was not evicted")
+	if allowed("a") || allowed("b") {
+		t.Fatal("a new key reset the state of an old one")
 	}
 	st := m.Stats()
-	if st.Keys != 2 || st.Evicted != 2 || st.Expired != 0 {
-		t.Fatalf("Stats() = %+v; want 2 keys, 2 evicted, 0 expired", st)
+	if st.Keys != 2 || st.Overflowed != 1 || st.Expired != 0 {
+		t.Fatalf("Stats() = %+v; want 2 keys, 1 overflowed, 0 expired", st)
+	}
+	// Once a bucket has refilled, its key carries no information and
+	// makes room.
+	c.Advance(time.Hour)
+	if !allowed("c") {
+		t.Fatal("new key refused although the old ones had refilled")
 	}
 }
 
@@ -201,9 +204,14 @@ func TestMemoryForgetsIdleKeys(t *testing.T) {
 }
 
 func TestMemoryFloodOfKeysStaysBounded(t *testing.T) {
-	m := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: 1000})
+	c := newClock()
+	m := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: 1000, Now: c.Now})
 	ctx := context.Background()
 	limit := ratelimit.MustParseLimit("10/h")
+	// A victim spends part of its quota before the flood.
+	for range 7 {
+		m.Allow(ctx, "victim", limit)
+	}
 	for i := range 50_000 {
 		if _, err := m.Allow(ctx, fmt.Sprintf("203.0.113.%d:%d", i%256, i), limit); err != nil {
 			t.Fatal(err)
@@ -211,10 +219,20 @@ func TestMemoryFloodOfKeysStaysBounded(t *testing.T) {
 		if i%5000 == 0 && m.Stats().Keys > 1000 {
 			t.Fatalf("tracking %d keys; MaxKeys is 1000", m.Stats().Keys)
 		}
+		if i%1000 == 0 {
+			c.Advance(time.Millisecond)
+		}
 	}
 	st := m.Stats()
-	if st.Keys > 1000 || st.Keys < 500 || st.Evicted != uint64(50_000-st.Keys) {
-		t.Fatalf("Stats() = %+v; want at most 1000 keys and the rest evicted", st)
+	if st.Keys > 1000 || st.Keys < 500 || st.Overflowed != uint64(50_000+1-st.Keys) {
+		t.Fatalf("Stats() = %+v; want at most 1000 keys and the rest refused", st)
+	}
+	// The flood did not give the victim a fresh bucket: 3 of 10 are left.
+	for i := range 4 {
+		d, _ := m.Allow(ctx, "victim", limit)
+		if d.Allowed != (i < 3) {
+			t.Fatalf("victim request %d after the flood: %+v; want 3 allowed, then refused", i+1, d)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -61,6 +62,13 @@ type MiddlewareOptions struct {
 	// Now returns the current time, for X-RateLimit-Reset; nil means
 	// time.Now.
 	Now func() time.Time
+	// Logger, if set, receives a line for every refused request (level
+	// Info: the policy, the key and the seconds until it would be allowed)
+	// and for every request the limiter could not decide on (level Warn,
+	// with the error). Keys are cut to 48 bytes; a KeyFunc must not return
+	// secrets (an API key's public id, not its token). nil means no
+	// logging.
+	Logger *slog.Logger
 }
 
 // Header names, in the canonical form net/http uses as map keys. HTTP
@@ -129,6 +137,7 @@ func Middleware(l Limiter, opts MiddlewareOptions) func(http.Handler) http.Handl
 		onLimited: opts.OnLimited,
 		onError:   opts.OnError,
 		now:       opts.Now,
+		log:       opts.Logger,
 	}
 	if mw.onLimited == nil {
 		mw.onLimited = WriteLimited
@@ -160,6 +169,7 @@ type middleware struct {
 	onLimited func(http.ResponseWriter, *http.Request, Decision)
 	onError   func(http.ResponseWriter, *http.Request, error)
 	now       func() time.Time
+	log       *slog.Logger
 
 	// policies caches the policy of each limit LimitFunc returned, so that
 	// per-plan limits cost no formatting per request. It is copied on
@@ -175,25 +185,25 @@ const maxCachedPolicies = 64
 func (mw *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	key, err := mw.keyFunc(r)
 	if err != nil {
-		mw.onError(w, r, err)
+		mw.fail(w, r, "", err)
 		return
 	}
 	limit, pol := mw.limit, mw.policy
 	if mw.limitFunc != nil {
 		l, err := mw.limitFunc(r, key)
 		if err != nil {
-			mw.onError(w, r, err)
+			mw.fail(w, r, key, err)
 			return
 		}
 		if l != (Limit{}) && l != limit {
 			if err := l.Validate(); err != nil {
-				mw.onError(w, r, err)
+				mw.fail(w, r, key, err)
 				return
 			}
 			limit, pol = l, mw.policyFor(l)
 		}
 		if pol == nil {
-			mw.onError(w, r, fmt.Errorf("%w: LimitFunc returned no limit and MiddlewareOptions.Limit is not set", ErrInvalidLimit))
+			mw.fail(w, r, key, fmt.Errorf("%w: LimitFunc returned no limit and MiddlewareOptions.Limit is not set", ErrInvalidLimit))
 			return
 		}
 	}
@@ -203,15 +213,29 @@ func (mw *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Ha
 	}
 	d, err := mw.limiter.AllowN(r.Context(), pol.prefix+key, limit, n)
 	if err != nil {
-		mw.onError(w, r, err)
+		mw.fail(w, r, key, err)
 		return
 	}
 	pol.setHeaders(w.Header(), d, mw.now())
 	if !d.Allowed {
+		if mw.log != nil {
+			mw.log.LogAttrs(r.Context(), slog.LevelInfo, "ratelimit: request refused",
+				slog.String("policy", pol.name), slog.String("key", shorten(key)),
+				slog.Int64("retry_after", d.RetryAfterSeconds()))
+		}
 		mw.onLimited(w, r, d)
 		return
 	}
 	next.ServeHTTP(w, r)
+}
+
+// fail logs err, if there is a Logger, and answers with OnError.
+func (mw *middleware) fail(w http.ResponseWriter, r *http.Request, key string, err error) {
+	if mw.log != nil {
+		mw.log.LogAttrs(r.Context(), slog.LevelWarn, "ratelimit: no decision",
+			slog.String("key", shorten(key)), slog.String("error", err.Error()))
+	}
+	mw.onError(w, r, err)
 }
 
 func (mw *middleware) policyFor(l Limit) *policy {
@@ -240,6 +264,7 @@ func (mw *middleware) policyFor(l Limit) *policy {
 
 // policy is what the headers of one named limit need, formatted once.
 type policy struct {
+	name   string
 	prefix string // of the limiter's keys: the name and ":"
 	header string // RateLimit-Policy value
 	item   string // start of the RateLimit value: the quoted name and ";r="
@@ -253,6 +278,7 @@ func newPolicy(name string, l Limit) *policy {
 	q := sfString(name)
 	count := strconv.Itoa(l.Count)
 	return &policy{
+		name:   name,
 		prefix: name + ":",
 		header: q + ";q=" + count + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10),
 		item:   q + ";r=",

@@ -62,7 +62,9 @@ type Options struct {
 	// from overload by a few clients, while refusing every request whenever
 	// Redis blips is a full outage for all of them; authentication still
 	// applies either way. Choose FailClosed when the limit guards something
-	// costly per request (paid upstream calls, login attempts).
+	// costly per request (paid upstream calls, login attempts), and wrap
+	// the Limiter in [ratelimit.Fallback] to keep such a limit enforced in
+	// memory while Redis is down, rather than refusing everyone.
 	FailClosed bool
 	// Logger receives a warning when Redis fails, at most one a second with
 	// the number of failures so far; nil means no logging.
@@ -215,7 +217,7 @@ func (l *Limiter) fail(ctx context.Context, key string, limit ratelimit.Limit, n
 	return ratelimit.Decide(limit, float64(limit.BurstSize()), n), nil
 }
 
-// Stats returns a snapshot of l's counters. Keys, Expired and Evicted are
+// Stats returns a snapshot of l's counters. Keys, Expired and Overflowed are
 // 0: the state is in Redis, where each key expires once its bucket has
 // refilled.
 func (l *Limiter) Stats() ratelimit.Stats {

@@ -264,3 +264,68 @@ func TestNewPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestFallbackWhenRedisIsDown: a login limit over Redis, with memory as
+// the fallback, stays enforced when Redis goes away, and says so.
+func TestFallbackWhenRedisIsDown(t *testing.T) {
+	p := startProxy(t, redisOptions(t).Addr, false)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	primary := redislimit.New(clientVia(t, p), redislimit.Options{
+		Prefix: testPrefix(), Timeout: 100 * time.Millisecond, FailClosed: true, Logger: logger,
+	})
+	l := ratelimit.Fallback(primary, ratelimit.NewMemory(ratelimit.MemoryOptions{}), ratelimit.FallbackOptions{Logger: logger})
+	h := ratelimit.Middleware(l, ratelimit.MiddlewareOptions{
+		KeyFunc: ratelimit.IPKey(ratelimit.IPKeyOptions{}), Limit: ratelimit.PerHour(3), Policy: "login",
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	post := func() int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/login", nil))
+		return w.Code
+	}
+	if code := post(); code != 200 {
+		t.Fatalf("with Redis up: %d", code)
+	}
+	p.Stop()
+	// Redis is gone: memory decides, with a full bucket of its own (3).
+	for i := range 4 {
+		want := 200
+		if i == 3 {
+			want = 429
+		}
+		if code := post(); code != want {
+			t.Fatalf("Redis down, request %d: %d; want %d", i+1, code, want)
+		}
+	}
+	if st := l.Stats(); st.Fallbacks != 4 || st.Limited != 1 {
+		t.Errorf("Stats() = %+v; want 4 fallbacks, 1 limited", st)
+	}
+	if st := primary.Stats(); st.Errors != 4 || st.FailedOpen != 0 {
+		t.Errorf("Redis limiter Stats() = %+v; want 4 errors, none failed open", st)
+	}
+	if !strings.Contains(logs.String(), "deciding with the fallback") {
+		t.Errorf("no log line about the fallback:\n%s", logs.String())
+	}
+}
+
+func TestFallbackWhenRedisIsUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connections to addr are refused
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	l := ratelimit.Fallback(redislimit.New(c, redislimit.Options{FailClosed: true}),
+		ratelimit.NewMemory(ratelimit.MemoryOptions{}), ratelimit.FallbackOptions{})
+	for i := range 3 {
+		d, err := l.Allow(context.Background(), "signup:203.0.113.7", ratelimit.PerHour(2))
+		if err != nil || d.Allowed != (i < 2) {
+			t.Fatalf("decision %d: %+v, %v; want 2 allowed then refused, from memory", i+1, d, err)
+		}
+	}
+	if st := l.Stats(); st.Fallbacks != 3 {
+		t.Errorf("Stats() = %+v; want 3 fallbacks", st)
+	}
+}

@@ -1,0 +1,143 @@
+package magiclink
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apikit/apikit/internal/emailaddr"
+	"github.com/apikit/apikit/internal/problem"
+)
+
+// Refusals: the errors the handlers refuse a request with, each wrapped in
+// an [*Error] and passed to [Options.ErrorHandler]. Check them with
+// [errors.Is]; [StatusCode] gives their HTTP status. [ErrQueueFull],
+// [ErrClosed] and [ErrUnavailable] are refusals too (503).
+var (
+	// ErrCrossOrigin refuses a cross-origin browser POST (403), as
+	// [http.CrossOriginProtection] detects it.
+	ErrCrossOrigin = errors.New("magiclink: cross-origin request refused")
+	// ErrMethodNotAllowed refuses a request with a method the route does
+	// not serve (405; the Allow header is set).
+	ErrMethodNotAllowed = errors.New("magiclink: method not allowed")
+	// ErrNotFound refuses a request to a path [Service.Handler] does not
+	// serve (404).
+	ErrNotFound = errors.New("magiclink: not found")
+	// ErrBadRequest refuses a body that is not a form or JSON object, or is
+	// too large (400 or 413).
+	ErrBadRequest = errors.New("magiclink: malformed request body")
+	// ErrInvalidEmail refuses an address that is not one (400).
+	ErrInvalidEmail = errors.New("magiclink: not an email address")
+	// ErrRateLimited refuses a request over a limit (429; Retry-After is
+	// set): too many links for an address or from a client, or too many
+	// failed sign-in attempts from a client.
+	ErrRateLimited = errors.New("magiclink: rate limited")
+	// ErrInvalidToken refuses a login token that is malformed, unknown,
+	// used, expired or replaced by a newer one (400).
+	ErrInvalidToken = errors.New("magiclink: invalid login token")
+	// ErrUnauthenticated refuses a request that [Service.RequireUser] found
+	// no valid session for (401; the default response sends browsers to the
+	// login page instead).
+	ErrUnauthenticated = errors.New("magiclink: not signed in")
+)
+
+// Error is a refusal, as [Options.ErrorHandler] receives it: Err is one of
+// the sentinels above (or ErrQueueFull, ErrClosed, ErrUnavailable), Status
+// the HTTP status, Code a stable machine-readable name such as
+// "rate_limited", and Detail a sentence fit to show the client. None of them
+// holds a token, a session id or an address.
+type Error struct {
+	Status int
+	Code   string
+	Detail string
+	Err    error
+	// RetryAfter is, for a 429 or 503, how long the client should wait
+	// before trying again; the handlers have set the Retry-After header
+	// from it when the ErrorHandler is called.
+	RetryAfter time.Duration
+
+	email string // the address entered, to show again on the login form
+}
+
+// Error returns the sentinel's message and the detail.
+func (e *Error) Error() string { return e.Err.Error() + ": " + e.Detail }
+
+// Unwrap returns Err.
+func (e *Error) Unwrap() error { return e.Err }
+
+// StatusCode returns the HTTP status for an error of this package: the
+// Status of an [*Error], 503 for ErrQueueFull, ErrClosed and
+// ErrUnavailable, 429 for ErrRateLimited, and 500 for anything else.
+func StatusCode(err error) int {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Status
+	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests
+	case errors.Is(err, ErrInvalidEmail):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func refusal(sentinel error, status int, code, detail string) *Error {
+	return &Error{Status: status, Code: code, Detail: detail, Err: sentinel}
+}
+
+// after sets e's RetryAfter and returns e.
+func (e *Error) after(d time.Duration) *Error {
+	e.RetryAfter = d
+	return e
+}
+
+// refuse answers r with err through the ErrorHandler, after setting
+// Retry-After from err.RetryAfter.
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, err *Error) {
+	if err.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((err.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	s.opts.ErrorHandler(w, r, err)
+}
+
+// WriteError is the default [Options.ErrorHandler]: it answers a refusal
+// as the package always has, with an RFC 9457 problem document for JSON
+// clients (a JSON body, or an Accept header that prefers JSON), and
+// otherwise with a page from the templates: the login form again for
+// [ErrInvalidEmail], the "link not valid" page for [ErrInvalidToken], a
+// redirect to LoginPath for [ErrUnauthenticated], and the error page for
+// the rest. An application's own ErrorHandler can call it for the errors
+// it does not render itself.
+func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = refusal(err, StatusCode(err), "error", "The request could not be served. Try again shortly.")
+	}
+	if wantsJSON(r) {
+		p := problem.New(e.Status, e.Code, e.Detail)
+		if errors.Is(e, ErrInvalidEmail) {
+			p.InvalidParams = []problem.InvalidParam{{Name: "email", Reason: e.Detail}}
+		}
+		problem.Write(w, p)
+		return
+	}
+	switch {
+	case errors.Is(e, ErrUnauthenticated):
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, s.opts.LoginPath, http.StatusSeeOther)
+	case errors.Is(e, ErrInvalidEmail):
+		shown := e.email
+		if len(shown) > emailaddr.MaxLen || strings.ContainsAny(shown, "\r\n") {
+			shown = ""
+		}
+		s.page(w, e.Status, tmplLogin, PageData{Title: "Sign in", Error: e.Detail, Email: shown})
+	case errors.Is(e, ErrInvalidToken):
+		s.page(w, e.Status, tmplInvalid, PageData{Title: "Link not valid"})
+	default:
+		s.page(w, e.Status, tmplError, PageData{Title: http.StatusText(e.Status), Error: e.Detail})
+	}
+}
