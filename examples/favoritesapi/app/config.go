@@ -75,16 +75,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		KeyPrefix:           getenv("KEY_PREFIX"),
 		MetricsAddr:         getenv("METRICS_ADDR"),
 	}
-	for _, f := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			return Config{}, fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", f)
-		}
-		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+	proxies, err := ratelimit.ParseTrustedProxies(getenv("TRUSTED_PROXIES"))
+	if err != nil {
+		return Config{}, fmt.Errorf("TRUSTED_PROXIES: %w", err)
 	}
+	c.TrustedProxies = proxies
 	if v := getenv("RATE_LIMIT"); v != "" {
 		l, err := ratelimit.ParseLimit(v)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,6 +198,15 @@ func TestRedisOutage(t *testing.T) {
 	}
 	rp.Down()
 	check("Redis down")
+	// The limits on what strangers can call do not switch off: sign-in
+	// mail to one address is still limited (5 an hour), from memory.
+	statuses := map[int]int{}
+	for range 7 {
+		statuses[postForm(t, browser(t), s.URL+"/login", url.Values{"email": {"flood@example.com"}}).status]++
+	}
+	if statuses[http.StatusTooManyRequests] < 2 {
+		t.Errorf("7 sign-in requests for one address with Redis down: %v; want the 6th and 7th refused with 429", statuses)
+	}
 	rp.Up()
 	rp.SetDelay(2 * time.Second)
 	check("Redis slow")
@@ -214,6 +224,10 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if !strings.Contains(s.Logs.String(), "failing open") {
 		t.Errorf("failing open was not logged:\n%s", s.Logs.String())
+	}
+	// Deciding the abuse limits from memory is counted too.
+	if !regexp.MustCompile(`apikit_abuse_limits_fallbacks [1-9]`).MatchString(m) {
+		t.Errorf("no fallback decisions counted with Redis down:\n%s", m)
 	}
 }
 

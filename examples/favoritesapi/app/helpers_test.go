@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"html"
 	"io"
@@ -40,6 +41,9 @@ func databaseURL(t testing.TB, b backend) string {
 	return t.TempDir() + "/favoritesapi.db"
 }
 
+// runID tells this run of the tests from earlier ones in a shared Redis.
+var runID = rand.Text()[:10]
+
 // testServer is a FavoritesAPI served in-process on loopback.
 type testServer struct {
 	*app.Server
@@ -65,6 +69,9 @@ func startServer(t testing.TB, b backend, cfg app.Config, mods ...func(*app.Opti
 	opts := app.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Stderr: logs,
+		// Redis outlives a test run: each run (and test) counts its own
+		// limits, while the instances of one test share them.
+		RedisPrefix: "favoritesapi-test:" + runID + ":" + t.Name() + ":",
 	}
 	if cfg.SMTPURL == "" {
 		opts.Mailer = mail

@@ -28,6 +28,9 @@ func (s *Server) MetricsHandler() http.Handler {
 		if l, ok := s.limiter.(interface{ Stats() ratelimit.Stats }); ok {
 			writeStats(w, "apikit_ratelimit", l.Stats())
 		}
+		if l, ok := s.abuse.(interface{ Stats() ratelimit.Stats }); ok {
+			writeStats(w, "apikit_abuse_limits", l.Stats())
+		}
 		writeStats(w, "apikit_login", s.login.Stats())
 		writeStats(w, "apikit_billing", s.billing.Stats())
 	})

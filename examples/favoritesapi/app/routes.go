@@ -48,7 +48,7 @@ func (s *Server) routes() (http.Handler, error) {
 		// Keys the cache cannot answer (forged ones among them: the
 		// checksum is public) reach the database at most 60 times a minute
 		// per client.
-		LookupLimiter: apikey.LimiterFunc(s.loginLimiter("key-lookup", ratelimit.PerMinute(60)).Allow),
+		LookupLimiter: apikey.LimiterFunc(s.abuseLimiter("key-lookup", ratelimit.PerMinute(60))),
 		ClientKey:     s.clientKey,
 		Logger:        s.logger,
 	})

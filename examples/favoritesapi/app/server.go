@@ -18,6 +18,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,9 @@ type Options struct {
 	// instance keeps working here (default 30 seconds; see
 	// apikey.VerifierOptions.CacheTTL).
 	KeyCacheTTL time.Duration
+	// RedisPrefix starts every key the server writes to Redis (default
+	// "favoritesapi:"); tests give each run its own.
+	RedisPrefix string
 	// RedisTimeout bounds each rate-limit decision made in Redis; past it
 	// the request is served (fail open) and the failure logged (default
 	// 100 ms; see redislimit.Options.Timeout).
@@ -79,7 +83,8 @@ type Server struct {
 	favs     *favorites
 	verifier *apikey.Verifier
 	keys     *apikey.Manager
-	limiter  ratelimit.Limiter
+	limiter  ratelimit.Limiter // the API's per-key limits
+	abuse    ratelimit.Limiter // per-client and per-address limits of what strangers can call
 	redis    *redis.Client
 	login    *magiclink.Service
 	billing  *billing.Service
@@ -130,14 +135,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{cfg: cfg, logger: opts.Logger, now: opts.Now}
-	ipKey := ratelimit.IPKey(ratelimit.IPKeyOptions{TrustedProxies: cfg.TrustedProxies})
-	s.clientKey = func(r *http.Request) string {
-		k, err := ipKey(r)
-		if err != nil {
-			return "unknown" // no address (a Unix socket): one shared budget
-		}
-		return k
-	}
+	s.clientKey = ratelimit.ClientKey(ratelimit.IPKeyOptions{TrustedProxies: cfg.TrustedProxies})
 	ok := false
 	defer func() {
 		if !ok {
@@ -180,9 +178,18 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		s.redis = redis.NewClient(ropts)
-		s.limiter = redislimit.New(s.redis, redislimit.Options{Prefix: "favoritesapi:rl:", Timeout: opts.RedisTimeout, Logger: s.logger})
+		prefix := cmp.Or(opts.RedisPrefix, "favoritesapi:")
+		s.limiter = redislimit.New(s.redis, redislimit.Options{Prefix: prefix + "rl:", Timeout: opts.RedisTimeout, Logger: s.logger})
+		// The limits that guard sign-in, sign-up and key lookups must hold
+		// while Redis is down: they fail closed in Redis, and then decide
+		// from memory instead (per instance), logged and counted.
+		s.abuse = ratelimit.Fallback(
+			redislimit.New(s.redis, redislimit.Options{Prefix: prefix + "abuse:", Timeout: opts.RedisTimeout, FailClosed: true, Logger: s.logger}),
+			ratelimit.NewMemory(ratelimit.MemoryOptions{Now: opts.Now}),
+			ratelimit.FallbackOptions{Logger: s.logger})
 	} else {
 		s.limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{Now: opts.Now})
+		s.abuse = ratelimit.NewMemory(ratelimit.MemoryOptions{Now: opts.Now})
 	}
 
 	mailer := opts.Mailer
@@ -201,17 +208,18 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if s.login, err = magiclink.New(s.store, magiclink.Options{
-		ClientKey:      s.clientKey,
-		Templates:      signinPages,
-		BaseURL:        cfg.BaseURL,
-		Mailer:         mailer,
-		From:           cfg.MailFrom,
-		AppName:        "FavoritesAPI",
-		SendLimiter:    s.loginLimiter("login-mail", ratelimit.PerHour(5)),
-		VerifyLimiter:  s.loginLimiter("login-verify", ratelimit.PerMinute(20)),
-		AfterLoginPath: "/app",
-		Logger:         s.logger,
-		Now:            opts.Now,
+		ClientKey:         s.clientKey,
+		Templates:         signinPages,
+		BaseURL:           cfg.BaseURL,
+		Mailer:            mailer,
+		From:              cfg.MailFrom,
+		AppName:           "FavoritesAPI",
+		SendLimiter:       s.abuseLimiter("login-mail", ratelimit.PerHour(5)),
+		SendClientLimiter: s.abuseLimiter("login-mail-client", ratelimit.PerHour(30)),
+		VerifyLimiter:     s.abuseLimiter("login-verify", ratelimit.PerMinute(20)),
+		AfterLoginPath:    "/app",
+		Logger:            s.logger,
+		Now:               opts.Now,
 	}); err != nil {
 		return nil, err // magiclink's errors name the package
 	}
@@ -351,11 +359,12 @@ func (s *Server) planStatus(ctx context.Context, userID int64) (string, error) {
 	return sub.Status, nil
 }
 
-// loginLimiter backs one of magiclink's limits with the server's
-// ratelimit.Limiter, so that login limits are shared through Redis too.
-func (s *Server) loginLimiter(name string, limit ratelimit.Limit) magiclink.Limiter {
-	return magiclink.LimiterFunc(func(ctx context.Context, key string) (bool, error) {
-		d, err := s.limiter.Allow(ctx, name+":"+key, limit)
+// abuseLimiter is one named limit of what strangers can call, on the
+// server's abuse limiter (shared through Redis when there is one), in the
+// Allow(ctx, key) shape that magiclink, billing and apikey take.
+func (s *Server) abuseLimiter(name string, limit ratelimit.Limit) magiclink.LimiterFunc {
+	return func(ctx context.Context, key string) (bool, error) {
+		d, err := s.abuse.Allow(ctx, name+":"+key, limit)
 		return d.Allowed, err
-	})
+	}
 }
