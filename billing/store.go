@@ -128,7 +128,6 @@ func StatusPrecedence(status string) int {
 	return 0
 }
 
-
 // Change is what one webhook event changes; see [Store.ApplyEvent]. The
 // zero Change records the event and changes nothing else.
 type Change struct {
