@@ -174,9 +174,11 @@ type Subscription struct {
 // time now, given the grace period for past_due subscriptions: active and
 // trialing do; past_due does until grace after the current period began
 // (when the failed renewal was due; a property of the subscription, not of
-// the order events arrived in); an ended subscription never does.
+// the order events arrived in); an ended subscription never does, nor a
+// dev subscription ([Subscription.Dev]) past its CurrentPeriodEnd. Which
+// prices entitle is the [Service]'s business ([Service.Entitled]).
 func (s Subscription) Entitling(now time.Time, grace time.Duration) bool {
-	if s.Ended {
+	if s.Ended || (s.Dev() && !now.Before(s.CurrentPeriodEnd)) {
 		return false
 	}
 	switch s.Status {
