@@ -39,7 +39,8 @@ const SuccessMaxAge = 24 * time.Hour
 //     (JSON clients get {"status": "sign_in_link_sent", "email": …}).
 //
 // It never signs anyone in: paying, or knowing a session id, proves
-// nothing about an address.
+// nothing about an address. Visits are limited per client
+// ([Options.Limiter], since each costs a Stripe API call).
 func (s *Service) SuccessHandler() http.Handler { return s.protect(s.serveSuccess) }
 
 func (s *Service) serveSuccess(w http.ResponseWriter, r *http.Request) {
@@ -52,6 +53,10 @@ func (s *Service) serveSuccess(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("session_id")
 	if s.opts.DevMode || !validSessionID(id) {
 		refuse("no valid session id")
+		return
+	}
+	// Each visit costs a Stripe API call: limited per client like sign-up.
+	if !s.allow(w, r, "success:") {
 		return
 	}
 	cs, err := s.client.checkoutSession(ctx, id)

@@ -51,10 +51,10 @@ type Options struct {
 	// AppPath after Checkout. Required.
 	CurrentUser func(ctx context.Context) (userID int64, ok bool)
 
-	// Limiter limits sign-ups (POST SignupPath) and dev checkout
-	// completions per client, keyed by ClientKey with a "signup:" or
-	// "dev-checkout:" prefix (default: in memory, 20 per hour and client,
-	// [NewMemoryLimiter]). A refusal or an error (fail closed, logged)
+	// Limiter limits sign-ups (POST SignupPath), dev checkout completions
+	// and success-page visits per client, keyed by ClientKey with a
+	// "signup:", "dev-checkout:" or "success:" prefix (default: in memory,
+	// 20 per hour for each key, [NewMemoryLimiter]). A refusal or an error (fail closed, logged)
 	// answers 429 with Retry-After.
 	Limiter Limiter
 	// ClientKey returns the key a request's client is limited by (default:

@@ -607,3 +607,19 @@ func TestMemoryLimiter(t *testing.T) {
 		t.Errorf("%d new keys allowed past the bound; want at most the shared budget of 2", allowed)
 	}
 }
+
+// TestSuccessLimited: the success page, which calls Stripe on each visit,
+// is limited per client too.
+func TestSuccessLimited(t *testing.T) {
+	st := sqliteStore(t)
+	_, client := newStripeFake(t)
+	var keys []string
+	h := newHarness(t, st, client, billing.Options{Limiter: billing.LimiterFunc(func(_ context.Context, key string) (bool, error) {
+		keys = append(keys, key)
+		return false, nil
+	})})
+	w := h.do(from(httptest.NewRequest(http.MethodGet, "/billing/success?session_id=cs_test_x", nil), "203.0.113.5"))
+	if w.Code != http.StatusTooManyRequests || len(keys) != 1 || keys[0] != "success:203.0.113.5" {
+		t.Errorf("limited success page = %d, keys %v", w.Code, keys)
+	}
+}
