@@ -43,9 +43,8 @@ func TestStripeMock(t *testing.T) {
 	if w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "https://") {
 		t.Fatalf("POST /signup = %d to %q:\n%s", w.Code, w.Header().Get("Location"), w.Body)
 	}
-	uid, found, err := st.UserByEmail(context.Background(), "new@example.com")
-	if err != nil || !found {
-		t.Fatalf("sign-up did not create the user: %v", err)
+	if _, found, err := st.UserByEmail(context.Background(), "new@example.com"); err != nil || found {
+		t.Fatalf("sign-up created a user before Checkout completed (found %v, %v)", found, err)
 	}
 	r := httptest.NewRequest(http.MethodPost, "/signup", strings.NewReader(`{"email":"json@example.com"}`))
 	r.Header.Set("Content-Type", "application/json")
@@ -58,15 +57,19 @@ func TestStripeMock(t *testing.T) {
 		t.Errorf("invalid email = %d", w.Code)
 	}
 
-	// stripe-mock's session fixture is not complete: refused, nothing signed in.
+	// stripe-mock's session fixture is not complete: refused, no link sent.
 	if w := h.do(httptest.NewRequest(http.MethodGet, "/billing/success?session_id=cs_test_123", nil)); w.Code != http.StatusGone {
 		t.Errorf("success with an incomplete session = %d", w.Code)
 	}
 	if w := h.do(httptest.NewRequest(http.MethodGet, "/billing/success?session_id=../../v1/customers", nil)); w.Code != http.StatusGone {
 		t.Errorf("success with a malformed id = %d", w.Code)
 	}
+	if l := h.sentLinks(); len(l) != 0 {
+		t.Errorf("links sent for refused sessions: %v", l)
+	}
 
 	// Portal: needs a signed-in user with a customer.
+	uid := mustUser(t, st, "new@example.com")
 	r = httptest.NewRequest(http.MethodPost, "/billing/portal", nil)
 	r.Header.Set("Accept", "application/json")
 	if w := h.do(r); w.Code != http.StatusUnauthorized {
@@ -112,32 +115,65 @@ func fakeStripe(t *testing.T, session map[string]any, status int) string {
 	return srv.URL
 }
 
+// TestSuccess: the success page creates no session; it sends a sign-in
+// link to the account's address once per Checkout session and says where,
+// or goes to the app for the browser already signed in as the buyer.
 func TestSuccess(t *testing.T) {
 	st := sqliteStore(t)
 	uid := mustUser(t, st, "paid@example.com")
-	session := func(signIn string) map[string]any {
+	session := func(meta map[string]any) map[string]any {
 		cs := checkoutObject(uid, "cus_9", "sub_9", "paid@example.com")
 		cs["created"] = time.Now().Unix()
-		cs["metadata"] = map[string]any{"apikit_sign_in": signIn}
+		cs["metadata"] = meta
 		return cs
 	}
-	h := newHarness(t, st, mockClient(t, fakeStripe(t, session("1"), 200)), billing.Options{})
-	get := func(h *harness) *httptest.ResponseRecorder {
-		return h.do(httptest.NewRequest(http.MethodGet, "/billing/success?session_id=cs_test_sub_9", nil))
+	get := func(h *harness, user string, accept string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/billing/success?session_id=cs_test_sub_9", nil)
+		if user != "" {
+			r.Header.Set("X-Test-User", user)
+		}
+		r.Header.Set("Accept", accept)
+		return h.do(r)
 	}
-	if w := get(h); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/app" || len(h.signedIn) != 1 || h.signedIn[0] != uid {
-		t.Fatalf("success = %d to %q, signed in %v", w.Code, w.Header().Get("Location"), h.signedIn)
+	h := newHarness(t, st, mockClient(t, fakeStripe(t, session(map[string]any{"apikit_user_id": fmt.Sprint(uid)}), 200)), billing.Options{})
+	w := get(h, "", "text/html")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "We sent a sign-in link to <strong>p•••@example.com</strong>") ||
+		w.Header().Get("Set-Cookie") != "" {
+		t.Fatalf("success = %d, cookie %q:\n%s", w.Code, w.Header().Get("Set-Cookie"), w.Body)
+	}
+	if l := h.sentLinks(); len(l) != 1 || l[0] != "paid@example.com" {
+		t.Fatalf("links sent: %v; want one to paid@example.com", l)
 	}
 	if ok, _ := h.svc.Entitled(context.Background(), uid); !ok {
 		t.Error("not entitled after the success page (before any webhook)")
 	}
-	if w := get(h); w.Code != http.StatusGone || len(h.signedIn) != 1 {
-		t.Errorf("replay = %d, signed in %v; want 410 and no new sign-in", w.Code, h.signedIn)
+	// A replayed success URL sends nothing more.
+	w = get(h, "", "application/json")
+	var body struct{ Status, Email string }
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Email != "p•••@example.com" || len(h.sentLinks()) != 1 {
+		t.Errorf("replay = %d %s, links %v; want the page again and no new link", w.Code, w.Body, h.sentLinks())
 	}
-	// A checkout for an address the sign-up did not create does not sign in.
-	h2 := newHarness(t, st, mockClient(t, fakeStripe(t, session("0"), 200)), billing.Options{})
-	if w := get(h2); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/login" || len(h2.signedIn) != 0 {
-		t.Errorf("success for an existing user = %d to %q, signed in %v", w.Code, w.Header().Get("Location"), h2.signedIn)
+	// The buyer already signed in goes straight to the app.
+	if w := get(h, fmt.Sprint(uid), "text/html"); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/app" {
+		t.Errorf("signed-in buyer = %d to %q", w.Code, w.Header().Get("Location"))
+	}
+	// Someone else signed in is not the buyer: a link, not the app.
+	other := mustUser(t, st, "other@example.com")
+	if w := get(h, fmt.Sprint(other), "text/html"); w.Code != http.StatusOK || w.Header().Get("Location") != "" {
+		t.Errorf("another user's browser = %d to %q", w.Code, w.Header().Get("Location"))
+	}
+
+	// A session apikit did not create (no apikit metadata: another product
+	// of the same account, or only the buyer's email) is refused: nothing
+	// linked, no user, no link.
+	foreign := session(map[string]any{})
+	foreign["customer_details"] = map[string]any{"email": "stranger@example.com"}
+	h2 := newHarness(t, st, mockClient(t, fakeStripe(t, foreign, 200)), billing.Options{})
+	if w := get(h2, "", "text/html"); w.Code != http.StatusGone || len(h2.sentLinks()) != 0 {
+		t.Errorf("foreign session = %d, links %v", w.Code, h2.sentLinks())
+	}
+	if _, found, _ := st.UserByEmail(context.Background(), "stranger@example.com"); found {
+		t.Error("a user was created from customer_details.email")
 	}
 }
 
@@ -156,38 +192,68 @@ func TestStripeError(t *testing.T) {
 	}
 }
 
-func TestDevMode(t *testing.T) {
-	st := sqliteStore(t)
-	h := newHarness(t, st, nil, billing.Options{DevMode: true})
-	w := h.do(form("/signup", url.Values{"email": {"dev@example.com"}}))
+// devSignUp posts /signup in dev mode and returns the dev session token.
+func devSignUp(t *testing.T, h *harness, email, user string) string {
+	t.Helper()
+	r := form("/signup", url.Values{"email": {email}})
+	if user != "" {
+		r.Header.Set("X-Test-User", user)
+	}
+	w := h.do(r)
 	loc := w.Header().Get("Location")
 	if w.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/billing/dev-checkout?session=") {
 		t.Fatalf("dev sign-up = %d to %q", w.Code, loc)
 	}
-	w = h.do(httptest.NewRequest(http.MethodGet, loc, nil))
+	u, _ := url.Parse(loc)
+	return u.Query().Get("session")
+}
+
+func devComplete(h *harness, token, user string) *httptest.ResponseRecorder {
+	r := form("/billing/dev-checkout", url.Values{"session": {token}})
+	if user != "" {
+		r.Header.Set("X-Test-User", user)
+	}
+	return h.do(r)
+}
+
+func TestDevMode(t *testing.T) {
+	st := sqliteStore(t)
+	h := newHarness(t, st, nil, billing.Options{DevMode: true})
+	token := devSignUp(t, h, "dev@example.com", "")
+	if _, found, _ := st.UserByEmail(context.Background(), "dev@example.com"); found {
+		t.Fatal("dev sign-up created the user before the checkout completed")
+	}
+	w := h.do(httptest.NewRequest(http.MethodGet, "/billing/dev-checkout?session="+token, nil))
 	page := w.Body.String()
 	if w.Code != 200 || !strings.Contains(page, "DEV MODE — no payment taken") || strings.Contains(page, "<script") ||
 		!strings.Contains(page, `<form method="post"`) {
 		t.Fatalf("dev checkout page = %d:\n%s", w.Code, page)
 	}
-	u, _ := url.Parse(loc)
-	post := form("/billing/dev-checkout", url.Values{"session": {u.Query().Get("session")}})
-	if w := h.do(post); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/app" || len(h.signedIn) != 1 {
-		t.Fatalf("dev checkout = %d to %q, signed in %v", w.Code, w.Header().Get("Location"), h.signedIn)
+	w = devComplete(h, token, "")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "d•••@example.com") || w.Header().Get("Set-Cookie") != "" {
+		t.Fatalf("dev checkout = %d to %q:\n%s", w.Code, w.Header().Get("Location"), w.Body)
 	}
-	uid, _, _ := st.UserByEmail(context.Background(), "dev@example.com")
-	if ok, _ := h.svc.Entitled(context.Background(), uid); !ok || h.activated.Load() != 1 {
-		t.Errorf("after dev checkout: entitled %v, activated %d", ok, h.activated.Load())
+	if l := h.sentLinks(); len(l) != 1 || l[0] != "dev@example.com" {
+		t.Fatalf("links sent: %v", l)
 	}
-	post = form("/billing/dev-checkout", url.Values{"session": {u.Query().Get("session")}})
-	if w := h.do(post); w.Code != http.StatusGone {
-		t.Errorf("replayed dev checkout = %d", w.Code)
+	uid, found, _ := st.UserByEmail(context.Background(), "dev@example.com")
+	if ok, _ := h.svc.Entitled(context.Background(), uid); !found || !ok || h.activated.Load() != 1 {
+		t.Errorf("after dev checkout: user %v, entitled %v, activated %d", found, ok, h.activated.Load())
+	}
+	if w := devComplete(h, token, ""); w.Code != http.StatusGone || len(h.sentLinks()) != 1 {
+		t.Errorf("replayed dev checkout = %d, links %v", w.Code, h.sentLinks())
+	}
+	// A signed-in user buying for their own address goes to the app.
+	self := mustUser(t, st, "self@example.com")
+	token = devSignUp(t, h, "self@example.com", fmt.Sprint(self))
+	if w := devComplete(h, token, fmt.Sprint(self)); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/app" || len(h.sentLinks()) != 1 {
+		t.Errorf("signed-in dev checkout = %d to %q, links %v", w.Code, w.Header().Get("Location"), h.sentLinks())
 	}
 
 	live, _ := billing.NewClient(billing.ClientOptions{Key: "sk_live_x"})
 	base := billing.Options{BaseURL: "http://localhost:8080", DevMode: true,
-		SignIn:      func(context.Context, http.ResponseWriter, int64) error { return nil },
-		CurrentUser: func(context.Context) (int64, bool) { return 0, false }}
+		SendSignInLink: func(context.Context, string) error { return nil },
+		CurrentUser:    func(context.Context) (int64, bool) { return 0, false }}
 	if _, err := billing.New(st, live, base); err == nil {
 		t.Error("DevMode with a live key was accepted")
 	}

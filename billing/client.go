@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
@@ -80,45 +82,64 @@ func (c *Client) Live() bool { return c != nil && c.live }
 // not make.
 func (c *Client) API() *client.API { return c.api }
 
-// checkoutRequest is what a Checkout Session is created from.
+// checkoutRequest is what a Checkout Session is created from: either for
+// a signed-in user buying for their own address (UserID set, CustomerID
+// when they have one), or a pending sign-up (UserID 0), which names only
+// the address and exists nowhere but on the session until it completes.
 type checkoutRequest struct {
 	UserID     int64
-	Email      string // used when CustomerID is empty
+	Email      string
 	CustomerID string
 	PriceID    string
 	SuccessURL string
 	CancelURL  string
-	SignIn     bool // the success page may sign the user in
+	ExpiresAt  time.Time
 }
 
-// Metadata keys set on Checkout Sessions and their subscriptions.
+// Metadata keys that apikit sets on the Checkout Sessions it creates and on
+// their subscriptions. Only these (and client_reference_id, which apikit
+// sets together with metaUserID) ever tie a purchase to a user: never the
+// email the buyer typed into Checkout.
 const (
-	metaUserID = "apikit_user_id"
-	metaSignIn = "apikit_sign_in"
+	metaUserID      = "apikit_user_id"
+	metaSignupEmail = "apikit_signup_email"
 )
 
+// CheckoutExpiry is how long a Checkout session created by sign-up stays
+// open (Stripe allows 30 minutes to 24 hours). A pending sign-up lives
+// only on its Checkout session: nothing is stored until it completes, and
+// an abandoned one expires.
+const CheckoutExpiry = time.Hour
+
 func (c *Client) createCheckout(ctx context.Context, r checkoutRequest) (*stripe.CheckoutSession, error) {
-	uid := fmt.Sprint(r.UserID)
-	signIn := "0"
-	if r.SignIn {
-		signIn = "1"
+	meta := map[string]string{}
+	if r.UserID > 0 {
+		meta[metaUserID] = strconv.FormatInt(r.UserID, 10)
+	} else {
+		meta[metaSignupEmail] = r.Email
 	}
 	p := &stripe.CheckoutSessionParams{
-		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
-		LineItems:         []*stripe.CheckoutSessionLineItemParams{{Price: stripe.String(r.PriceID), Quantity: stripe.Int64(1)}},
-		SuccessURL:        stripe.String(r.SuccessURL),
-		CancelURL:         stripe.String(r.CancelURL),
-		ClientReferenceID: stripe.String(uid),
+		Mode:       stripe.String(string(stripe.CheckoutSessionModeSubscription)),
+		LineItems:  []*stripe.CheckoutSessionLineItemParams{{Price: stripe.String(r.PriceID), Quantity: stripe.Int64(1)}},
+		SuccessURL: stripe.String(r.SuccessURL),
+		CancelURL:  stripe.String(r.CancelURL),
+		ExpiresAt:  stripe.Int64(r.ExpiresAt.Unix()),
 		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{
-			Metadata: map[string]string{metaUserID: uid},
+			Metadata: meta,
 		},
 	}
 	p.Context = ctx
-	p.AddMetadata(metaUserID, uid)
-	p.AddMetadata(metaSignIn, signIn)
-	if r.CustomerID != "" {
+	for k, v := range meta {
+		p.AddMetadata(k, v)
+	}
+	if r.UserID > 0 {
+		p.ClientReferenceID = stripe.String(strconv.FormatInt(r.UserID, 10))
+	}
+	switch {
+	case r.CustomerID != "":
 		p.Customer = stripe.String(r.CustomerID)
-	} else {
+	case r.Email != "":
+		// Checkout shows customer_email read-only.
 		p.CustomerEmail = stripe.String(r.Email)
 	}
 	return c.api.CheckoutSessions.New(p)
@@ -128,6 +149,12 @@ func (c *Client) checkoutSession(ctx context.Context, id string) (*stripe.Checko
 	p := &stripe.CheckoutSessionParams{}
 	p.Context = ctx
 	return c.api.CheckoutSessions.Get(id, p)
+}
+
+func (c *Client) subscription(ctx context.Context, id string) (*stripe.Subscription, error) {
+	p := &stripe.SubscriptionParams{}
+	p.Context = ctx
+	return c.api.Subscriptions.Get(id, p)
 }
 
 func (c *Client) createPortal(ctx context.Context, customerID, returnURL string) (*stripe.BillingPortalSession, error) {

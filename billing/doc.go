@@ -5,14 +5,21 @@
 // # Flow
 //
 // The landing page's form POSTs an email to [Service.CheckoutHandler], which
-// finds or creates the user and sends the browser to a subscription-mode
-// Checkout session (client_reference_id is the user id; the subscription's
-// metadata carries it too). Stripe returns the buyer to
-// [Service.SuccessHandler], which retrieves the session, records its state,
-// consumes its id and signs the user in through [Options.SignIn]. Stripe
-// reports the purchase and every later change to [Service.WebhookHandler].
-// [Service.PortalHandler] opens Stripe's Billing Portal for the signed-in
-// user. [Service.Register] mounts all of them on a ServeMux.
+// creates nothing: it sends the browser to a subscription-mode Checkout
+// session. For the signed-in owner of the address, the session names their
+// user (client_reference_id and apikit_user_id metadata) and reuses their
+// Stripe customer; for anyone else it is a pending sign-up that names only
+// the address (apikit_signup_email metadata, and customer_email, which
+// Checkout shows read-only) and expires after [CheckoutExpiry]. Stripe
+// returns the buyer to [Service.SuccessHandler], which retrieves the
+// session, finds or creates the account from apikit's marks, records the
+// subscription and — never signing anyone in — either sends the browser
+// already signed in as the buyer to the app, or calls
+// [Options.SendSignInLink] once per session and says where the link went.
+// Stripe reports the purchase and every later change to
+// [Service.WebhookHandler]. [Service.PortalHandler] opens Stripe's Billing
+// Portal for the signed-in user. [Service.Register] mounts all of them on a
+// ServeMux; each handler also works alone on any router.
 //
 // A [Client] wraps stripe-go's client.API with its own key and base URL
 // (stripe-mock in tests); the package never touches the global stripe.Key.
@@ -22,7 +29,9 @@
 // The endpoint must be pinned to API version 2023-10-16, the version
 // stripe-go v76 decodes: events of other versions are refused with 400
 // unless [Options.IgnoreAPIVersionMismatch] is set. Signatures are checked
-// on the raw body (at most [MaxWebhookBytes]) with a 5-minute tolerance.
+// on the raw body (at most [MaxWebhookBytes]) with a 5-minute tolerance
+// ([WebhookTolerance]) either way: stripe-go refuses only old timestamps,
+// and this package also refuses timestamps too far in the future.
 //
 // Each event is applied exactly once: its id is recorded in the same
 // transaction that applies it ([Store.ApplyEvent]). A redelivery, even a
@@ -35,23 +44,34 @@
 //
 // Stripe does not deliver events in order, so each subscription keeps the
 // created time of the event its state came from, and an event older than
-// that is recorded but changes nothing (events of the same second apply in
-// arrival order). customer.subscription.created, .updated and .deleted carry
+// that is recorded but changes nothing. Events of the same second (Stripe
+// sends customer.subscription.created, incomplete, and .updated, active,
+// within one) are a tie: with a Stripe client the subscription is read
+// again from the API and that state is written ([WriteCurrent]); in dev
+// mode, or when the API fails, the state later in a subscription's life
+// wins ([StatusPrecedence]), so a paid subscription is never left
+// incomplete. customer.subscription.created, .updated and .deleted carry
 // the whole subscription object, so the newest one alone determines the
 // state, whatever order they came in. customer.subscription.deleted is
 // terminal: the subscription never changes again, whatever arrives later.
 //
 // We compare created times rather than re-fetching the subscription from
-// Stripe on each event: it needs no API call on the webhook path (so
+// Stripe on each event: it needs no API call on the webhook path but for
+// ties (so
 // handlers answer quickly and work while Stripe's API is slow), it works in
 // dev mode and against the stateless stripe-mock, and since every
 // subscription event carries the full object, "newest event wins" converges
 // to the same state as in-order delivery.
 //
-// checkout.session.completed links the session's customer to its user (by
-// client_reference_id, else by the customer's email) and writes a
-// provisional state (active if paid) only if no subscription event has
-// written one yet; any subscription event replaces it. invoice.paid and
+// checkout.session.completed links the session's customer to its user and
+// writes a provisional state (active if paid) only if no subscription event
+// has written one yet; any subscription event replaces it. The user comes
+// only from what apikit put on the session: the apikit_user_id metadata
+// (with a matching client_reference_id), or the apikit_signup_email
+// metadata of a pending sign-up, whose user is then found or created —
+// unverified, with no session and no key. A session without them (another
+// product of the same Stripe account), and the email the buyer typed into
+// Checkout, link nothing and create nobody. invoice.paid and
 // invoice.payment_failed change no stored state — Stripe reports the
 // resulting status change in customer.subscription.updated with the whole
 // object, and applying the invoice's partial view would make the result
@@ -60,26 +80,40 @@
 //
 // # Entitlement
 //
-// A user is entitled while one of their subscriptions is active or
+// A user is entitled while one of their subscriptions to a price this
+// service sells ([Options.PriceID], [Options.PriceIDs]) is active or
 // trialing, or past_due for less than [Options.PastDueGrace] since it
-// became past_due. [Service.Entitled] caches answers for [Options.CacheTTL].
+// became past_due; subscriptions to other prices grant nothing.
+// [Service.Entitled] caches answers for [Options.CacheTTL].
 //
 // # Dev mode
 //
 // With [Options.DevMode] there is no Stripe: sign-up leads to a local page
 // labelled "DEV MODE — no payment taken" ([Service.DevCheckoutHandler])
-// whose form drives the same state change as a completed checkout webhook.
-// [New] refuses dev mode with a live key, and on a BaseURL that is not
-// loopback unless [Options.DevModeAnyHost] is set.
+// whose form drives the same state change as a completed checkout webhook,
+// and ends like the success page (a sign-in link, or the app). Pending dev
+// checkouts live in memory, bounded in number and for an hour. The
+// subscriptions it grants are marked by their ids ([DevSubscriptionPrefix],
+// [Subscription.Dev]), last [DevSubscriptionPeriod] without renewal, and
+// entitle only in dev mode: once billing runs with a Stripe key they grant
+// nothing. [New] refuses dev mode with a live key, and on a BaseURL that is
+// not loopback unless [Options.DevModeAnyHost] is set.
 //
 // # Security notes
 //
-// The success page (and dev checkout) signs in only a user created by that
-// sign-up, or the user already signed in; anyone else who pays for an
-// existing address is sent to sign in by email, so paying is never a way
-// into someone else's account. An address with an entitling subscription is
-// sent to sign in rather than to a second Checkout, which tells whoever
-// typed it that the address is subscribed. Checkout session ids sign in
-// once and only within [SuccessMaxAge]. Applied event ids are kept for
+// No browser is signed in by this package: paying, or knowing a Checkout
+// session id, proves nothing about an address, so a completed Checkout
+// sends a sign-in link to the account's address ([Options.SendSignInLink])
+// unless the browser is signed in as that user already. Sign-up creates no
+// user and no stored state before Checkout completes, so a flood of
+// sign-ups leaves the users table unchanged. Sign-ups and dev checkouts
+// are limited per client ([Options.Limiter], [Options.ClientKey]; 429 with
+// Retry-After, failing closed). Every browser-facing handler refuses
+// cross-origin requests itself ([http.CrossOriginProtection]; 403 through
+// [Options.ErrorHandler]), whatever router mounts it; the webhook, which
+// Stripe calls server to server, is authenticated by its signature
+// instead. An address with an entitling subscription is sent to sign in
+// rather than to a second Checkout, which tells whoever typed it that the
+// address is subscribed. Applied event ids are kept for
 // [Options.EventRetention]; call [Service.Prune] periodically.
 package billing

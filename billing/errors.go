@@ -16,12 +16,20 @@ var (
 	// ErrBadRequest means the request was malformed: wrong method, body
 	// too large, unreadable JSON.
 	ErrBadRequest = errors.New("billing: bad request")
+	// ErrCrossOrigin means a browser sent a cross-origin POST (or other
+	// unsafe request) to a form handler (403); nothing was done.
+	ErrCrossOrigin = errors.New("billing: cross-origin request refused")
+	// ErrRateLimited means the client made too many sign-ups or dev
+	// checkouts ([Options.Limiter]), or the limiter failed (429, with
+	// Retry-After).
+	ErrRateLimited = errors.New("billing: too many requests")
 	// ErrStripe means a call to the Stripe API failed (502 Bad Gateway).
 	ErrStripe = errors.New("billing: the payment provider could not be reached")
 	// ErrUnavailable means the store failed (503).
 	ErrUnavailable = errors.New("billing: store unavailable")
 	// ErrCheckoutInvalid means a success page was visited with a session
-	// id that is unknown, not complete, too old, not ours, or already used.
+	// id that is unknown, not complete, too old or not ours, or a dev
+	// checkout that is unknown, expired or already completed (410).
 	ErrCheckoutInvalid = errors.New("billing: checkout session invalid or already used")
 	// ErrNotSignedIn means the portal was asked for without a signed-in
 	// user.
@@ -34,73 +42,66 @@ var (
 	ErrInvalidSignature = errors.New("billing: invalid webhook")
 )
 
+// errorTable is the one mapping from this package's errors to an HTTP
+// status, a stable machine-readable code and a sentence fit to show the
+// user. The first row whose error matches (errors.Is) wins; an error that
+// matches none is the last row's (the store failed).
+var errorTable = []struct {
+	err     error
+	status  int
+	code    string
+	message string
+}{
+	{emailaddr.ErrInvalid, http.StatusBadRequest, "invalid_email", ""}, // message: the address's reason
+	{ErrInvalidEmail, http.StatusBadRequest, "invalid_email", "Please enter your email address."},
+	{ErrBadRequest, http.StatusBadRequest, "bad_request", "The request could not be understood."},
+	{ErrInvalidSignature, http.StatusBadRequest, "invalid_webhook", "The webhook was refused."},
+	{ErrCrossOrigin, http.StatusForbidden, "cross_origin", "Cross-origin requests are not allowed. Go back to the site and submit the form from there."},
+	{ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many attempts from your network. Wait a while and try again."},
+	{ErrNotSignedIn, http.StatusUnauthorized, "not_signed_in", "Please sign in first."},
+	{ErrNoCustomer, http.StatusNotFound, "no_billing_account", "There is no billing account for you yet: subscribe first."},
+	{ErrCheckoutInvalid, http.StatusGone, "checkout_invalid", "This checkout link is not valid any more. Sign in with your email address to continue."},
+	{ErrStripe, http.StatusBadGateway, "payment_provider_error", "The payment provider could not be reached. Nothing was charged; please try again in a moment."},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable. Please try again in a moment."},
+}
+
+func lookupError(err error) int {
+	for i, row := range errorTable {
+		if errors.Is(err, row.err) {
+			return i
+		}
+	}
+	return len(errorTable) - 1
+}
+
 // StatusCode maps an error from this package to an HTTP status: 400 for an
-// invalid email, request or webhook, 401 for no signed-in user, 404 for no
-// billing account, 410 for a used or invalid checkout session, 502 when
-// Stripe failed and 503 for anything else (the store failed).
+// invalid email, request or webhook, 401 for no signed-in user, 403 for a
+// cross-origin request, 404 for no billing account, 410 for an invalid
+// checkout session, 429 when rate limited, 502 when Stripe failed and 503
+// for anything else (the store failed). nil is 200.
 func StatusCode(err error) int {
-	switch {
-	case err == nil:
+	if err == nil {
 		return http.StatusOK
-	case errors.Is(err, ErrInvalidEmail), errors.Is(err, emailaddr.ErrInvalid),
-		errors.Is(err, ErrBadRequest), errors.Is(err, ErrInvalidSignature):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrNotSignedIn):
-		return http.StatusUnauthorized
-	case errors.Is(err, ErrNoCustomer):
-		return http.StatusNotFound
-	case errors.Is(err, ErrCheckoutInvalid):
-		return http.StatusGone
-	case errors.Is(err, ErrStripe):
-		return http.StatusBadGateway
-	default:
-		return http.StatusServiceUnavailable
 	}
+	return errorTable[lookupError(err)].status
 }
 
-// publicMessage is what the user is told about err: the email's reason, or
-// a fixed sentence per sentinel, never the wrapped system error.
-func publicMessage(err error) string {
+// ErrorCode is the stable, machine-readable code of an error from this
+// package ("invalid_email", "cross_origin", "rate_limited", …), as the
+// default error responses carry it.
+func ErrorCode(err error) string { return errorTable[lookupError(err)].code }
+
+// PublicMessage is what the user may be told about err: a fixed sentence
+// per error (or the reason an address was refused), never the wrapped
+// system error.
+func PublicMessage(err error) string {
 	var ee *emailaddr.Error
-	switch {
-	case errors.As(err, &ee):
+	if errors.As(err, &ee) {
 		return "That email address cannot be used: " + ee.Reason + "."
-	case errors.Is(err, ErrInvalidEmail):
-		return "Please enter your email address."
-	case errors.Is(err, ErrBadRequest):
-		return "The request could not be understood."
-	case errors.Is(err, ErrInvalidSignature):
-		return "The webhook was refused."
-	case errors.Is(err, ErrNotSignedIn):
-		return "Please sign in first."
-	case errors.Is(err, ErrNoCustomer):
-		return "There is no billing account for you yet: subscribe first."
-	case errors.Is(err, ErrCheckoutInvalid):
-		return "This checkout link has already been used or is not valid. Sign in with your email address to continue."
-	case errors.Is(err, ErrStripe):
-		return "The payment provider could not be reached. Nothing was charged; please try again in a moment."
-	default:
-		return "The service is temporarily unavailable. Please try again in a moment."
 	}
-}
-
-func errorCode(err error) string {
-	switch {
-	case errors.Is(err, emailaddr.ErrInvalid), errors.Is(err, ErrInvalidEmail):
-		return "invalid_email"
-	case errors.Is(err, ErrBadRequest):
-		return "bad_request"
-	case errors.Is(err, ErrInvalidSignature):
-		return "invalid_webhook"
-	case errors.Is(err, ErrNotSignedIn):
-		return "not_signed_in"
-	case errors.Is(err, ErrNoCustomer):
-		return "no_billing_account"
-	case errors.Is(err, ErrCheckoutInvalid):
-		return "checkout_invalid"
-	case errors.Is(err, ErrStripe):
-		return "payment_provider_error"
-	default:
-		return "unavailable"
+	row := errorTable[lookupError(err)]
+	if row.message == "" {
+		return errorTable[1].message
 	}
+	return row.message
 }

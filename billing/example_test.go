@@ -2,6 +2,7 @@ package billing_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
@@ -14,8 +15,9 @@ import (
 )
 
 // Sign up in dev mode: no Stripe account, a local "no payment taken" page
-// whose form completes the checkout, then the user is signed in and
-// entitled.
+// whose form completes the checkout. Nobody is signed in by paying: the
+// account is created when the checkout completes, a sign-in link goes to
+// its address, and the page says where.
 func Example_devMode() {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, ":memory:")
@@ -29,9 +31,9 @@ func Example_devMode() {
 	svc, err := billing.New(st, nil, billing.Options{
 		BaseURL: "http://localhost:8080",
 		DevMode: true,
-		SignIn: func(ctx context.Context, w http.ResponseWriter, userID int64) error {
-			fmt.Println("signed in user", userID)
-			return nil // the application sets its session cookie here
+		SendSignInLink: func(ctx context.Context, email string) error {
+			fmt.Println("sign-in link to", email)
+			return nil // the application queues a magic link here
 		},
 		CurrentUser: func(ctx context.Context) (int64, bool) { return 0, false },
 	})
@@ -44,25 +46,64 @@ func Example_devMode() {
 	post := func(path string, form url.Values) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Accept", "application/json")
 		w := httptest.NewRecorder()
 		mux.ServeHTTP(w, r)
 		return w
 	}
 	w := post("/signup", url.Values{"email": {"ada@example.com"}})
-	page, _ := url.Parse(w.Header().Get("Location"))
+	var next struct{ URL string }
+	_ = json.Unmarshal(w.Body.Bytes(), &next)
+	page, _ := url.Parse(next.URL)
 	fmt.Println(w.Code, page.Path)
+	_, found, _ := st.UserByEmail(ctx, "ada@example.com")
+	fmt.Println("user before checkout:", found)
 
 	w = post(page.Path, url.Values{"session": {page.Query().Get("session")}})
-	fmt.Println(w.Code, w.Header().Get("Location"))
+	fmt.Print(w.Code, " ", w.Body.String())
 
 	id, _, _ := st.UserByEmail(ctx, "ada@example.com")
 	ok, err := svc.Entitled(ctx, id)
 	fmt.Println("entitled:", ok, err)
 	// Output:
-	// 303 /billing/dev-checkout
-	// signed in user 1
-	// 303 /app
+	// 200 /billing/dev-checkout
+	// user before checkout: false
+	// sign-in link to ada@example.com
+	// 200 {"email":"a•••@example.com","sign_in_url":"/login","status":"sign_in_link_sent"}
 	// entitled: true <nil>
+}
+
+// Limit sign-ups per client with your own limiter (here a function; in
+// production, one over package ratelimit shared between instances), keyed
+// by a client key your trusted proxy sets.
+func ExampleLimiterFunc() {
+	seen := map[string]int{}
+	opts := billing.Options{
+		Limiter: billing.LimiterFunc(func(ctx context.Context, key string) (bool, error) {
+			seen[key]++
+			return seen[key] <= 2, nil
+		}),
+		ClientKey: func(r *http.Request) string { return r.Header.Get("X-Real-IP") },
+	}
+	for range 3 {
+		ok, _ := opts.Limiter.Allow(context.Background(), "signup:192.0.2.1")
+		fmt.Println(ok)
+	}
+	// Output:
+	// true
+	// true
+	// false
+}
+
+// Entitle the current price and an older one; a subscription to any other
+// price of the same Stripe account grants nothing.
+func ExampleOptions_priceIDs() {
+	opts := billing.Options{
+		PriceID:  "price_2025_monthly",                                // sent to Checkout
+		PriceIDs: []string{"price_2024_monthly", "price_2025_yearly"}, // also entitle
+	}
+	fmt.Println(len(opts.PriceIDs) + 1)
+	// Output: 3
 }
 
 // Connect to Stripe (or stripe-mock) with a client of its own: the global

@@ -31,7 +31,7 @@ type harness struct {
 	handler http.Handler
 
 	mu        sync.Mutex
-	signedIn  []int64
+	links     []string // addresses SendSignInLink was called with
 	changes   []billing.Subscription
 	activated atomic.Int64
 	canceled  atomic.Int64
@@ -50,9 +50,9 @@ func newHarness(t testing.TB, st billing.Store, c *billing.Client, opts billing.
 	if opts.WebhookSecret == "" {
 		opts.WebhookSecret = secret
 	}
-	opts.SignIn = func(ctx context.Context, w http.ResponseWriter, userID int64) error {
+	opts.SendSignInLink = func(ctx context.Context, email string) error {
 		h.mu.Lock()
-		h.signedIn = append(h.signedIn, userID)
+		h.links = append(h.links, email)
 		h.mu.Unlock()
 		return nil
 	}
@@ -83,6 +83,12 @@ func newHarness(t testing.TB, st billing.Store, c *billing.Client, opts billing.
 		mux.ServeHTTP(w, r)
 	})
 	return h
+}
+
+func (h *harness) sentLinks() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.links...)
 }
 
 func (h *harness) changeCount() int {
@@ -147,11 +153,14 @@ func subObject(id, customer, status string, userID int64) map[string]any {
 	}
 }
 
+// checkoutObject is a completed Checkout session as apikit creates it for
+// a signed-in user: client_reference_id and apikit_user_id metadata.
 func checkoutObject(userID int64, customer, sub, email string) map[string]any {
 	return map[string]any{
 		"id": "cs_test_" + sub, "object": "checkout.session", "mode": "subscription", "status": "complete",
 		"payment_status": "paid", "client_reference_id": fmt.Sprint(userID), "customer": customer,
 		"subscription": sub, "customer_details": map[string]any{"email": email},
+		"metadata": map[string]any{"apikit_user_id": fmt.Sprint(userID)},
 	}
 }
 

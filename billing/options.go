@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,8 +18,14 @@ import (
 // documented defaults.
 type Options struct {
 	// PriceID is the Stripe price that sign-up subscribes to ("price_…").
-	// Required unless DevMode is set.
+	// Required unless DevMode is set. It always entitles.
 	PriceID string
+	// PriceIDs are further prices whose subscriptions entitle (older
+	// prices, other intervals). A subscription to any price not listed here
+	// nor in PriceID — another product of the same Stripe account — grants
+	// nothing: [Service.Entitled] is false for it and [Service.Subscription]
+	// ignores it.
+	PriceIDs []string
 	// BaseURL is the application's absolute origin, such as
 	// "https://favorites.example". Success and cancel URLs are built from
 	// it, never from the request's Host header. Required.
@@ -32,13 +39,28 @@ type Options struct {
 	// versions may decode wrongly.
 	IgnoreAPIVersionMismatch bool
 
-	// SignIn signs the user in on the response, as magiclink.Service's
-	// SignIn does. It is called after a completed checkout by a user the
-	// sign-up created (or who was already signed in). Required.
-	SignIn func(ctx context.Context, w http.ResponseWriter, userID int64) error
-	// CurrentUser returns the signed-in user, if any, for the portal and
-	// for sign-ups by signed-in users. Required.
+	// SendSignInLink sends a sign-in link to the address, which proves it
+	// (with magiclink: queue a login email, through its per-address
+	// limiter). Billing never signs anyone in: after a completed Checkout
+	// (or dev checkout) whose browser is not signed in as the buyer, it
+	// calls SendSignInLink once per Checkout session with the account's
+	// address and shows a page that says where the link went. Required.
+	SendSignInLink func(ctx context.Context, email string) error
+	// CurrentUser returns the signed-in user, if any, for the portal, for
+	// sign-ups by signed-in users and to send a signed-in buyer straight to
+	// AppPath after Checkout. Required.
 	CurrentUser func(ctx context.Context) (userID int64, ok bool)
+
+	// Limiter limits sign-ups (POST SignupPath), dev checkout completions
+	// and success-page visits per client, keyed by ClientKey with a
+	// "signup:", "dev-checkout:" or "success:" prefix (default: in memory,
+	// 20 per hour for each key, [NewMemoryLimiter]). A refusal or an error (fail closed, logged)
+	// answers 429 with Retry-After.
+	Limiter Limiter
+	// ClientKey returns the key a request's client is limited by (default:
+	// the host of RemoteAddr). Behind a reverse proxy, derive it from the
+	// forwarding header your trusted proxies set.
+	ClientKey func(r *http.Request) string
 
 	// SuccessPath is where Stripe Checkout returns after payment
 	// (default "/billing/success").
@@ -90,9 +112,13 @@ type Options struct {
 	OnActivated, OnCanceled, OnPaymentFailed func(ctx context.Context, userID int64)
 	OnChange                                 func(ctx context.Context, userID int64, s Subscription)
 
-	// ErrorHandler writes error responses (default: an HTML page for
-	// browsers, an RFC 9457 problem for JSON clients). err matches this
-	// package's sentinel errors; status is [StatusCode](err).
+	// ErrorHandler writes every refusal of every handler, the
+	// cross-origin 403s and the 429s included (default: an HTML page for
+	// browsers, an RFC 9457 problem for JSON clients, with [ErrorCode] and
+	// [PublicMessage]). err matches this package's sentinel errors; status
+	// is the response status, usually [StatusCode](err) (405 for a wrong
+	// method, 413 for a webhook body too large). Headers such as Allow and
+	// Retry-After are set before it is called.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// Logger receives failures and notable events (default: discard).
 	// Secrets, signatures and session ids are never logged.
@@ -130,8 +156,8 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 	}
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
 	def(&o.CancelURL, o.BaseURL+"/")
-	if o.SignIn == nil || o.CurrentUser == nil {
-		return o, optionsError("Options.SignIn and Options.CurrentUser are required")
+	if o.SendSignInLink == nil || o.CurrentUser == nil {
+		return o, optionsError("Options.SendSignInLink and Options.CurrentUser are required")
 	}
 	if o.PastDueGrace <= 0 {
 		o.PastDueGrace = 72 * time.Hour
@@ -147,6 +173,16 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Limiter == nil {
+		o.Limiter = NewMemoryLimiter(20, time.Hour, o.Now)
+	}
+	if o.ClientKey == nil {
+		o.ClientKey = remoteHost
+	}
+	o.PriceIDs = append([]string(nil), o.PriceIDs...)
+	if o.PriceID != "" {
+		o.PriceIDs = append(o.PriceIDs, o.PriceID)
 	}
 	if o.DevMode {
 		if c.Live() {
@@ -167,4 +203,13 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 		return o, optionsError("Options.WebhookSecret is required")
 	}
 	return o, nil
+}
+
+// remoteHost is the default ClientKey: the IP address of the peer.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

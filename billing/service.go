@@ -23,6 +23,8 @@ type Service struct {
 	devMu       sync.Mutex
 	devSessions map[string]devSession
 
+	sold map[string]bool // Options.PriceID and PriceIDs
+
 	stats counters
 }
 
@@ -46,12 +48,21 @@ func New(st Store, c *Client, opts Options) (*Service, error) {
 	if opts.DevMode {
 		c = nil
 	}
-	return &Service{
+	s := &Service{
 		store: st, client: c, opts: opts,
 		cop:         http.NewCrossOriginProtection(),
 		cache:       make(map[int64]entitlement),
 		devSessions: make(map[string]devSession),
-	}, nil
+		sold:        make(map[string]bool),
+	}
+	for _, p := range opts.PriceIDs {
+		s.sold[p] = true
+	}
+	s.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.stats.crossOrigin.Add(1)
+		s.fail(w, r, http.StatusForbidden, ErrCrossOrigin)
+	}))
+	return s, nil
 }
 
 // DevMode reports whether the service runs without Stripe
@@ -76,8 +87,10 @@ func (s *Service) Register(mux *http.ServeMux) {
 }
 
 // Entitled reports whether the user may use the API now: whether one of
-// their subscriptions is active or trialing, or past_due for less than
-// [Options.PastDueGrace]. Answers are cached for [Options.CacheTTL]; an
+// their subscriptions to a price sold ([Options.PriceID], [Options.PriceIDs])
+// is active or trialing, or past_due for less than [Options.PastDueGrace].
+// A subscription to any other price grants nothing; a dev subscription
+// ([Subscription.Dev]) grants only in dev mode, until its period ends. Answers are cached for [Options.CacheTTL]; an
 // error means the store failed (fail closed: do not serve).
 func (s *Service) Entitled(ctx context.Context, userID int64) (bool, error) {
 	now := s.opts.Now()
@@ -95,7 +108,7 @@ func (s *Service) Entitled(ctx context.Context, userID int64) (bool, error) {
 	}
 	entitled := false
 	for _, sub := range subs {
-		if sub.Entitling(now, s.opts.PastDueGrace) {
+		if s.grants(sub, now) {
 			entitled = true
 			break
 		}
@@ -115,9 +128,10 @@ func (s *Service) forget(userID int64) {
 	s.cacheMu.Unlock()
 }
 
-// Subscription returns the user's main subscription: the newest one that
-// entitles them, else the newest one. found is false for a user who has
-// never subscribed.
+// Subscription returns the user's main subscription among those this
+// service sold (see [Service.Entitled]): the newest one that entitles them,
+// else the newest one. found is false for a user who has no such
+// subscription.
 func (s *Service) Subscription(ctx context.Context, userID int64) (Subscription, bool, error) {
 	subs, err := s.store.Subscriptions(ctx, userID)
 	if err != nil {
@@ -128,16 +142,35 @@ func (s *Service) Subscription(ctx context.Context, userID int64) (Subscription,
 }
 
 func (s *Service) primary(subs []Subscription) (Subscription, bool) {
-	if len(subs) == 0 {
-		return Subscription{}, false
-	}
 	now := s.opts.Now()
+	var newest Subscription
+	found := false
 	for _, sub := range subs {
+		if !s.counts(sub) {
+			continue
+		}
 		if sub.Entitling(now, s.opts.PastDueGrace) {
 			return sub, true
 		}
+		if !found {
+			newest, found = sub, true
+		}
 	}
-	return subs[0], true
+	return newest, found
+}
+
+// counts reports whether the subscription is one this service sold: to a
+// configured price, or, in dev mode only, a dev subscription.
+func (s *Service) counts(sub Subscription) bool {
+	if sub.Dev() {
+		return s.opts.DevMode
+	}
+	return s.sold[sub.PriceID]
+}
+
+// grants reports whether the subscription entitles its user now.
+func (s *Service) grants(sub Subscription, now time.Time) bool {
+	return s.counts(sub) && sub.Entitling(now, s.opts.PastDueGrace)
 }
 
 // Prune deletes webhook event ids older than [Options.EventRetention] and
@@ -152,8 +185,11 @@ func (s *Service) Prune(ctx context.Context) (int64, error) {
 type Stats struct {
 	CheckoutsCreated uint64 // Checkout sessions created (or dev checkouts started)
 	CheckoutErrors   uint64 // sign-ups that failed on Stripe or the store
-	SignIns          uint64 // users signed in after checkout
-	SuccessRefused   uint64 // success pages refused: used, incomplete or unknown sessions
+	SignInLinksSent  uint64 // sign-in links sent after a completed checkout
+	SignInLinkErrors uint64 // Options.SendSignInLink failed
+	SuccessRefused   uint64 // success pages refused: incomplete, unknown or foreign sessions
+	RateLimited      uint64 // sign-ups and dev checkouts refused by Options.Limiter
+	CrossOrigin      uint64 // cross-origin requests refused
 	PortalSessions   uint64
 	PortalErrors     uint64
 	DevCheckouts     uint64 // dev-mode checkouts completed
@@ -169,9 +205,10 @@ type Stats struct {
 }
 
 type counters struct {
-	checkouts, checkoutErrors, signIns, successRefused, portals, portalErrors, devCheckouts atomic.Uint64
-	applied, duplicate, ignored, invalid, failed                                            atomic.Uint64
-	cacheHits, cacheMisses                                                                  atomic.Uint64
+	checkouts, checkoutErrors, linksSent, linkErrors, successRefused, portals, portalErrors, devCheckouts atomic.Uint64
+	limited, crossOrigin                                                                                  atomic.Uint64
+	applied, duplicate, ignored, invalid, failed                                                          atomic.Uint64
+	cacheHits, cacheMisses                                                                                atomic.Uint64
 }
 
 // Stats returns the service's counters.
@@ -179,7 +216,8 @@ func (s *Service) Stats() Stats {
 	c := &s.stats
 	return Stats{
 		CheckoutsCreated: c.checkouts.Load(), CheckoutErrors: c.checkoutErrors.Load(),
-		SignIns: c.signIns.Load(), SuccessRefused: c.successRefused.Load(),
+		SignInLinksSent: c.linksSent.Load(), SignInLinkErrors: c.linkErrors.Load(), SuccessRefused: c.successRefused.Load(),
+		RateLimited: c.limited.Load(), CrossOrigin: c.crossOrigin.Load(),
 		PortalSessions: c.portals.Load(), PortalErrors: c.portalErrors.Load(), DevCheckouts: c.devCheckouts.Load(),
 		WebhooksApplied: c.applied.Load(), WebhooksDuplicate: c.duplicate.Load(), WebhooksIgnored: c.ignored.Load(),
 		WebhooksInvalid: c.invalid.Load(), WebhooksFailed: c.failed.Load(),

@@ -34,14 +34,16 @@ type Store interface {
 	//     user, unless the customer is already linked (the first link wins);
 	//   - if ch.Subscription.SubscriptionID is set, write the subscription
 	//     row as ch.Mode says ([WriteIfNewer], [WriteIfAbsent],
-	//     [WriteTerminal]); ch.Subscription.UserID is ignored, since a
+	//     [WriteTerminal], [WriteCurrent]); ch.Subscription.UserID is ignored, since a
 	//     subscription belongs to the user its customer is linked to.
 	//
 	// Applied.Previous is the subscription row before the change, with the
-	// UserID its customer was linked to before the change
-	// (PreviousFound tells whether there was a row), Applied.Written whether the row was
-	// written, and Applied.UserID the user its customer (or ch.CustomerID)
-	// is linked to after the change, 0 if none.
+	// UserID its customer was linked to before the change (PreviousFound
+	// tells whether there was a row); Applied.Current is the row after the
+	// change (CurrentFound), with the UserID its customer is linked to after
+	// it, so that the caller need not read it again; Applied.Written tells
+	// whether the row was written, and Applied.UserID is the user its
+	// customer (or ch.CustomerID) is linked to after the change, 0 if none.
 	ApplyEvent(ctx context.Context, ev Event, ch Change) (Applied, error)
 
 	// Subscriptions returns the subscriptions of all customers linked to
@@ -79,9 +81,12 @@ type WriteMode int
 
 const (
 	// WriteIfNewer writes the row unless it has ended or holds a newer
-	// event: it is written when there is no row, or when the stored
-	// EventCreated is not after the new one (ties: the later delivery
-	// wins).
+	// event: it is written when there is no row, when the stored
+	// EventCreated is before the new one, or, when they are equal (Stripe's
+	// created times have whole seconds, and customer.subscription.created
+	// and .updated often share one), when the new status's
+	// [StatusPrecedence] is not below the stored one's (equal precedence:
+	// the later delivery wins).
 	WriteIfNewer WriteMode = iota
 	// WriteIfAbsent writes the row only if there is none: the provisional
 	// state from a completed Checkout, which any subscription event
@@ -92,7 +97,36 @@ const (
 	// so that the ended state is the deletion's alone, whatever order
 	// events came in. No later write changes an ended row.
 	WriteTerminal
+	// WriteCurrent writes a state read from the Stripe API after the event
+	// arrived, to settle a tie: like WriteIfNewer, but on equal
+	// EventCreated it is written whatever the stored status, since it is
+	// newer than every event of that second.
+	WriteCurrent
 )
+
+// StatusPrecedence ranks Stripe subscription statuses by how late they come
+// in a subscription's life, to settle events of equal created time when
+// the Stripe API cannot be asked (dev mode, or the API failed): incomplete
+// 0, trialing 1, active 2, past_due and paused 3, unpaid 4, canceled and
+// incomplete_expired 5; any other status 0. Of two states stamped with the
+// same second, the later in life wins, so a paid subscription whose
+// "created" (incomplete) and "updated" (active) events tie is never left
+// incomplete.
+func StatusPrecedence(status string) int {
+	switch status {
+	case "trialing":
+		return 1
+	case "active":
+		return 2
+	case "past_due", "paused":
+		return 3
+	case "unpaid":
+		return 4
+	case "canceled", "incomplete_expired":
+		return 5
+	}
+	return 0
+}
 
 // Change is what one webhook event changes; see [Store.ApplyEvent]. The
 // zero Change records the event and changes nothing else.
@@ -109,6 +143,8 @@ type Applied struct {
 	Written       bool
 	Previous      Subscription
 	PreviousFound bool
+	Current       Subscription
+	CurrentFound  bool
 	UserID        int64
 }
 
@@ -138,9 +174,11 @@ type Subscription struct {
 // time now, given the grace period for past_due subscriptions: active and
 // trialing do; past_due does until grace after the current period began
 // (when the failed renewal was due; a property of the subscription, not of
-// the order events arrived in); an ended subscription never does.
+// the order events arrived in); an ended subscription never does, nor a
+// dev subscription ([Subscription.Dev]) past its CurrentPeriodEnd. Which
+// prices entitle is the [Service]'s business ([Service.Entitled]).
 func (s Subscription) Entitling(now time.Time, grace time.Duration) bool {
-	if s.Ended {
+	if s.Ended || (s.Dev() && !now.Before(s.CurrentPeriodEnd)) {
 		return false
 	}
 	switch s.Status {

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/apikit/apikit/internal/emailaddr"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
@@ -19,7 +20,8 @@ import (
 // with 413 (Stripe's events are a few kilobytes).
 const MaxWebhookBytes = 64 << 10
 
-// WebhookTolerance is how old a webhook's signed timestamp may be.
+// WebhookTolerance is how far a webhook's signed timestamp may be from
+// now, in the past or in the future.
 const WebhookTolerance = 5 * time.Minute
 
 // WebhookHandler returns the Stripe webhook endpoint. It verifies the
@@ -107,7 +109,35 @@ func (s *Service) verify(payload []byte, header string) (stripe.Event, error) {
 	case ev.ID == "" || ev.Type == "" || ev.Data == nil:
 		return ev, fmt.Errorf("%w: event without id, type or data", ErrInvalidSignature)
 	}
+	// stripe-go refuses only timestamps too far in the past; a signed
+	// timestamp too far in the future (a clock skewed, or an event signed
+	// ahead to be replayed later) is refused too.
+	if t, ok := signatureTime(header); !ok || t.After(time.Now().Add(WebhookTolerance)) {
+		return ev, fmt.Errorf("%w: timestamp in the future", ErrInvalidSignature)
+	}
 	return ev, nil
+}
+
+// signatureTime returns the latest of the t= timestamps of a
+// Stripe-Signature header ("t=1700000000,v1=…,v0=…"); ok is false when
+// there is none or one is not a number.
+func signatureTime(header string) (t time.Time, ok bool) {
+	latest := int64(math.MinInt64)
+	for _, item := range strings.Split(header, ",") {
+		k, v, found := strings.Cut(item, "=")
+		if !found || k != "t" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		latest = max(latest, n)
+	}
+	if latest == math.MinInt64 {
+		return time.Time{}, false
+	}
+	return time.Unix(latest, 0), true
 }
 
 type eventStatus int
@@ -128,7 +158,13 @@ func (s *Service) handleEvent(ctx context.Context, ev stripe.Event) (eventStatus
 	)
 	switch ev.Type {
 	case "checkout.session.completed":
-		ch, err = s.checkoutChange(ctx, ev)
+		var cs stripe.CheckoutSession
+		if json.Unmarshal(ev.Data.Raw, &cs) == nil { // else recorded, ignored
+			var uid int64
+			if ch, uid, err = s.checkoutChange(ctx, &cs); err == nil && uid == 0 {
+				s.opts.Logger.Info("billing: completed checkout not created by apikit; ignored", "event", ev.ID)
+			}
+		}
 	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted":
 		ch, err = s.subscriptionChange(ctx, ev, created)
 	case "invoice.paid", "invoice.payment_failed":
@@ -142,114 +178,55 @@ func (s *Service) handleEvent(ctx context.Context, ev stripe.Event) (eventStatus
 	if err != nil {
 		return 0, err
 	}
-	a, err := s.store.ApplyEvent(ctx, Event{ID: ev.ID, Type: string(ev.Type), Created: created, ReceivedAt: s.opts.Now()}, ch)
+	a, err := s.apply(ctx, Event{ID: ev.ID, Type: string(ev.Type), Created: created, ReceivedAt: s.opts.Now()}, ch)
 	if err != nil {
 		return 0, err
 	}
 	if a.Duplicate {
 		return eventDuplicate, nil
 	}
-	s.afterApply(ctx, ch, a)
 	if ev.Type == "invoice.payment_failed" && a.UserID != 0 && s.opts.OnPaymentFailed != nil {
 		s.opts.OnPaymentFailed(ctx, a.UserID)
 	}
 	return eventApplied, nil
 }
 
-// checkoutChange links the session's customer to its user, found by
-// client_reference_id or else by the customer's email (creating the user,
-// who has paid), and writes the provisional subscription state.
-func (s *Service) checkoutChange(ctx context.Context, ev stripe.Event) (Change, error) {
-	var cs stripe.CheckoutSession
-	if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
-		return Change{}, nil // recorded, ignored: not a session we can read
-	}
-	if cs.Mode != stripe.CheckoutSessionModeSubscription || cs.Customer == nil || cs.Customer.ID == "" {
-		return Change{}, nil
-	}
-	uid, err := s.sessionUser(ctx, &cs)
-	if err != nil {
-		return Change{}, err
-	}
-	if uid == 0 {
-		s.opts.Logger.Warn("billing: completed checkout matches no user", "event", ev.ID, "session", cs.ID)
-		return Change{}, nil
-	}
-	return s.provisional(uid, &cs), nil
-}
-
-// sessionUser finds the user a Checkout session belongs to; 0 if none.
-func (s *Service) sessionUser(ctx context.Context, cs *stripe.CheckoutSession) (int64, error) {
-	if id, err := strconv.ParseInt(cs.ClientReferenceID, 10, 64); err == nil && id > 0 {
-		_, found, err := s.store.UserEmail(ctx, id)
-		if err != nil {
-			return 0, err
-		}
-		if found {
-			return id, nil
-		}
-	}
-	email := cs.CustomerEmail
-	if cs.CustomerDetails != nil && cs.CustomerDetails.Email != "" {
-		email = cs.CustomerDetails.Email
-	}
-	email, err := emailaddr.Normalize(email)
-	if err != nil {
-		return 0, nil
-	}
-	id, _, err := s.store.EnsureUser(ctx, email)
-	return id, err
-}
-
-// provisional is the Change of a completed Checkout session: the link, and
-// the subscription's state as far as the session tells it, written only if
-// no subscription event has written the row yet.
-func (s *Service) provisional(uid int64, cs *stripe.CheckoutSession) Change {
-	ch := Change{UserID: uid, CustomerID: cs.Customer.ID}
-	if cs.Subscription == nil || cs.Subscription.ID == "" || cs.Status != stripe.CheckoutSessionStatusComplete {
-		return ch
-	}
-	status := "incomplete"
-	switch cs.PaymentStatus {
-	case stripe.CheckoutSessionPaymentStatusPaid:
-		status = "active"
-	case stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
-		status = "trialing"
-	}
-	ch.Subscription = Subscription{
-		CustomerID: cs.Customer.ID, SubscriptionID: cs.Subscription.ID, Status: status, PriceID: s.opts.PriceID,
-	}
-	ch.Mode = WriteIfAbsent
-	return ch
-}
-
 // subscriptionChange writes the subscription's state if the event is
-// newer than the stored one; a deletion is terminal.
+// newer than the stored one; a deletion is terminal. When the stored state
+// came from an event of the same second (Stripe's created times have whole
+// seconds) and a Stripe client is configured, the subscription is read
+// again from the API and that state is written ([WriteCurrent]); in dev
+// mode, or when the API fails, the store settles the tie by
+// [StatusPrecedence].
 func (s *Service) subscriptionChange(ctx context.Context, ev stripe.Event, created time.Time) (Change, error) {
 	var sub stripe.Subscription
 	if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil || sub.ID == "" || sub.Customer == nil || sub.Customer.ID == "" {
 		return Change{}, nil // recorded, ignored
 	}
-	ch := Change{
-		CustomerID: sub.Customer.ID,
-		Subscription: Subscription{
-			CustomerID: sub.Customer.ID, SubscriptionID: sub.ID, Status: string(sub.Status),
-			CancelAtPeriodEnd: sub.CancelAtPeriodEnd, EventCreated: created,
-		},
-	}
-	if sub.CurrentPeriodStart > 0 {
-		ch.Subscription.CurrentPeriodStart = time.Unix(sub.CurrentPeriodStart, 0).UTC()
-	}
-	if sub.CurrentPeriodEnd > 0 {
-		ch.Subscription.CurrentPeriodEnd = time.Unix(sub.CurrentPeriodEnd, 0).UTC()
-	}
-	if sub.Items != nil && len(sub.Items.Data) > 0 && sub.Items.Data[0].Price != nil {
-		ch.Subscription.PriceID = sub.Items.Data[0].Price.ID
-	}
+	ch := Change{CustomerID: sub.Customer.ID, Subscription: subscriptionState(&sub, created)}
 	if ev.Type == "customer.subscription.deleted" {
 		ch.Mode = WriteTerminal
 		if ch.Subscription.Status == "" {
 			ch.Subscription.Status = "canceled"
+		}
+	} else if s.client != nil {
+		prev, found, err := s.store.SubscriptionByID(ctx, sub.ID)
+		if err != nil {
+			return Change{}, err
+		}
+		if found && !prev.Ended && prev.EventCreated.Equal(created) {
+			cur, err := s.client.subscription(ctx, sub.ID)
+			if err == nil && cur.ID == sub.ID {
+				ch.Subscription = subscriptionState(cur, created)
+				ch.Subscription.CustomerID = sub.Customer.ID
+				ch.Mode = WriteCurrent
+			} else {
+				args := []any{"event", ev.ID, "subscription", sub.ID}
+				if err != nil {
+					args = append(args, stripeErrorSummary(err)...)
+				}
+				s.opts.Logger.Warn("billing: events of one second; re-reading the subscription failed, settling by status precedence", args...)
+			}
 		}
 	}
 	// Subscriptions created by our Checkout carry the user id, so they are
@@ -266,35 +243,23 @@ func (s *Service) subscriptionChange(ctx context.Context, ev stripe.Event, creat
 	return ch, nil
 }
 
-// afterApply drops the user's cached entitlement and runs the callbacks.
-func (s *Service) afterApply(ctx context.Context, ch Change, a Applied) {
-	uid := a.UserID
-	if uid == 0 {
-		return
+// subscriptionState is the stored state of a Stripe subscription object.
+func subscriptionState(sub *stripe.Subscription, created time.Time) Subscription {
+	st := Subscription{
+		SubscriptionID: sub.ID, Status: string(sub.Status),
+		CancelAtPeriodEnd: sub.CancelAtPeriodEnd, EventCreated: created,
 	}
-	s.forget(uid)
-	if ch.Subscription.SubscriptionID == "" {
-		return
+	if sub.Customer != nil {
+		st.CustomerID = sub.Customer.ID
 	}
-	linkedNow := a.PreviousFound && a.Previous.UserID != uid
-	if !a.Written && !linkedNow {
-		return
+	if sub.CurrentPeriodStart > 0 {
+		st.CurrentPeriodStart = time.Unix(sub.CurrentPeriodStart, 0).UTC()
 	}
-	after, found, err := s.store.SubscriptionByID(ctx, ch.Subscription.SubscriptionID)
-	if err != nil || !found {
-		s.opts.Logger.Warn("billing: reading a subscription after applying an event", "subscription", ch.Subscription.SubscriptionID, "err", err)
-		return
+	if sub.CurrentPeriodEnd > 0 {
+		st.CurrentPeriodEnd = time.Unix(sub.CurrentPeriodEnd, 0).UTC()
 	}
-	if s.opts.OnChange != nil {
-		s.opts.OnChange(ctx, uid, after)
+	if sub.Items != nil && len(sub.Items.Data) > 0 && sub.Items.Data[0].Price != nil {
+		st.PriceID = sub.Items.Data[0].Price.ID
 	}
-	was := a.PreviousFound && a.Previous.UserID == uid && !a.Previous.Ended &&
-		(a.Previous.Status == "active" || a.Previous.Status == "trialing")
-	is := !after.Ended && (after.Status == "active" || after.Status == "trialing")
-	if !was && is && s.opts.OnActivated != nil {
-		s.opts.OnActivated(ctx, uid)
-	}
-	if ch.Mode == WriteTerminal && a.Written && s.opts.OnCanceled != nil {
-		s.opts.OnCanceled(ctx, uid)
-	}
+	return st
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/apikit/apikit/billing"
@@ -92,8 +93,13 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 		customer := ch.CustomerID
 		if sub.SubscriptionID != "" {
 			customer = sub.CustomerID
-			if out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode); err != nil {
+			if out.Current, out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode); err != nil {
 				return err
+			}
+			if out.Written {
+				out.CurrentFound = true
+			} else {
+				out.Current, out.CurrentFound = out.Previous, out.PreviousFound
 			}
 		}
 		if customer != "" {
@@ -101,6 +107,9 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 				`SELECT user_id FROM billing_customers WHERE customer_id = ?`), customer)
 			if _, err := isFound(err); err != nil {
 				return err
+			}
+			if out.CurrentFound {
+				out.Current.UserID = out.UserID
 			}
 		}
 		return nil
@@ -131,7 +140,22 @@ func (s *Store) subscriptionTx(ctx context.Context, tx *sqlx.Tx, id string) (bil
 	return r.subscription(), true, nil
 }
 
-func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.Subscription, mode billing.WriteMode) (bool, error) {
+// tieRank is the SQL for billing.StatusPrecedence of the stored row's
+// status, built from the Go function so that the two cannot disagree.
+var tieRank = func() string {
+	var b strings.Builder
+	b.WriteString("CASE billing_subscriptions.status")
+	for _, st := range []string{"incomplete", "trialing", "active", "past_due", "paused", "unpaid", "canceled", "incomplete_expired"} {
+		fmt.Fprintf(&b, " WHEN '%s' THEN %d", st, billing.StatusPrecedence(st))
+	}
+	b.WriteString(" ELSE 0 END")
+	return b.String()
+}()
+
+// writeSubscription upserts the row as mode says and returns it as
+// written; written is false when the guard kept the stored row. The upsert
+// returns its row (RETURNING), so nothing is read again.
+func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.Subscription, mode billing.WriteMode) (billing.Subscription, bool, error) {
 	ended := mode == billing.WriteTerminal
 	insert := `INSERT INTO billing_subscriptions (subscription_id, customer_id, status, price_id,
 		current_period_start, current_period_end, cancel_at_period_end, ended, event_created, updated_at)
@@ -140,19 +164,31 @@ func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.
 		price_id = excluded.price_id, current_period_start = excluded.current_period_start,
 		current_period_end = excluded.current_period_end,
 		cancel_at_period_end = excluded.cancel_at_period_end, ended = excluded.ended,
-		updated_at = excluded.updated_at, `
+		updated_at = excluded.updated_at, event_created = excluded.event_created `
+	args := []any{sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodStart),
+		ts(sub.CurrentPeriodEnd), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(s.now())}
 	switch mode {
 	case billing.WriteIfAbsent:
 		insert += `DO NOTHING`
 	case billing.WriteTerminal:
-		insert += set + `event_created = excluded.event_created WHERE NOT billing_subscriptions.ended`
+		insert += set + `WHERE NOT billing_subscriptions.ended`
+	case billing.WriteCurrent:
+		insert += set + `WHERE NOT billing_subscriptions.ended AND billing_subscriptions.event_created <= excluded.event_created`
 	default:
-		insert += set + `event_created = excluded.event_created
-			WHERE NOT billing_subscriptions.ended AND billing_subscriptions.event_created <= excluded.event_created`
+		// Ties are settled by status precedence, in the statement itself,
+		// so that the rule holds for concurrent deliveries too.
+		insert += set + `WHERE NOT billing_subscriptions.ended AND (billing_subscriptions.event_created < excluded.event_created
+			OR (billing_subscriptions.event_created = excluded.event_created AND ` + tieRank + ` <= ?))`
+		args = append(args, billing.StatusPrecedence(sub.Status))
 	}
-	return affected(tx.ExecContext(ctx, tx.Rebind(insert),
-		sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodStart),
-		ts(sub.CurrentPeriodEnd), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(s.now())))
+	insert += ` RETURNING subscription_id, customer_id, status, price_id, current_period_start, current_period_end,
+		cancel_at_period_end, ended, event_created, updated_at`
+	var r subRow
+	ok, err := isFound(tx.GetContext(ctx, &r, tx.Rebind(insert), args...))
+	if !ok {
+		return billing.Subscription{}, false, err
+	}
+	return r.subscription(), true, nil
 }
 
 // Subscriptions implements [billing.Store].

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -191,6 +192,61 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 		if s := get(t, b, "sub_1"); s.CancelAtPeriodEnd || !s.EventCreated.Equal(t0.Add(2*time.Minute)) {
 			t.Errorf("after a newer event: cancel %v at %v; want false at %v", s.CancelAtPeriodEnd, s.EventCreated, t0.Add(2*time.Minute))
+		}
+	})
+
+	// Ties: customer.subscription.created (incomplete) and .updated
+	// (active) share a second and arrive in either order; the paid state
+	// must win both ways (StatusPrecedence), and a state read from Stripe
+	// (WriteCurrent) wins a tie whatever its status.
+	t.Run("Ties", func(t *testing.T) {
+		for _, order := range [][2]string{{"incomplete", "active"}, {"active", "incomplete"}} {
+			t.Run(order[0]+"First", func(t *testing.T) {
+				b := newBackend(t)
+				uid := mustUser(t, b, "tie@example.com")
+				link := func(s billing.Subscription) billing.Change {
+					return billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s}
+				}
+				apply(t, b, ev("evt_a", t0), link(sub(order[0], t0)))
+				a := apply(t, b, ev("evt_b", t0), link(sub(order[1], t0)))
+				if s := get(t, b, "sub_1"); s.Status != "active" {
+					t.Fatalf("after %s then %s in one second: %s; want active", order[0], order[1], s.Status)
+				}
+				if a.Current.Status != "active" || !a.CurrentFound || a.Current.UserID != uid {
+					t.Errorf("Applied.Current = %+v (found %v); want the active row of user %d", a.Current, a.CurrentFound, uid)
+				}
+				// A state read from the API wins a tie, even a lower one.
+				a = apply(t, b, ev("evt_reread", t0), billing.Change{CustomerID: "cus_1", Subscription: sub("incomplete", t0), Mode: billing.WriteCurrent})
+				if !a.Written || get(t, b, "sub_1").Status != "incomplete" {
+					t.Errorf("WriteCurrent on a tie = %+v; want written", a)
+				}
+				// ...but not an older event's.
+				a = apply(t, b, ev("evt_reread_old", t0.Add(-time.Second)), billing.Change{CustomerID: "cus_1", Subscription: sub("active", t0.Add(-time.Second)), Mode: billing.WriteCurrent})
+				if a.Written || a.Current.Status != "incomplete" {
+					t.Errorf("WriteCurrent of an older event = %+v; want not written, current incomplete", a)
+				}
+			})
+		}
+	})
+
+	t.Run("AppliedCurrent", func(t *testing.T) {
+		b := newBackend(t)
+		uid := mustUser(t, b, "current@example.com")
+		want := sub("trialing", t0)
+		want.CancelAtPeriodEnd = true
+		a := apply(t, b, ev("evt_1", t0), billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: want})
+		got := get(t, b, "sub_1")
+		if !a.CurrentFound || !reflect.DeepEqual(a.Current, got) {
+			t.Errorf("Applied.Current = %+v; want the stored row %+v", a.Current, got)
+		}
+		// Not written: Current is the stored row, unchanged.
+		a = apply(t, b, ev("evt_old", t0.Add(-time.Minute)), billing.Change{CustomerID: "cus_1", Subscription: sub("active", t0.Add(-time.Minute))})
+		if a.Written || !a.CurrentFound || !reflect.DeepEqual(a.Current, got) {
+			t.Errorf("Applied.Current of an older event = %+v; want the stored row", a)
+		}
+		// No subscription in the change: nothing current.
+		if a := apply(t, b, ev("evt_none", t0), billing.Change{CustomerID: "cus_1"}); a.CurrentFound {
+			t.Errorf("Applied.Current without a subscription = %+v", a)
 		}
 	})
 

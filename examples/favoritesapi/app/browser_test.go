@@ -127,8 +127,18 @@ func TestBrowserJourney(t *testing.T) {
 	if body := text("body"); !strings.Contains(strings.ToLower(body), "no payment") {
 		t.Errorf("the dev checkout page does not say no payment is taken:\n%s", body)
 	}
-	do("dashboard",
+	do("link sent",
 		chromedp.Click(chromedp.CSS(`form[action*="dev-checkout"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#sent-title")))
+	if body := text("body"); !strings.Contains(body, "We sent a sign-in link to b•••@example.com") {
+		t.Errorf("after checkout the page does not say where the link went:\n%s", body)
+	}
+	// Paying proves nothing about the address: the emailed link does.
+	do("confirm first sign-in",
+		chromedp.Navigate(smtp.WaitLink(t, email)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action*="/login/verify"] button`)))
+	do("dashboard",
+		chromedp.Click(chromedp.CSS(`form[action*="/login/verify"] button`)),
 		chromedp.WaitVisible(chromedp.CSS("#create-key")))
 	if got := location(); got != s.URL+"/app" {
 		t.Errorf("after checkout the browser is at %s, want /app", got)

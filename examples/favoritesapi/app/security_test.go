@@ -255,6 +255,14 @@ func signInWith(t testing.TB, s *testServer, c *http.Client, email string) strin
 	login := get(t, c, s.URL+"/login")
 	submit(t, c, login, "/login", url.Values{"email": {email}})
 	link := s.Mail.waitLink(t, email, before+1)
+	followLink(t, c, link)
+	return link
+}
+
+// followLink signs the browser in with an emailed link: the confirmation
+// page, then its POST.
+func followLink(t testing.TB, c *http.Client, link string) {
+	t.Helper()
 	confirm := get(t, c, link)
 	if confirm.status != http.StatusOK {
 		t.Fatalf("GET %s = %d", link, confirm.status)
@@ -263,7 +271,6 @@ func signInWith(t testing.TB, s *testServer, c *http.Client, email string) strin
 	if p.status != http.StatusSeeOther || p.location != "/app" {
 		t.Fatalf("POST /login/verify = %d to %q, want 303 /app:\n%s", p.status, p.location, p.body)
 	}
-	return link
 }
 
 // TestKeyEnvironment: a deployment accepts only the keys of its own

@@ -235,11 +235,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.logger.Warn("billing in DEV MODE: no STRIPE_SECRET_KEY, so sign-ups are completed on a local page and no payment is taken")
 	}
 	if s.billing, err = billing.New(s.store, stripe, billing.Options{
-		PriceID:       cfg.StripePriceID,
-		BaseURL:       cfg.BaseURL,
-		WebhookSecret: cfg.StripeWebhookSecret,
-		DevMode:       cfg.DevBilling(),
-		SignIn:        s.login.SignIn,
+		PriceID:        cfg.StripePriceID,
+		BaseURL:        cfg.BaseURL,
+		WebhookSecret:  cfg.StripeWebhookSecret,
+		DevMode:        cfg.DevBilling(),
+		SendSignInLink: s.sendSignInLink,
 		CurrentUser: func(ctx context.Context) (int64, bool) {
 			u, ok := magiclink.UserFrom(ctx)
 			return u.ID, ok

@@ -80,9 +80,8 @@ func TestStripeFlow(t *testing.T) {
 		t.Fatalf("POST /signup = %d to %q, want 303 to Stripe Checkout:\n%s", p.status, p.location, p.body)
 	}
 	ctx := context.Background()
-	userID, found, err := s.Store().UserByEmail(ctx, email)
-	if err != nil || !found {
-		t.Fatalf("sign-up did not create the user: %v", err)
+	if _, found, err := s.Store().UserByEmail(ctx, email); err != nil || found {
+		t.Fatalf("sign-up created the user before Checkout completed (%v)", err)
 	}
 
 	// Stripe reports the completed checkout, then the subscription.
@@ -101,10 +100,15 @@ func TestStripeFlow(t *testing.T) {
 	}
 	if st := stripe.send("checkout.session.completed", map[string]any{
 		"id": "cs_favoritesapi", "object": "checkout.session", "mode": "subscription", "status": "complete",
-		"client_reference_id": fmt.Sprint(userID), "customer": customerID, "subscription": subscriptionID,
+		"customer": customerID, "subscription": subscriptionID,
 		"customer_details": map[string]any{"email": email},
+		"metadata":         map[string]any{"apikit_signup_email": email}, // as billing's sign-up sets it
 	}); st != 200 {
 		t.Fatalf("checkout.session.completed: %d", st)
+	}
+	userID, found, err := s.Store().UserByEmail(ctx, email)
+	if err != nil || !found {
+		t.Fatalf("the completed checkout did not create the user: %v", err)
 	}
 	if st := stripe.send("customer.subscription.created", subscription("active")); st != 200 {
 		t.Fatalf("customer.subscription.created: %d", st)

@@ -1,0 +1,66 @@
+package billing
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// PortalHandler returns the customer-portal endpoint (GET or POST): for the
+// signed-in user ([Options.CurrentUser]) it creates a Stripe Billing Portal
+// session that returns to [Options.AppPath], and answers 303 to it. Without
+// a signed-in user browsers go to [Options.SignInURL] and JSON clients get
+// 401; a user who never completed a checkout gets 404. It refuses
+// cross-origin requests itself (403), whatever router mounts it.
+func (s *Service) PortalHandler() http.Handler { return s.protect(s.servePortal) }
+
+func (s *Service) servePortal(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, POST")
+		s.fail(w, r, http.StatusMethodNotAllowed, ErrBadRequest)
+		return
+	}
+	ctx := r.Context()
+	uid, ok := s.opts.CurrentUser(ctx)
+	if !ok {
+		if isJSON(r) || !acceptsHTML(r) {
+			s.fail(w, r, http.StatusUnauthorized, ErrNotSignedIn)
+			return
+		}
+		s.redirect(w, r, s.opts.SignInURL)
+		return
+	}
+	if s.opts.DevMode {
+		s.render(w, http.StatusOK, "devportal", map[string]any{"Title": "DEV MODE — no billing portal", "AppURL": s.opts.AppPath})
+		return
+	}
+	customer := ""
+	subs, err := s.store.Subscriptions(ctx, uid)
+	if err == nil {
+		if sub, ok := s.primary(subs); ok {
+			customer = sub.CustomerID
+		} else {
+			var cs []string
+			if cs, err = s.store.Customers(ctx, uid); err == nil && len(cs) > 0 {
+				customer = cs[0]
+			}
+		}
+	}
+	if err != nil {
+		s.stats.portalErrors.Add(1)
+		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err))
+		return
+	}
+	if customer == "" {
+		s.fail(w, r, http.StatusNotFound, ErrNoCustomer)
+		return
+	}
+	ps, err := s.client.createPortal(ctx, customer, s.opts.BaseURL+s.opts.AppPath)
+	if err != nil || ps.URL == "" {
+		s.stats.portalErrors.Add(1)
+		s.opts.Logger.Error("billing: creating a portal session", append([]any{"user", uid}, stripeErrorSummary(err)...)...)
+		s.fail(w, r, http.StatusBadGateway, ErrStripe)
+		return
+	}
+	s.stats.portals.Add(1)
+	s.redirect(w, r, ps.URL)
+}
