@@ -235,11 +235,16 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.logger.Warn("billing in DEV MODE: no STRIPE_SECRET_KEY, so sign-ups are completed on a local page and no payment is taken")
 	}
 	if s.billing, err = billing.New(s.store, stripe, billing.Options{
-		PriceID:        cfg.StripePriceID,
-		BaseURL:        cfg.BaseURL,
-		WebhookSecret:  cfg.StripeWebhookSecret,
-		DevMode:        cfg.DevBilling(),
-		SendSignInLink: s.sendSignInLink,
+		PriceID:       cfg.StripePriceID,
+		BaseURL:       cfg.BaseURL,
+		WebhookSecret: cfg.StripeWebhookSecret,
+		DevMode:       cfg.DevBilling(),
+		// A completed checkout proves nothing about the address: billing
+		// asks for a sign-in link to it, through magiclink's limits.
+		SendSignInLink: s.login.SendLink,
+		// Sign-ups, dev checkouts and success-page visits, per client.
+		Limiter:   billing.LimiterFunc(s.abuseLimiter("billing", ratelimit.PerHour(20))),
+		ClientKey: s.clientKey,
 		CurrentUser: func(ctx context.Context) (int64, bool) {
 			u, ok := magiclink.UserFrom(ctx)
 			return u.ID, ok
