@@ -9,7 +9,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/apikey/bcrypthash"
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 )
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/billing"
-	"github.com/apikit/apikit/internal/stripemock"
+	"github.com/apikit/apikit/internal/testkit/stripemock"
 )
 
 func form(path string, v url.Values) *http.Request {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/billing"
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/billing"
-	"github.com/apikit/apikit/internal/stripemock"
+	"github.com/apikit/apikit/internal/testkit/stripemock"
 	"github.com/go-chi/chi/v5"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/apikit/apikit/internal/emailaddr"
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/magiclink"
 )
 

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikit/apikit/internal/faultproxy"
-	"github.com/apikit/apikit/internal/smtptest"
-	"github.com/apikit/apikit/internal/syncbuf"
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/faultproxy"
+	"github.com/apikit/apikit/internal/testkit/smtptest"
+	"github.com/apikit/apikit/internal/testkit/syncbuf"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/store"
 )

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/store"
 )

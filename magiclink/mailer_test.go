@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikit/apikit/internal/smtptest"
+	"github.com/apikit/apikit/internal/testkit/smtptest"
 	"github.com/apikit/apikit/magiclink"
 )
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/magiclink"
 )
 

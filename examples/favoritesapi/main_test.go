@@ -12,7 +12,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/syncbuf"
+	"github.com/apikit/apikit/internal/testkit/syncbuf"
 )
 
 func env(vars map[string]string) func(string) string {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/ratelimit/redislimit"
 )

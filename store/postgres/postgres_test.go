@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/storetest"

@@ -12,8 +12,8 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/smtptest"
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/smtptest"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 	"github.com/chromedp/chromedp"
 )
 

@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/faultproxy"
-	"github.com/apikit/apikit/internal/smtptest"
-	"github.com/apikit/apikit/internal/testdb"
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/faultproxy"
+	"github.com/apikit/apikit/internal/testkit/smtptest"
+	"github.com/apikit/apikit/internal/testkit/testdb"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 	"github.com/apikit/apikit/ratelimit"
 )
 

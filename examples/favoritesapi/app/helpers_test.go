@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/syncbuf"
-	"github.com/apikit/apikit/internal/testdb"
+	"github.com/apikit/apikit/internal/testkit/syncbuf"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/magiclink"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/testdb"
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/testdb"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 	"github.com/apikit/apikit/ratelimit"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 )
 
 // readmeStep is one ```sh block of the README's walkthrough and the

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/stripemock"
+	"github.com/apikit/apikit/internal/testkit/stripemock"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
-	"github.com/apikit/apikit/internal/stripemock"
+	"github.com/apikit/apikit/internal/testkit/stripemock"
 	"github.com/apikit/apikit/ratelimit"
 )
 

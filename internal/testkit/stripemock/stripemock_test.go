@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apikit/apikit/internal/stripemock"
+	"github.com/apikit/apikit/internal/testkit/stripemock"
 )
 
 func TestStart(t *testing.T) {

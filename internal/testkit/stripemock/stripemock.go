@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikit/apikit/internal/syncbuf"
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/syncbuf"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 )
 
 // Start runs stripe-mock on the loopback interface, both its HTTP and its

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apikit/apikit/internal/smtptest"
+	"github.com/apikit/apikit/internal/testkit/smtptest"
 )
 
 func send(t *testing.T, addr, to, body string) error {

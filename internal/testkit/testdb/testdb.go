@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikit/apikit/internal/testenv"
+	"github.com/apikit/apikit/internal/testkit/testenv"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/sqlite"
