@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/apikit/apikit/internal/loopback"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -107,7 +106,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MailFrom == "" {
 		c.MailFrom = "FavoritesAPI <noreply@" + mailDomain(u.Hostname()) + ">"
 	}
-	if c.StripeSecretKey == "" && !loopback.Host(u.Hostname()) {
+	if c.StripeSecretKey == "" && !loopbackHost(u.Hostname()) {
 		return Config{}, fmt.Errorf("without STRIPE_SECRET_KEY billing runs in dev mode, which gives subscriptions away, "+
 			"so it serves only a BASE_URL on localhost (not %q): set STRIPE_SECRET_KEY, STRIPE_PRICE_ID and STRIPE_WEBHOOK_SECRET", c.BaseURL)
 	}
@@ -129,12 +128,24 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// loopbackHost reports whether a host name or address stays on this
+// machine: "localhost", a name under ".localhost" (RFC 6761), or an address
+// in 127.0.0.0/8 or ::1.
+func loopbackHost(host string) bool {
+	h := strings.ToLower(host)
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
 // loopbackAddr reports whether a listen address such as "localhost:8080"
 // accepts connections only from this machine. An empty host (":8080")
 // listens on every interface.
 func loopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	return err == nil && host != "" && loopback.Host(host)
+	return err == nil && host != "" && loopbackHost(host)
 }
 
 // mailDomain returns a domain for the default sender: the service's host,

@@ -22,23 +22,31 @@ var openAPI []byte
 //   - /v1/ is the API: key middleware (with the subscription check), then
 //     the per-key rate limit, then the handlers;
 //   - /webhooks/stripe is Stripe's, authenticated by its signature;
-//   - everything else is the website, behind http.CrossOriginProtection so
-//     that no other site can post its forms.
+//   - everything else is the website. apikit's handlers refuse
+//     cross-origin posts themselves; the site's own forms go through the
+//     one http.CrossOriginProtection of the service (see form).
 func (s *Server) routes() (http.Handler, error) {
 	pages, err := parsePages(s.cfg.DevBilling())
 	if err != nil {
 		return nil, err
 	}
 	s.pages = pages
+	cop := http.NewCrossOriginProtection()
+	form := func(h http.HandlerFunc) http.Handler { return cop.Handler(s.login.RequireUser(h)) }
 
 	site := http.NewServeMux()
 	s.login.Register(site)
-	s.billing.Register(site)
+	site.Handle("POST /signup", s.billing.CheckoutHandler())
+	site.Handle("GET /billing/success", s.billing.SuccessHandler())
+	site.Handle("/billing/portal", s.billing.PortalHandler())
+	if s.cfg.DevBilling() {
+		site.Handle("/billing/dev-checkout", s.billing.DevCheckoutHandler())
+	}
 	site.HandleFunc("GET /{$}", s.handleLanding)
 	site.Handle("GET /app", s.login.RequireUser(http.HandlerFunc(s.handleDashboard)))
-	site.Handle("POST /app/keys", s.login.RequireUser(http.HandlerFunc(s.handleCreateKey)))
-	site.Handle("POST /app/keys/{id}/revoke", s.login.RequireUser(http.HandlerFunc(s.handleRevokeKey)))
-	site.Handle("POST /app/keys/{id}/roll", s.login.RequireUser(http.HandlerFunc(s.handleRollKey)))
+	site.Handle("POST /app/keys", form(s.handleCreateKey))
+	site.Handle("POST /app/keys/{id}/revoke", form(s.handleRevokeKey))
+	site.Handle("POST /app/keys/{id}/roll", form(s.handleRollKey))
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
 		Realm: "favoritesapi",
 		// The FavoritesAPI contract accepts the seed's base64(id:secret).
@@ -94,7 +102,7 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 	// LoadUser puts the signed-in user, if any, in every page's context:
 	// the layout shows it, and billing's portal asks for it.
-	root.Handle("/", http.NewCrossOriginProtection().Handler(s.login.LoadUser(site)))
+	root.Handle("/", s.login.LoadUser(site))
 	return securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://")), nil
 }
 

@@ -142,7 +142,9 @@ func TestAttacks(t *testing.T) {
 	})
 
 	t.Run("CrossOriginFormPosts", func(t *testing.T) {
-		for _, path := range []string{"/app/keys", "/logout", "/login", "/signup", "/billing/portal"} {
+		tok, _ := apikey.Parse(ada.token)
+		for _, path := range []string{"/app/keys", "/app/keys/" + tok.ID + "/revoke", "/app/keys/" + tok.ID + "/roll",
+			"/logout", "/login", "/login/verify", "/signup", "/billing/portal", "/billing/dev-checkout"} {
 			req, _ := http.NewRequest("POST", s.URL+path, strings.NewReader("name=evil&email=evil%40example.com"))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Origin", "https://evil.example")
