@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/problem"
 )
 
 // MaxCredentialLen bounds the length of a credential the [Middleware] will

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/internal/emailaddr"
-	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/problem"
 )
 
 // Refusals: the errors the handlers refuse a request with, each wrapped in

@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apikit/apikit/problem"
 )
 
 // KeyFunc returns the key a request is limited by, such as the id of the
@@ -360,40 +361,12 @@ func moreThan(s string, n int) bool {
 	return err != nil || i > n
 }
 
-// problem is an RFC 9457 problem details document, in the shape every
-// apikit handler uses.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	Code   string `json:"code,omitempty"`
-}
-
-// writeProblem sends an application/problem+json response, keeping the
-// headers already set on w.
-func writeProblem(w http.ResponseWriter, status int, code, detail string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	body, _ := json.Marshal(problem{
-		Type:   "about:blank",
-		Title:  http.StatusText(status),
-		Status: status,
-		Detail: detail,
-		Code:   code,
-	})
-	_, _ = w.Write(append(body, '\n'))
-}
-
 // WriteLimited is the default MiddlewareOptions.OnLimited: 429 Too Many
 // Requests with an RFC 9457 problem document whose code is "rate_limited".
 // Applications that replace OnLimited can call it after their own work.
 func WriteLimited(w http.ResponseWriter, _ *http.Request, d Decision) {
-	writeProblem(w, http.StatusTooManyRequests, "rate_limited",
-		fmt.Sprintf("Rate limit %s exceeded; retry in %d s.", d.Limit, d.RetryAfterSeconds()))
+	problem.Write(w, problem.New(http.StatusTooManyRequests, "rate_limited",
+		fmt.Sprintf("Rate limit %s exceeded; retry in %d s.", d.Limit, d.RetryAfterSeconds())))
 }
 
 // WriteError is the default MiddlewareOptions.OnError: for an error
@@ -403,10 +376,10 @@ func WriteLimited(w http.ResponseWriter, _ *http.Request, d Decision) {
 // name internal hosts.
 func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	if errors.Is(err, ErrUnavailable) {
-		writeProblem(w, http.StatusServiceUnavailable, "rate_limiter_unavailable",
-			"The rate limiter is unavailable; try again shortly.")
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, "rate_limiter_unavailable",
+			"The rate limiter is unavailable; try again shortly."))
 		return
 	}
-	writeProblem(w, http.StatusInternalServerError, "rate_limiter_error",
-		"The rate limiter could not decide on this request.")
+	problem.Write(w, problem.New(http.StatusInternalServerError, "rate_limiter_error",
+		"The rate limiter could not decide on this request."))
 }
