@@ -141,3 +141,19 @@ func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 		s.page(w, e.Status, tmplError, PageData{Title: http.StatusText(e.Status), Error: e.Detail})
 	}
 }
+
+// Errors of this package. Check them with [errors.Is].
+var (
+	// ErrClosed means the [Service] has been closed and sends no more
+	// email.
+	ErrClosed = errors.New("magiclink: service closed")
+	// ErrQueueFull means the mail queue is full; the request is refused
+	// with 503 and may be retried.
+	ErrQueueFull = errors.New("magiclink: mail queue full")
+	// ErrUnavailable means the store failed; the request is refused with
+	// 503 (fail closed).
+	ErrUnavailable = errors.New("magiclink: store unavailable")
+	// ErrUnknownUser means [Service.SignIn] was given a user id that does
+	// not exist.
+	ErrUnknownUser = errors.New("magiclink: unknown user")
+)
