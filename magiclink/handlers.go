@@ -21,6 +21,8 @@ const (
 //	POST /login          RequestHandler (at LoginPath, if set)
 //	GET  /login/verify   VerifyHandler's confirmation page
 //	POST /login/verify   VerifyHandler
+//	GET  /login/email/verify   EmailChangeHandler's confirmation page
+//	POST /login/email/verify   EmailChangeHandler
 //	POST /logout         LogoutHandler
 //
 // Every handler refuses cross-origin POSTs itself (see [Service.Handler]),
@@ -31,14 +33,16 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+s.opts.LoginPath, s.RequestHandler())
 	mux.Handle("GET "+verifyPath, s.VerifyHandler())
 	mux.Handle("POST "+verifyPath, s.VerifyHandler())
+	mux.Handle("GET "+emailChangePath, s.EmailChangeHandler())
+	mux.Handle("POST "+emailChangePath, s.EmailChangeHandler())
 	mux.Handle("POST "+logoutPath, s.LogoutHandler())
 }
 
 // Handler returns an http.Handler that serves the routes [Service.Register]
-// mounts (LoginPath, /login/verify and /logout), by the request's full
-// path, for any router: with go-chi/chi,
+// mounts (LoginPath, /login/verify, /login/email/verify and /logout), by
+// the request's full path, for any router: with go-chi/chi,
 //
-//	r.Mount("/login", login.Handler()) // /login and /login/verify
+//	r.Mount("/login", login.Handler()) // /login, /login/verify, /login/email/verify
 //	r.Handle("/logout", login.Handler())
 //
 // It answers other paths with [ErrNotFound], and methods a route does not
@@ -62,11 +66,14 @@ func (s *Service) Handler() http.Handler {
 	if s.opts.LoginPath != verifyPath {
 		mux.Handle(verifyPath, s.VerifyHandler())
 	}
+	if s.opts.LoginPath != emailChangePath {
+		mux.Handle(emailChangePath, s.EmailChangeHandler())
+	}
 	if s.opts.LoginPath != logoutPath {
 		mux.Handle(logoutPath, s.LogoutHandler())
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.refuse(w, r, refusal(ErrNotFound, http.StatusNotFound, "not_found", "There is no such page."))
+		s.refuse(w, r, refusal(ErrNotFound, ""))
 	}))
 	return mux
 }
@@ -111,21 +118,21 @@ func readField(w http.ResponseWriter, r *http.Request, name string) (string, err
 
 // badBody is the refusal of a body that could not be read.
 func badBody(err error, field string) *Error {
-	status := http.StatusBadRequest
+	sentinel := ErrBadRequest
 	var mb *http.MaxBytesError
 	if errors.As(err, &mb) {
-		status = http.StatusRequestEntityTooLarge
+		sentinel = errBodyTooLarge
 	}
-	return refusal(ErrBadRequest, status, "invalid_body", "The request body is not a form or JSON object with "+field+".")
+	return refusal(sentinel, "The request body is not a form or JSON object with "+field+".")
 }
 
 func (s *Service) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	w.Header().Set("Allow", allow)
-	s.refuse(w, r, refusal(ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed", "Use "+strings.ReplaceAll(allow, ", ", " or ")+"."))
+	s.refuse(w, r, refusal(ErrMethodNotAllowed, "Use "+strings.ReplaceAll(allow, ", ", " or ")+"."))
 }
 
 func unavailable(sentinel error, detail string) *Error {
-	return refusal(sentinel, http.StatusServiceUnavailable, "unavailable", detail)
+	return refusal(sentinel, detail)
 }
 
 // LogoutHandler handles POST /logout: it deletes the session in the store,

@@ -50,6 +50,7 @@ type setup struct {
 	options func(*magiclink.Options)
 	faulty  bool // route SMTP through a faultproxy.Proxy
 	mailer  func(magiclink.Mailer) magiclink.Mailer
+	wrap    func(*store.Store) magiclink.Store // the Store the Service uses, over the real one
 }
 
 func newHarness(t testing.TB, s setup) *harness {
@@ -84,7 +85,11 @@ func newHarness(t testing.TB, s setup) *harness {
 	if s.options != nil {
 		s.options(&opts)
 	}
-	h.svc, err = magiclink.New(h.store, opts)
+	var st magiclink.Store = h.store
+	if s.wrap != nil {
+		st = s.wrap(h.store)
+	}
+	h.svc, err = magiclink.New(st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

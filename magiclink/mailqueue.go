@@ -6,10 +6,14 @@ import (
 	"time"
 )
 
-// mailJob is a login request waiting for the mail worker.
+// mailJob is an email waiting for the mail worker: a login request (msg
+// is nil: the worker looks the account up and builds the link), or a
+// message built already (the email-change link and notice).
 type mailJob struct {
-	email  string // normalised
-	client string // ClientKey of the request, "" for SendLink
+	email  string // normalised recipient
+	client string // ClientKey of the request, "" for SendLink and the email-change mails
+	msg    *Message
+	what   string // what msg is, for logs ("email-change link")
 }
 
 // errClientQueueFull refuses a job of a client that has QueuePerClient
@@ -70,9 +74,13 @@ func (s *Service) mailWorker() {
 	}
 }
 
-// handleJob looks the account up, creates a token and sends the link,
-// retrying the send with backoff.
+// handleJob sends a job's message, or for a login request looks the
+// account up, creates a token and sends the link.
 func (s *Service) handleJob(j mailJob) {
+	if j.msg != nil {
+		s.deliver(*j.msg, j.email, j.what)
+		return
+	}
 	ctx := s.baseCtx
 	sctx, cancel := context.WithTimeout(ctx, time.Minute) // bounds the store calls
 	defer cancel()
@@ -109,28 +117,36 @@ func (s *Service) handleJob(j mailJob) {
 		log.Error("magiclink: rendering the login email", "err", err)
 		return
 	}
+	s.deliver(msg, j.email, "login email")
+}
+
+// deliver sends msg to email, retrying with backoff; what names the
+// message in logs.
+func (s *Service) deliver(msg Message, email, what string) {
+	ctx := s.baseCtx
+	log := s.logger.With("to", RedactEmail(email))
 	backoff := s.opts.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
-		err = s.opts.Mailer.Send(actx, msg)
+		err := s.opts.Mailer.Send(actx, msg)
 		cancel()
 		if err == nil {
 			s.stats.mailSent.Add(1)
-			log.Debug("magiclink: login email sent", "attempt", attempt)
+			log.Debug("magiclink: "+what+" sent", "attempt", attempt)
 			return
 		}
 		if ctx.Err() != nil {
 			s.stats.mailAbandoned.Add(1)
-			log.Warn("magiclink: login email abandoned at shutdown", "err", redactErr(err, j.email))
+			log.Warn("magiclink: "+what+" abandoned at shutdown", "err", redactErr(err, email))
 			return
 		}
 		if attempt >= s.opts.SendAttempts {
 			s.stats.mailFailed.Add(1)
-			log.Error("magiclink: sending the login email failed; giving up", "attempts", attempt, "err", redactErr(err, j.email))
+			log.Error("magiclink: sending the "+what+" failed; giving up", "attempts", attempt, "err", redactErr(err, email))
 			return
 		}
 		s.stats.mailRetries.Add(1)
-		log.Warn("magiclink: sending the login email failed; retrying", "attempt", attempt, "in", backoff, "err", redactErr(err, j.email))
+		log.Warn("magiclink: sending the "+what+" failed; retrying", "attempt", attempt, "in", backoff, "err", redactErr(err, email))
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

@@ -50,7 +50,7 @@ func (s *Service) RequireUser(next http.Handler) http.Handler {
 			w.Header().Set("Cache-Control", "private, no-store")
 			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), u)))
 		case errors.Is(err, errNoSession):
-			s.refuse(w, r, refusal(ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Sign in first."))
+			s.refuse(w, r, refusal(ErrUnauthenticated, ""))
 		default:
 			s.logger.Error("magiclink: loading a session", "err", err)
 			s.refuse(w, r, unavailable(ErrUnavailable, "Your session cannot be checked right now. Try again shortly.").after(5*time.Second))

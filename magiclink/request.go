@@ -43,7 +43,7 @@ func (s *Service) RequestHandler() http.Handler {
 		}
 		if !allowed {
 			s.stats.clientLimited.Add(1)
-			s.refuse(w, r, refusal(ErrRateLimited, http.StatusTooManyRequests, "rate_limited",
+			s.refuse(w, r, refusal(ErrRateLimited,
 				"Too many sign-in links were requested from your network. Try again later.").after(10*time.Minute))
 			return
 		}
@@ -72,7 +72,7 @@ func normalize(raw string) (string, error) {
 		if errors.As(err, &e) {
 			reason = "This is not an email address: " + e.Reason + "."
 		}
-		ref := refusal(ErrInvalidEmail, http.StatusBadRequest, "invalid_email", reason)
+		ref := refusal(ErrInvalidEmail, reason)
 		ref.email = raw
 		return "", ref
 	}
@@ -111,12 +111,12 @@ func (s *Service) sendLink(ctx context.Context, email, client string) *Error {
 	}
 	if !allowed {
 		s.stats.linksLimited.Add(1)
-		return refusal(ErrRateLimited, http.StatusTooManyRequests, "rate_limited",
+		return refusal(ErrRateLimited,
 			"Too many sign-in links were requested for this address. Use the latest one, or try again later.").after(time.Hour)
 	}
 	switch err := s.enqueue(mailJob{email: email, client: client}); {
 	case errors.Is(err, errClientQueueFull):
-		return refusal(ErrRateLimited, http.StatusTooManyRequests, "rate_limited",
+		return refusal(ErrRateLimited,
 			"Too many sign-in links were requested from your network. Try again in a minute.").after(time.Minute)
 	case err != nil:
 		s.logger.Error("magiclink: login request refused", "err", err)

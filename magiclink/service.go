@@ -78,8 +78,7 @@ func New(st Store, opts Options) (*Service, error) {
 	}
 	s.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.stats.crossOrigin.Add(1)
-		s.refuse(w, r, refusal(ErrCrossOrigin, http.StatusForbidden, "cross_origin",
-			"Cross-origin requests are not accepted: use the form on this site."))
+		s.refuse(w, r, refusal(ErrCrossOrigin, ""))
 	}))
 	if o.InsecureCookies {
 		s.cookie = "session"

@@ -26,7 +26,12 @@ type Stats struct {
 	SessionsLoaded   int64 // requests authenticated by a session
 	SessionsRejected int64 // cookies naming no valid session
 	SessionsRevoked  int64 // sessions deleted by logout or RevokeSessions
-	StoreErrors      int64
+	// EmailChangesRequested counts links sent by RequestEmailChange,
+	// EmailChangesConfirmed the changes made by following one, and
+	// EmailChangesTaken the links refused because the new address
+	// belonged to another account by then.
+	EmailChangesRequested, EmailChangesConfirmed, EmailChangesTaken int64
+	StoreErrors                                                     int64
 }
 
 type counters struct {
@@ -37,6 +42,7 @@ type counters struct {
 	verifySucceeded, verifyFailed, verifyLimited                       atomic.Int64
 	sessionsCreated, sessionsLoaded, sessionsRejected, sessionsRevoked atomic.Int64
 	storeErrors                                                        atomic.Int64
+	emailChangesRequested, emailChangesConfirmed, emailChangesTaken    atomic.Int64
 }
 
 // Stats returns a snapshot of the service's counters. It is safe to call
@@ -52,6 +58,8 @@ func (s *Service) Stats() Stats {
 		VerifySucceeded: c.verifySucceeded.Load(), VerifyFailed: c.verifyFailed.Load(), VerifyLimited: c.verifyLimited.Load(),
 		SessionsCreated: c.sessionsCreated.Load(), SessionsLoaded: c.sessionsLoaded.Load(),
 		SessionsRejected: c.sessionsRejected.Load(), SessionsRevoked: c.sessionsRevoked.Load(),
-		StoreErrors: c.storeErrors.Load(),
+		StoreErrors:           c.storeErrors.Load(),
+		EmailChangesRequested: c.emailChangesRequested.Load(), EmailChangesConfirmed: c.emailChangesConfirmed.Load(),
+		EmailChangesTaken: c.emailChangesTaken.Load(),
 	}
 }

@@ -38,12 +38,12 @@ func (s *Service) VerifyHandler() http.Handler {
 }
 
 func invalidToken() *Error {
-	return refusal(ErrInvalidToken, http.StatusBadRequest, "invalid_token",
+	return refusal(ErrInvalidToken,
 		"The sign-in link has expired, has been used, or was replaced by a newer one. Ask for a new one.")
 }
 
 func verifyLimited() *Error {
-	return refusal(ErrRateLimited, http.StatusTooManyRequests, "rate_limited",
+	return refusal(ErrRateLimited,
 		"Too many failed sign-in attempts. Wait a minute and try again.")
 }
 
