@@ -110,22 +110,7 @@ func (s *Service) RequestEmailChange(ctx context.Context, userID int64, newEmail
 // refused (403). With a Store that does not implement [EmailChangeStore]
 // every link is invalid. [Service.Register] and [Service.Handler] mount it.
 func (s *Service) EmailChangeHandler() http.Handler {
-	return s.protect(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			token := r.URL.Query().Get("token")
-			if !wellFormed(token) {
-				s.stats.verifyFailed.Add(1)
-				s.refuse(w, r, invalidChangeToken())
-				return
-			}
-			s.page(w, http.StatusOK, tmplChangeConfirm, PageData{Title: "Confirm your new address", Token: token})
-		case http.MethodPost:
-			s.confirmEmailChange(w, r)
-		default:
-			s.methodNotAllowed(w, r, "GET, HEAD, POST")
-		}
-	})
+	return s.linkHandler(tmplChangeConfirm, "Confirm your new address", invalidChangeToken, s.confirmEmailChange)
 }
 
 func invalidChangeToken() *Error {
@@ -137,18 +122,12 @@ func invalidChangeToken() *Error {
 func (s *Service) confirmEmailChange(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	client := s.opts.ClientKey(r)
-	if wait := s.blocks.blocked(client, s.opts.Now()); wait > 0 {
-		s.stats.verifyLimited.Add(1)
-		s.refuse(w, r, verifyLimited().after(wait))
-		return
-	}
-	token, err := readField(w, r, "token")
-	if err != nil {
-		s.verifyFailed(w, r, client, badBody(err, "a token"))
+	token, ok := s.postedToken(w, r, client, invalidChangeToken)
+	if !ok {
 		return
 	}
 	ecs, supported := s.store.(EmailChangeStore)
-	if !supported || !wellFormed(token) {
+	if !supported {
 		s.verifyFailed(w, r, client, invalidChangeToken())
 		return
 	}

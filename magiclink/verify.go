@@ -19,22 +19,52 @@ import (
 // token is looked up, while other clients, even behind the same proxy
 // with other keys, are not affected; successful sign-ins spend nothing.
 func (s *Service) VerifyHandler() http.Handler {
+	return s.linkHandler(tmplVerify, "Confirm sign-in", invalidToken, s.verify)
+}
+
+// linkHandler serves an emailed link that only a POST acts on: GET and
+// HEAD render the confirmation page with the token in its form (a
+// malformed token gets invalid instead), POST calls post, and other
+// methods get 405. Cross-origin POSTs are refused.
+func (s *Service) linkHandler(page, title string, invalid func() *Error, post http.HandlerFunc) http.Handler {
 	return s.protect(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			token := r.URL.Query().Get("token")
 			if !wellFormed(token) {
 				s.stats.verifyFailed.Add(1)
-				s.refuse(w, r, invalidToken())
+				s.refuse(w, r, invalid())
 				return
 			}
-			s.page(w, http.StatusOK, tmplVerify, PageData{Title: "Confirm sign-in", Token: token})
+			s.page(w, http.StatusOK, page, PageData{Title: title, Token: token})
 		case http.MethodPost:
-			s.verify(w, r)
+			post(w, r)
 		default:
 			s.methodNotAllowed(w, r, "GET, HEAD, POST")
 		}
 	})
+}
+
+// postedToken reads the token of a confirmation POST from client. A
+// client that VerifyLimiter has blocked is refused before its body is
+// read, and an unreadable body or a malformed token counts as a failure
+// (answered with invalid); ok is false when r has been answered.
+func (s *Service) postedToken(w http.ResponseWriter, r *http.Request, client string, invalid func() *Error) (token string, ok bool) {
+	if wait := s.blocks.blocked(client, s.opts.Now()); wait > 0 {
+		s.stats.verifyLimited.Add(1)
+		s.refuse(w, r, verifyLimited().after(wait))
+		return "", false
+	}
+	token, err := readField(w, r, "token")
+	if err != nil {
+		s.verifyFailed(w, r, client, badBody(err, "a token"))
+		return "", false
+	}
+	if !wellFormed(token) {
+		s.verifyFailed(w, r, client, invalid())
+		return "", false
+	}
+	return token, true
 }
 
 func invalidToken() *Error {
@@ -50,18 +80,8 @@ func verifyLimited() *Error {
 func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	client := s.opts.ClientKey(r)
-	if wait := s.blocks.blocked(client, s.opts.Now()); wait > 0 {
-		s.stats.verifyLimited.Add(1)
-		s.refuse(w, r, verifyLimited().after(wait))
-		return
-	}
-	token, err := readField(w, r, "token")
-	if err != nil {
-		s.verifyFailed(w, r, client, badBody(err, "a token"))
-		return
-	}
-	if !wellFormed(token) {
-		s.verifyFailed(w, r, client, invalidToken())
+	token, ok := s.postedToken(w, r, client, invalidToken)
+	if !ok {
 		return
 	}
 	now := s.opts.Now()
