@@ -3,6 +3,9 @@ package apikey
 import (
 	"errors"
 	"net/http"
+	"strings"
+
+	"github.com/apikit/apikit/problem"
 )
 
 // Errors returned by [Parse], [Verifier.Verify], [Manager] and the
@@ -94,4 +97,62 @@ func StatusCode(err error) int {
 	default:
 		return http.StatusServiceUnavailable
 	}
+}
+
+// challengeFor returns the WWW-Authenticate challenge for err, or "".
+func challengeFor(base, scope string, err error) string {
+	switch {
+	case errors.Is(err, ErrMissing):
+		return base
+	case errors.Is(err, ErrInQuery), errors.Is(err, ErrAmbiguous):
+		return base + `, error="invalid_request"`
+	case errors.Is(err, ErrInsufficientScope):
+		return base + `, error="insufficient_scope", scope="` + scope + `"`
+	case StatusCode(err) == http.StatusUnauthorized:
+		return base + `, error="invalid_token"`
+	}
+	return ""
+}
+
+// WriteError writes the default RFC 9457 problem response for an error from
+// [Middleware] or [Verifier.Verify]. Its detail tells the client what to do
+// without revealing more than the client already knows.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	status := StatusCode(err)
+	p := problem.New(status, "invalid_token", "")
+	switch {
+	case errors.Is(err, ErrMissing):
+		p.Code, p.Detail = "missing_token", "Send your API key in the Authorization header: \"Authorization: Bearer <key>\"."
+	case errors.Is(err, ErrMalformed):
+		p.Detail = "The API key is malformed; check that it was copied completely."
+	case errors.Is(err, ErrInvalid):
+		p.Detail = "The API key is not valid."
+	case errors.Is(err, ErrRevoked):
+		p.Detail = "The API key has been revoked."
+	case errors.Is(err, ErrExpired):
+		p.Detail = "The API key has expired."
+	case errors.Is(err, ErrInactive):
+		p.Detail = "The API key is deactivated."
+	case errors.Is(err, ErrInQuery):
+		p.Code, p.Detail = "invalid_request", "API keys are not accepted in the URL; send the key in the Authorization header. Consider this key exposed and roll it."
+	case errors.Is(err, ErrAmbiguous):
+		p.Code, p.Detail = "invalid_request", "Send exactly one credential: either Authorization: Bearer or X-API-Key."
+	case errors.Is(err, ErrInsufficientScope):
+		p.Code, p.Detail = "insufficient_scope", "The API key lacks a scope this request requires."
+	case errors.Is(err, ErrThrottled):
+		p.Code, p.Detail = "rate_limited", "Too many API keys from this client had to be looked up; try again later."
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "60")
+		}
+	case errors.Is(err, ErrForbidden):
+		p.Code, p.Detail = "forbidden", "This API key may not be used now."
+		var fe *ForbiddenError
+		if errors.As(err, &fe) && fe.Reason != "" {
+			p.Detail = "This API key may not be used now: " + strings.TrimRight(fe.Reason, ".") + "."
+		}
+	default:
+		p.Code, p.Detail = "unavailable", "The API key could not be verified right now; try again shortly."
+		w.Header().Set("Retry-After", "1")
+	}
+	problem.Write(w, p)
 }

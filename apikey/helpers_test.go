@@ -3,35 +3,15 @@ package apikey_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 )
-
-// clock is a settable time source for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // faultyStore wraps a real store; while down, every call fails as an
 // unreachable database would. It counts key lookups.
@@ -62,7 +42,7 @@ func (f *faultyStore) TouchKeys(ctx context.Context, used map[string]time.Time) 
 type fixture struct {
 	st     *store.Store
 	fs     *faultyStore
-	clock  *clock
+	clock  *fakeclock.Clock
 	v      *apikey.Verifier
 	m      *apikey.Manager
 	userID int64
@@ -71,7 +51,7 @@ type fixture struct {
 func newFixture(t testing.TB, vo apikey.VerifierOptions) *fixture {
 	t.Helper()
 	st := testdb.SQLite(t)
-	f := &fixture{st: st, fs: &faultyStore{Store: st}, clock: newClock()}
+	f := &fixture{st: st, fs: &faultyStore{Store: st}, clock: fakeclock.New(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))}
 	if vo.Now == nil {
 		vo.Now = f.clock.Now
 	}

@@ -10,6 +10,21 @@
 //	POST /login/verify    → the token is spent, a session starts, 303 to the app
 //	POST /logout          → the session is deleted, 303 to AfterLogoutPath
 //
+// # Changing the address
+//
+// A signed-in user changes their address with [Service.RequestEmailChange]:
+// a link goes to the new address, and only following it (a confirmation
+// page, then a POST to /login/email/verify, [Service.EmailChangeHandler])
+// replaces the old address, which is then told by email. A new address
+// that belongs to another account is refused only to whoever follows its
+// link ([ErrEmailTaken]); the requester learns nothing. It needs a Store
+// that also implements [EmailChangeStore].
+//
+// # Errors
+//
+// Every refusal maps, through one table, to an HTTP status, a stable code
+// and a sentence fit to show ([StatusCode], [ErrorCode], [PublicMessage]).
+//
 // [New] builds a [Service] over a [Store] (store/sqlite and store/postgres
 // provide one) and a [Mailer] ([SMTPMailer], or [ConsoleMailer] during
 // development); [Service.Register] mounts the handlers on an

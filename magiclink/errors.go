@@ -2,19 +2,23 @@ package magiclink
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apikit/apikit/internal/emailaddr"
-	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/problem"
 )
 
 // Refusals: the errors the handlers refuse a request with, each wrapped in
 // an [*Error] and passed to [Options.ErrorHandler]. Check them with
-// [errors.Is]; [StatusCode] gives their HTTP status. [ErrQueueFull],
-// [ErrClosed] and [ErrUnavailable] are refusals too (503).
+// [errors.Is]; [StatusCode], [ErrorCode] and [PublicMessage] map them,
+// through one table, to the HTTP status, code and sentence of the default
+// responses. [ErrQueueFull], [ErrClosed] and [ErrUnavailable] are
+// refusals too (503), and so are [ErrEmailTaken] (409) and
+// [ErrEmailChangeUnsupported] (501).
 var (
 	// ErrCrossOrigin refuses a cross-origin browser POST (403), as
 	// [http.CrossOriginProtection] detects it.
@@ -58,7 +62,8 @@ type Error struct {
 	// from it when the ErrorHandler is called.
 	RetryAfter time.Duration
 
-	email string // the address entered, to show again on the login form
+	email       string // the address entered, to show again on the login form
+	emailChange bool   // an email-change link rather than a sign-in link
 }
 
 // Error returns the sentinel's message and the detail.
@@ -67,26 +72,99 @@ func (e *Error) Error() string { return e.Err.Error() + ": " + e.Detail }
 // Unwrap returns Err.
 func (e *Error) Unwrap() error { return e.Err }
 
-// StatusCode returns the HTTP status for an error of this package: the
-// Status of an [*Error], 503 for ErrQueueFull, ErrClosed and
-// ErrUnavailable, 429 for ErrRateLimited, and 500 for anything else.
-func StatusCode(err error) int {
-	var e *Error
-	switch {
-	case errors.As(err, &e):
-		return e.Status
-	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrRateLimited):
-		return http.StatusTooManyRequests
-	case errors.Is(err, ErrInvalidEmail):
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
+// errBodyTooLarge refuses a body over the handlers' cap; it matches
+// [ErrBadRequest].
+var errBodyTooLarge = fmt.Errorf("%w: body too large", ErrBadRequest)
+
+// errorTable is the one mapping from this package's errors to an HTTP
+// status, a stable machine-readable code and a sentence fit to show the
+// client. The first row whose error matches ([errors.Is]) wins; an error
+// that matches none gets the last row. A handler may replace the message
+// with one that fits its situation better (the refusals of a sign-in say
+// "signing in", those of a sign-out "signing out"), never the status or
+// the code.
+var errorTable = []struct {
+	err     error
+	status  int
+	code    string
+	message string
+}{
+	{ErrCrossOrigin, http.StatusForbidden, "cross_origin", "Cross-origin requests are not accepted: use the form on this site."},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed here."},
+	{ErrNotFound, http.StatusNotFound, "not_found", "There is no such page."},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "invalid_body", "The request body is too large."},
+	{ErrBadRequest, http.StatusBadRequest, "invalid_body", "The request body is not a form or JSON object."},
+	{ErrInvalidEmail, http.StatusBadRequest, "invalid_email", "This is not an email address."},
+	{ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again later."},
+	{ErrInvalidToken, http.StatusBadRequest, "invalid_token", "The link has expired, has been used, or was replaced by a newer one. Ask for a new one."},
+	{ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Sign in first."},
+	{ErrEmailTaken, http.StatusConflict, "email_taken", "This address belongs to another account, so it cannot become yours. Nothing was changed."},
+	{ErrEmailChangeUnsupported, http.StatusNotImplemented, "email_change_unsupported", "Changing the sign-in address is not possible here."},
+	{ErrQueueFull, http.StatusServiceUnavailable, "unavailable", "Emails cannot be sent right now. Try again shortly."},
+	{ErrClosed, http.StatusServiceUnavailable, "unavailable", "The service is shutting down. Try again shortly."},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is unavailable right now. Try again shortly."},
+	{nil, http.StatusInternalServerError, "error", "The request could not be served. Try again shortly."},
 }
 
-func refusal(sentinel error, status int, code, detail string) *Error {
-	return &Error{Status: status, Code: code, Detail: detail, Err: sentinel}
+// lookupError returns err's row of errorTable.
+func lookupError(err error) int {
+	for i, row := range errorTable[:len(errorTable)-1] {
+		if errors.Is(err, row.err) {
+			return i
+		}
+	}
+	return len(errorTable) - 1
+}
+
+// StatusCode returns the HTTP status for an error of this package: the
+// Status of an [*Error], and otherwise its sentinel's: 400 for
+// [ErrBadRequest] (413 for a body too large), [ErrInvalidEmail] and
+// [ErrInvalidToken], 401 for [ErrUnauthenticated], 403 for
+// [ErrCrossOrigin], 404 for [ErrNotFound], 405 for [ErrMethodNotAllowed],
+// 409 for [ErrEmailTaken], 429 for [ErrRateLimited], 501 for
+// [ErrEmailChangeUnsupported], 503 for [ErrQueueFull], [ErrClosed] and
+// [ErrUnavailable], and 500 for anything else. nil is 200.
+func StatusCode(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return errorTable[lookupError(err)].status
+}
+
+// ErrorCode returns the stable, machine-readable code of an error of this
+// package ("rate_limited", "invalid_token", …): the Code of an [*Error],
+// and otherwise its sentinel's; "error" for anything else.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return errorTable[lookupError(err)].code
+}
+
+// PublicMessage returns what the client may be told about err: the Detail
+// of an [*Error], and otherwise its sentinel's fixed sentence; never the
+// text of a wrapped system error.
+func PublicMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return errorTable[lookupError(err)].message
+}
+
+// refusal returns the [*Error] for a sentinel, with the status and code of
+// its row of errorTable and detail, or the row's message if detail is "".
+func refusal(sentinel error, detail string) *Error {
+	row := errorTable[lookupError(sentinel)]
+	if detail == "" {
+		detail = row.message
+	}
+	return &Error{Status: row.status, Code: row.code, Detail: detail, Err: sentinel}
 }
 
 // after sets e's RetryAfter and returns e.
@@ -115,7 +193,7 @@ func (s *Service) refuse(w http.ResponseWriter, r *http.Request, err *Error) {
 func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = refusal(err, StatusCode(err), "error", "The request could not be served. Try again shortly.")
+		e = refusal(err, "")
 	}
 	if wantsJSON(r) {
 		p := problem.New(e.Status, e.Code, e.Detail)
@@ -135,9 +213,29 @@ func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 			shown = ""
 		}
 		s.page(w, e.Status, tmplLogin, PageData{Title: "Sign in", Error: e.Detail, Email: shown})
+	case errors.Is(e, ErrInvalidToken) && e.emailChange:
+		s.page(w, e.Status, tmplError, PageData{Title: "Link not valid", Error: e.Detail})
 	case errors.Is(e, ErrInvalidToken):
 		s.page(w, e.Status, tmplInvalid, PageData{Title: "Link not valid"})
+	case errors.Is(e, ErrEmailTaken):
+		s.page(w, e.Status, tmplError, PageData{Title: "Address not changed", Error: e.Detail})
 	default:
 		s.page(w, e.Status, tmplError, PageData{Title: http.StatusText(e.Status), Error: e.Detail})
 	}
 }
+
+// Errors of this package. Check them with [errors.Is].
+var (
+	// ErrClosed means the [Service] has been closed and sends no more
+	// email.
+	ErrClosed = errors.New("magiclink: service closed")
+	// ErrQueueFull means the mail queue is full; the request is refused
+	// with 503 and may be retried.
+	ErrQueueFull = errors.New("magiclink: mail queue full")
+	// ErrUnavailable means the store failed; the request is refused with
+	// 503 (fail closed).
+	ErrUnavailable = errors.New("magiclink: store unavailable")
+	// ErrUnknownUser means [Service.SignIn] was given a user id that does
+	// not exist.
+	ErrUnknownUser = errors.New("magiclink: unknown user")
+)

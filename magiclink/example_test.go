@@ -233,3 +233,25 @@ func ExampleOptions_errorHandler() {
 	fmt.Print(w.Code, " ", w.Body.String())
 	// Output: 403 {"error":"cross_origin","message":"Cross-origin requests are not accepted: use the form on this site."}
 }
+
+// An account page lets a signed-in user change their sign-in address: the
+// link goes to the new address, and the Service's handlers (mounted by
+// Register) confirm it and tell the old address. The Store must implement
+// magiclink.EmailChangeStore, as store/sqlite and store/postgres do.
+func ExampleService_RequestEmailChange() {
+	var login *magiclink.Service // from magiclink.New
+	mux := http.NewServeMux()
+	login.Register(mux) // includes GET and POST /login/email/verify
+	mux.Handle("POST /app/account/email", login.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := magiclink.UserFrom(r.Context())
+		err := login.RequestEmailChange(r.Context(), u.ID, r.PostFormValue("email"))
+		switch {
+		case errors.Is(err, magiclink.ErrEmailChangeUnsupported):
+			http.Error(w, "not supported", http.StatusNotImplemented)
+		case err != nil:
+			login.WriteError(w, r, err) // the status, code and sentence of the error table
+		default:
+			fmt.Fprintln(w, "We sent a link to your new address. Follow it to confirm the change.")
+		}
+	})))
+}

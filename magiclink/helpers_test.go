@@ -11,10 +11,10 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/internal/testkit/faultproxy"
 	"github.com/apikit/apikit/internal/testkit/smtptest"
 	"github.com/apikit/apikit/internal/testkit/syncbuf"
@@ -23,24 +23,9 @@ import (
 	"github.com/apikit/apikit/store"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns the fake clock of this package's tests.
+func newClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 }
 
 // harness is a Service over a real store, mailing through a real SMTP
@@ -51,7 +36,7 @@ type harness struct {
 	smtp  *smtptest.Server
 	svc   *magiclink.Service
 	http  *httptest.Server
-	clock *clock
+	clock *fakeclock.Clock
 	logs  *syncbuf.Buffer
 	proxy *faultproxy.Proxy // between the mailer and the SMTP server, if setup.faulty
 
@@ -65,6 +50,7 @@ type setup struct {
 	options func(*magiclink.Options)
 	faulty  bool // route SMTP through a faultproxy.Proxy
 	mailer  func(magiclink.Mailer) magiclink.Mailer
+	wrap    func(*store.Store) magiclink.Store // the Store the Service uses, over the real one
 }
 
 func newHarness(t testing.TB, s setup) *harness {
@@ -99,7 +85,11 @@ func newHarness(t testing.TB, s setup) *harness {
 	if s.options != nil {
 		s.options(&opts)
 	}
-	h.svc, err = magiclink.New(h.store, opts)
+	var st magiclink.Store = h.store
+	if s.wrap != nil {
+		st = s.wrap(h.store)
+	}
+	h.svc, err = magiclink.New(st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

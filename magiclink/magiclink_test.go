@@ -221,7 +221,7 @@ func TestExpiry(t *testing.T) {
 		c := browser(t)
 		postForm(t, c, h.http.URL+"/login", url.Values{"email": {"ada@example.com"}})
 		link := h.smtp.WaitLink(t, "ada@example.com")
-		h.clock.Add(15 * time.Minute)
+		h.clock.Advance(15 * time.Minute)
 		r := h.confirm(c, link, http.StatusBadRequest)
 		if !strings.Contains(r.body, `href="/login"`) {
 			t.Errorf("the expired link's page has no way to ask for a new one:\n%s", r.body)
@@ -244,12 +244,12 @@ func TestExpiry(t *testing.T) {
 		// Activity every hour (within the idle timeout) does not extend
 		// the ten days.
 		for elapsed := time.Hour; elapsed < 10*24*time.Hour; elapsed += time.Hour {
-			h.clock.Add(time.Hour)
+			h.clock.Advance(time.Hour)
 			if r := do(t, c, "GET", h.http.URL+"/app", nil); r.status != 200 {
 				t.Fatalf("after %v: GET /app = %d", elapsed, r.status)
 			}
 		}
-		h.clock.Add(time.Hour)
+		h.clock.Advance(time.Hour)
 		r := do(t, c, "GET", h.http.URL+"/app", nil)
 		if r.status != http.StatusSeeOther || r.header.Get("Location") != "/login" {
 			t.Errorf("after 10 days: GET /app = %d to %q, want 303 /login", r.status, r.header.Get("Location"))
@@ -259,15 +259,15 @@ func TestExpiry(t *testing.T) {
 	t.Run("Idle", func(t *testing.T) {
 		c := browser(t)
 		h.signIn(c, "ada@example.com")
-		h.clock.Add(90 * time.Minute)
+		h.clock.Advance(90 * time.Minute)
 		if r := do(t, c, "GET", h.http.URL+"/app", nil); r.status != 200 {
 			t.Fatalf("after 90 idle minutes: %d", r.status)
 		}
-		h.clock.Add(90 * time.Minute) // 90 minutes since the last use
+		h.clock.Advance(90 * time.Minute) // 90 minutes since the last use
 		if r := do(t, c, "GET", h.http.URL+"/app", nil); r.status != 200 {
 			t.Fatalf("90 minutes after the last use: %d; activity must push the idle timeout", r.status)
 		}
-		h.clock.Add(2 * time.Hour)
+		h.clock.Advance(2 * time.Hour)
 		if r := do(t, c, "GET", h.http.URL+"/app", nil); r.status != http.StatusSeeOther {
 			t.Errorf("after 2 idle hours: %d, want 303", r.status)
 		}
@@ -579,7 +579,7 @@ func TestMemoryLimiter(t *testing.T) {
 	if ok, _ := l.Allow(t.Context(), "grace@example.com"); !ok {
 		t.Error("another key was limited")
 	}
-	c.Add(12 * time.Minute) // one more allowed per 12 minutes
+	c.Advance(12 * time.Minute) // one more allowed per 12 minutes
 	if ok, _ := l.Allow(t.Context(), "ada@example.com"); !ok {
 		t.Error("not refilled after 12 minutes")
 	}
@@ -607,7 +607,7 @@ func TestCleanupDeletesExpiredRows(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	h.clock.Add(10 * 24 * time.Hour)
+	h.clock.Advance(10 * 24 * time.Hour)
 	for count() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d rows left after the session expired", count())

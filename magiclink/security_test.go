@@ -274,7 +274,7 @@ func TestVerifyCountsFailuresPerClient(t *testing.T) {
 		t.Fatalf("another client with the unspent token: %d, want 303:\n%s", r.status, r.body)
 	}
 	// After the block, the limiter is asked again.
-	h.clock.Add(61 * time.Second)
+	h.clock.Advance(61 * time.Second)
 	if r := verify("office", strings.Repeat("x", 43)); r.status != http.StatusTooManyRequests {
 		t.Fatalf("failure after the block with an empty budget: %d, want 429", r.status)
 	}
@@ -436,7 +436,7 @@ func TestMemoryLimiterFloodKeepsBudgets(t *testing.T) {
 		t.Fatal("the flood reset ada's budget")
 	}
 	// Once the strangers' buckets have refilled, they make room.
-	c.Add(time.Hour)
+	c.Advance(time.Hour)
 	if ok, _ := l.Allow(ctx, "newcomer@example.com"); !ok {
 		t.Fatal("a new key was refused after the others had refilled")
 	}

@@ -27,9 +27,30 @@ const (
 	tmplSubject = "email_subject.txt" // the email's subject ([EmailData])
 	tmplText    = "email.txt"         // the email's plain-text part ([EmailData])
 	tmplHTML    = "email.html"        // the email's HTML part ([EmailData]; may be empty)
+
+	// A verified email change ([Service.RequestEmailChange]).
+	tmplChangeConfirm = "change_confirm.html"       // the confirmation button ([PageData].Token)
+	tmplChangeDone    = "change_done.html"          // the address was changed ([PageData].Email)
+	tmplChangeSubject = "email_change_subject.txt"  // the link to the new address ([EmailData])
+	tmplChangeText    = "email_change.txt"          // its plain-text part
+	tmplChangeHTML    = "email_change.html"         // its HTML part (may be empty)
+	tmplNoticeSubject = "email_changed_subject.txt" // the notice to the old address ([EmailData].NewEmail)
+	tmplNoticeText    = "email_changed.txt"         // its plain-text part
+	tmplNoticeHTML    = "email_changed.html"        // its HTML part (may be empty)
 )
 
-var templateNames = []string{tmplLogin, tmplSent, tmplVerify, tmplInvalid, tmplError, tmplSubject, tmplText, tmplHTML}
+var templateNames = []string{tmplLogin, tmplSent, tmplVerify, tmplInvalid, tmplError, tmplSubject, tmplText, tmplHTML,
+	tmplChangeConfirm, tmplChangeDone, tmplChangeSubject, tmplChangeText, tmplChangeHTML, tmplNoticeSubject, tmplNoticeText, tmplNoticeHTML}
+
+// mailParts names the three templates of one email: subject, plain text
+// and HTML.
+type mailParts struct{ subject, text, html string }
+
+var (
+	loginMail  = mailParts{tmplSubject, tmplText, tmplHTML}
+	changeMail = mailParts{tmplChangeSubject, tmplChangeText, tmplChangeHTML}
+	noticeMail = mailParts{tmplNoticeSubject, tmplNoticeText, tmplNoticeHTML}
+)
 
 // PageData is what the page templates are executed with.
 type PageData struct {
@@ -40,6 +61,7 @@ type PageData struct {
 	Token      string // the login token, on the confirmation page only
 	LoginPath  string // where the login form posts, and the page to ask for a new link
 	VerifyPath string // where the confirmation form posts
+	ChangePath string // where the email-change confirmation form posts
 	TokenTTL   string // how long a link works, in words ("15 minutes")
 }
 
@@ -47,8 +69,11 @@ type PageData struct {
 type EmailData struct {
 	AppName  string
 	Email    string // the recipient
-	Link     string // the login link
+	Link     string // the login link, or the email-change link
 	TokenTTL string // how long it works, in words
+	// NewEmail is, in the notice to the old address of an email change,
+	// the new address, masked ("n•••@example.org").
+	NewEmail string
 }
 
 type templates map[string]*template.Template
@@ -82,8 +107,9 @@ func loadTemplates(override *template.Template) (templates, error) {
 	// Render each once with sample data, so that a broken override is an
 	// error from New rather than from the first request.
 	page := PageData{AppName: "App", Title: "Title", Error: "Error", Email: "ada@example.com",
-		Token: strings.Repeat("A", encodedSecretLen), LoginPath: "/login", VerifyPath: verifyPath, TokenTTL: "15 minutes"}
-	email := EmailData{AppName: "App", Email: "ada@example.com", Link: "https://example.com/login/verify?token=A", TokenTTL: "15 minutes"}
+		Token: strings.Repeat("A", encodedSecretLen), LoginPath: "/login", VerifyPath: verifyPath, ChangePath: emailChangePath, TokenTTL: "15 minutes"}
+	email := EmailData{AppName: "App", Email: "ada@example.com", Link: "https://example.com/login/verify?token=A", TokenTTL: "15 minutes",
+		NewEmail: "a•••@example.org"}
 	for _, name := range templateNames {
 		var data any = page
 		if strings.HasPrefix(name, "email") {
@@ -107,16 +133,23 @@ func (t templates) render(name string, data any) (string, error) {
 
 // renderEmail builds the login email for the address and link.
 func (s *Service) renderEmail(to, link string) (Message, error) {
-	d := EmailData{AppName: s.opts.AppName, Email: to, Link: link, TokenTTL: words(s.opts.TokenTTL)}
-	subject, err := s.tmpl.render(tmplSubject, d)
+	return s.renderMail(loginMail, EmailData{Email: to, Link: link})
+}
+
+// renderMail builds an email from its templates, to d.Email; it fills in
+// d's AppName and TokenTTL.
+func (s *Service) renderMail(parts mailParts, d EmailData) (Message, error) {
+	d.AppName, d.TokenTTL = s.opts.AppName, words(s.opts.TokenTTL)
+	to := d.Email
+	subject, err := s.tmpl.render(parts.subject, d)
 	if err != nil {
 		return Message{}, err
 	}
-	text, err := s.tmpl.render(tmplText, d)
+	text, err := s.tmpl.render(parts.text, d)
 	if err != nil {
 		return Message{}, err
 	}
-	htm, err := s.tmpl.render(tmplHTML, d)
+	htm, err := s.tmpl.render(parts.html, d)
 	if err != nil {
 		return Message{}, err
 	}
@@ -133,6 +166,7 @@ func (s *Service) page(w http.ResponseWriter, status int, name string, d PageDat
 	d.AppName = s.opts.AppName
 	d.LoginPath = s.opts.LoginPath
 	d.VerifyPath = verifyPath
+	d.ChangePath = emailChangePath
 	d.TokenTTL = words(s.opts.TokenTTL)
 	body, err := s.tmpl.render(name, d)
 	if err != nil {

@@ -9,20 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/ratelimit"
 )
 
-// clock is a fake clock for the Now options; safe for concurrent use.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := new(clock)
-	c.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+// newClock returns the fake clock of this package's tests.
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // step is one call to AllowN at an offset from the start of a test, and the
 // decision it must get.
@@ -100,7 +92,7 @@ func TestMemoryDecisions(t *testing.T) {
 			limit := ratelimit.MustParseLimit(tt.limit)
 			start := c.Now()
 			for i, s := range tt.steps {
-				c.ns.Store(start.Add(s.at).UnixNano())
+				c.Set(start.Add(s.at))
 				d, err := m.AllowN(context.Background(), "k", limit, s.n)
 				if err != nil {
 					t.Fatalf("step %d: %v", i, err)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/mail"
 	"strings"
+	"unicode/utf8"
 )
 
 // Length limits from RFC 5321 section 4.5.3.1.
@@ -126,3 +127,19 @@ func isAlnum(c byte) bool {
 }
 
 func quoteChar(c byte) string { return "'" + string(c) + "'" }
+
+// Mask shows an address the way pages and notices tell a reader where to
+// look without spelling it out to whoever else sees it: the first
+// character of the local part, then "•••", then the domain
+// ("a•••@example.org"); "•••" for anything without a local part.
+func Mask(email string) string {
+	at := strings.LastIndexByte(email, '@')
+	if at <= 0 {
+		return "•••"
+	}
+	first, _ := utf8.DecodeRuneInString(email)
+	if first == utf8.RuneError {
+		first = '•'
+	}
+	return string(first) + "•••" + email[at:]
+}

@@ -95,3 +95,17 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+func TestMask(t *testing.T) {
+	for in, want := range map[string]string{
+		"ada@example.org":   "a•••@example.org",
+		"n@example.org":     "n•••@example.org",
+		"@example.org":      "•••",
+		"nobody":            "•••",
+		"\xffx@example.org": "••••@example.org",
+	} {
+		if got := emailaddr.Mask(in); got != want {
+			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

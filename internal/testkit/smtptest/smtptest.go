@@ -203,12 +203,27 @@ func (s *Server) Wait(tb testing.TB, n int) []Message {
 	}
 }
 
-var linkRe = regexp.MustCompile(`https?://[^\s"<>]+/login/verify\?token=[A-Za-z0-9_-]+`)
+var linkRe = regexp.MustCompile(`https?://[^\s"<>]+/login(?:/email)?/verify\?token=[A-Za-z0-9_-]+`)
 
 // WaitLink waits for the next message to the address that an earlier
-// WaitLink has not returned, and returns the login link in its plain-text
-// part. It fails the test after 10 seconds, or if the message has no link.
+// WaitLink or WaitMessage has not returned, and returns the link in its
+// plain-text part: a sign-in link (/login/verify) or an email-change link
+// (/login/email/verify). It fails the test after 10 seconds, or if the
+// message has no link.
 func (s *Server) WaitLink(tb testing.TB, to string) string {
+	tb.Helper()
+	m := s.WaitMessage(tb, to)
+	link := linkRe.FindString(m.Text)
+	if link == "" {
+		tb.Fatalf("smtptest: the message to %s has no login link:\n%s", to, m.Data)
+	}
+	return link
+}
+
+// WaitMessage waits for the next message to the address that an earlier
+// WaitLink or WaitMessage has not returned, and returns it. It fails the
+// test after 10 seconds.
+func (s *Server) WaitMessage(tb testing.TB, to string) Message {
 	tb.Helper()
 	to = strings.ToLower(to)
 	deadline := time.After(10 * time.Second)
@@ -229,17 +244,13 @@ func (s *Server) WaitLink(tb testing.TB, to string) string {
 		arrived := s.arrived
 		s.mu.Unlock()
 		if found != nil {
-			link := linkRe.FindString(found.Text)
-			if link == "" {
-				tb.Fatalf("smtptest: the message to %s has no login link:\n%s", to, found.Data)
-			}
-			return link
+			return *found
 		}
 		select {
 		case <-arrived:
 		case <-deadline:
 			tb.Fatalf("smtptest: no new message to %s within 10s", to)
-			return ""
+			return Message{}
 		}
 	}
 }

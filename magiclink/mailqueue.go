@@ -1,0 +1,158 @@
+package magiclink
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// mailJob is an email waiting for the mail worker: a login request (msg
+// is nil: the worker looks the account up and builds the link), or a
+// message built already (the email-change link and notice).
+type mailJob struct {
+	email  string // normalised recipient
+	client string // ClientKey of the request, "" for SendLink and the email-change mails
+	msg    *Message
+	what   string // what msg is, for logs ("email-change link")
+}
+
+// errClientQueueFull refuses a job of a client that has QueuePerClient
+// jobs queued already.
+var errClientQueueFull = errors.New("magiclink: too many login emails of one client queued")
+
+// enqueue hands a login request to the mail workers without blocking. A
+// job with a client counts against that client's QueuePerClient until a
+// worker takes it.
+func (s *Service) enqueue(j mailJob) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if j.client != "" {
+		s.pendingMu.Lock()
+		if s.pending[j.client] >= s.opts.QueuePerClient {
+			s.pendingMu.Unlock()
+			s.stats.clientLimited.Add(1)
+			return errClientQueueFull
+		}
+		s.pending[j.client]++
+		s.pendingMu.Unlock()
+	}
+	select {
+	case s.queue <- j:
+		s.stats.mailQueued.Add(1)
+		return nil
+	default:
+		s.dequeued(j)
+		s.stats.mailDropped.Add(1)
+		return ErrQueueFull
+	}
+}
+
+// dequeued releases j's place in its client's share of the queue.
+func (s *Service) dequeued(j mailJob) {
+	if j.client == "" {
+		return
+	}
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.pending[j.client]--; s.pending[j.client] <= 0 {
+		delete(s.pending, j.client)
+	}
+}
+
+func (s *Service) mailWorker() {
+	defer s.workers.Done()
+	for j := range s.queue {
+		s.dequeued(j)
+		if s.baseCtx.Err() != nil {
+			s.stats.mailAbandoned.Add(1)
+			continue
+		}
+		s.handleJob(j)
+	}
+}
+
+// handleJob sends a job's message, or for a login request looks the
+// account up, creates a token and sends the link.
+func (s *Service) handleJob(j mailJob) {
+	if j.msg != nil {
+		s.deliver(*j.msg, j.email, j.what)
+		return
+	}
+	ctx := s.baseCtx
+	sctx, cancel := context.WithTimeout(ctx, time.Minute) // bounds the store calls
+	defer cancel()
+	log := s.logger.With("to", RedactEmail(j.email))
+	// With AllowSignup an unknown address gets a link too; the account is
+	// created only when the link is used, so asking creates no account.
+	if !s.opts.AllowSignup {
+		_, found, err := s.store.UserByEmail(sctx, j.email)
+		if err != nil {
+			s.stats.storeErrors.Add(1)
+			s.stats.mailFailed.Add(1)
+			log.Error("magiclink: looking up the account for a login link", "err", err)
+			return
+		}
+		if !found {
+			s.stats.noAccount.Add(1)
+			log.Debug("magiclink: login link requested for an address with no account")
+			return
+		}
+	}
+	token, hash := newSecret()
+	now := s.opts.Now()
+	if err := s.store.CreateLoginToken(sctx, LoginToken{
+		Hash: hash, Email: j.email, CreatedAt: now, ExpiresAt: now.Add(s.opts.TokenTTL),
+	}); err != nil {
+		s.stats.storeErrors.Add(1)
+		s.stats.mailFailed.Add(1)
+		log.Error("magiclink: storing a login token", "err", err)
+		return
+	}
+	msg, err := s.renderEmail(j.email, s.opts.BaseURL+"/login/verify?token="+token)
+	if err != nil {
+		s.stats.mailFailed.Add(1)
+		log.Error("magiclink: rendering the login email", "err", err)
+		return
+	}
+	s.deliver(msg, j.email, "login email")
+}
+
+// deliver sends msg to email, retrying with backoff; what names the
+// message in logs.
+func (s *Service) deliver(msg Message, email, what string) {
+	ctx := s.baseCtx
+	log := s.logger.With("to", RedactEmail(email))
+	backoff := s.opts.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
+		err := s.opts.Mailer.Send(actx, msg)
+		cancel()
+		if err == nil {
+			s.stats.mailSent.Add(1)
+			log.Debug("magiclink: "+what+" sent", "attempt", attempt)
+			return
+		}
+		if ctx.Err() != nil {
+			s.stats.mailAbandoned.Add(1)
+			log.Warn("magiclink: "+what+" abandoned at shutdown", "err", redactErr(err, email))
+			return
+		}
+		if attempt >= s.opts.SendAttempts {
+			s.stats.mailFailed.Add(1)
+			log.Error("magiclink: sending the "+what+" failed; giving up", "attempts", attempt, "err", redactErr(err, email))
+			return
+		}
+		s.stats.mailRetries.Add(1)
+		log.Warn("magiclink: sending the "+what+" failed; retrying", "attempt", attempt, "in", backoff, "err", redactErr(err, email))
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			s.stats.mailAbandoned.Add(1)
+			return
+		}
+		backoff *= 2
+	}
+}

@@ -1,0 +1,37 @@
+package magiclink
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+)
+
+// secretLen is the number of random bytes in a login token and a session
+// id; base64url without padding makes them 43 characters.
+const secretLen = 32
+
+var encodedSecretLen = base64.RawURLEncoding.EncodedLen(secretLen)
+
+// newSecret returns 32 random bytes, base64url-encoded, and their SHA-256.
+func newSecret() (string, []byte) {
+	b := make([]byte, secretLen)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
+	enc := base64.RawURLEncoding.EncodeToString(b)
+	return enc, hashSecret(enc)
+}
+
+// hashSecret returns the SHA-256 of an encoded secret, as stored.
+func hashSecret(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+// wellFormed reports whether s looks like a secret this package issued, so
+// that garbage is refused without touching the store.
+func wellFormed(s string) bool {
+	if len(s) != encodedSecretLen {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil
+}

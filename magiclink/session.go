@@ -1,0 +1,118 @@
+package magiclink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// SignIn starts a new session for the user and sets its cookie on w. It is
+// what a followed login link does; other sign-in paths (such as completing
+// a checkout with a new account) call it directly. It fails with
+// [ErrUnknownUser] if there is no such user.
+func (s *Service) SignIn(ctx context.Context, w http.ResponseWriter, userID int64) error {
+	if _, found, err := s.store.UserEmail(ctx, userID); err != nil {
+		s.stats.storeErrors.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	} else if !found {
+		return ErrUnknownUser
+	}
+	id, hash := newSecret()
+	now := s.opts.Now()
+	se := Session{Hash: hash, UserID: userID, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL), LastSeenAt: now}
+	if err := s.store.CreateSession(ctx, se); err != nil {
+		s.stats.storeErrors.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	s.stats.sessionsCreated.Add(1)
+	http.SetCookie(w, s.sessionCookie(id, s.opts.SessionTTL))
+	return nil
+}
+
+// RevokeSessions signs the user out everywhere: every session of the user
+// is deleted, and their cookies stop working at once.
+func (s *Service) RevokeSessions(ctx context.Context, userID int64) error {
+	n, err := s.store.DeleteUserSessions(ctx, userID)
+	if err != nil {
+		s.stats.storeErrors.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	s.stats.sessionsRevoked.Add(n)
+	return nil
+}
+
+// sessionCookie is the cookie for a new session. Its lifetime is given as
+// Max-Age alone, relative to the browser's clock, so that a skewed clock on
+// either side cannot make it expire early.
+func (s *Service) sessionCookie(value string, ttl time.Duration) *http.Cookie {
+	return &http.Cookie{
+		Name:     s.cookie,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   int(ttl / time.Second),
+		Secure:   !s.opts.InsecureCookies,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+func (s *Service) clearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: s.cookie, Value: "", Path: "/", MaxAge: -1,
+		Secure: !s.opts.InsecureCookies, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// errNoSession means the request has no valid session.
+var errNoSession = errors.New("magiclink: no session")
+
+// user authenticates r by its session cookie. It returns errNoSession for
+// a missing, unknown, expired or idle session (stale reports whether a
+// cookie should be cleared), and an ErrUnavailable error if the store
+// failed.
+func (s *Service) user(r *http.Request) (u User, stale bool, err error) {
+	if s.checked(r.Context()) { // LoadUser ran already: no second lookup
+		if u, ok := UserFrom(r.Context()); ok {
+			return u, false, nil
+		}
+		return User{}, false, errNoSession
+	}
+	c, err := r.Cookie(s.cookie)
+	if err != nil {
+		return User{}, false, errNoSession
+	}
+	if !wellFormed(c.Value) {
+		s.stats.sessionsRejected.Add(1)
+		return User{}, true, errNoSession
+	}
+	hash := hashSecret(c.Value)
+	ctx := r.Context()
+	se, found, err := s.store.Session(ctx, hash)
+	if err != nil {
+		s.stats.storeErrors.Add(1)
+		return User{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !found {
+		s.stats.sessionsRejected.Add(1)
+		return User{}, true, errNoSession
+	}
+	now := s.opts.Now()
+	idle := s.opts.IdleTimeout
+	if !now.Before(se.ExpiresAt) || (idle > 0 && now.Sub(se.LastSeenAt) >= idle) {
+		s.stats.sessionsRejected.Add(1)
+		if _, err := s.store.DeleteSession(ctx, hash); err != nil {
+			s.logger.Warn("magiclink: deleting an expired session", "user", se.UserID, "err", err)
+		}
+		return User{}, true, errNoSession
+	}
+	if idle > 0 && now.Sub(se.LastSeenAt) >= min(time.Minute, idle/10) {
+		if err := s.store.TouchSession(ctx, hash, now); err != nil {
+			s.stats.storeErrors.Add(1)
+			s.logger.Warn("magiclink: recording session activity", "user", se.UserID, "err", err)
+		}
+	}
+	s.stats.sessionsLoaded.Add(1)
+	return User{ID: se.UserID, Email: se.Email, SessionExpiresAt: se.ExpiresAt}, false, nil
+}
