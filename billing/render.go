@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/problem"
 )
 
 //go:embed templates/*.html

@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apikit/apikit/apikey"
-	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/problem"
 )
 
 // Limits of the favorites API, as documented in openapi.json.

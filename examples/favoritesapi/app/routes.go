@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
-	"github.com/apikit/apikit/internal/problem"
+	"github.com/apikit/apikit/problem"
 	"github.com/apikit/apikit/ratelimit"
 )
 
