@@ -75,28 +75,52 @@ func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
 // Forbid returns a [ForbiddenError] with the given reason.
 func Forbid(reason string) error { return &ForbiddenError{Reason: reason} }
 
-// StatusCode maps an error from this package to the HTTP status the
-// [Middleware] answers with: 400 for a key in the URL or several
-// credentials, 401 for a missing, malformed, invalid, revoked, expired or
-// inactive key, 403 for a valid key refused by scope or authorization, 429
-// for a client over its lookup budget ([ErrThrottled]), and 503 for
-// anything else (the store failed: fail closed).
+// StatusCode returns the HTTP status a refusal with err is answered with:
+// 400, 401, 403, 429, or 503 for an error that is none of this package's
+// (a store failure). A nil error is 200.
 func StatusCode(err error) int {
-	switch {
-	case err == nil:
+	if err == nil {
 		return http.StatusOK
-	case errors.Is(err, ErrInQuery), errors.Is(err, ErrAmbiguous):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrMissing), errors.Is(err, ErrMalformed), errors.Is(err, ErrInvalid),
-		errors.Is(err, ErrRevoked), errors.Is(err, ErrExpired), errors.Is(err, ErrInactive):
-		return http.StatusUnauthorized
-	case errors.Is(err, ErrInsufficientScope), errors.Is(err, ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, ErrThrottled):
-		return http.StatusTooManyRequests
-	default:
-		return http.StatusServiceUnavailable
 	}
+	return lookup(err).status
+}
+
+// refusal is how one of this package's errors is answered.
+type refusal struct {
+	err    error
+	status int
+	code   string // the problem document's code
+	detail string // what the client is told: what to do, nothing it did not know
+}
+
+// refusals maps each sentinel to its answer: the one place that decides
+// how an error is written ([StatusCode], [WriteError], the challenge).
+// The first match wins, so wrapped errors that match several (a
+// [ForbiddenError] joined with another) take the earlier row.
+var refusals = []refusal{
+	{ErrMissing, http.StatusUnauthorized, "missing_token", "Send your API key in the Authorization header: \"Authorization: Bearer <key>\"."},
+	{ErrMalformed, http.StatusUnauthorized, "invalid_token", "The API key is malformed; check that it was copied completely."},
+	{ErrInvalid, http.StatusUnauthorized, "invalid_token", "The API key is not valid."},
+	{ErrRevoked, http.StatusUnauthorized, "invalid_token", "The API key has been revoked."},
+	{ErrExpired, http.StatusUnauthorized, "invalid_token", "The API key has expired."},
+	{ErrInactive, http.StatusUnauthorized, "invalid_token", "The API key is deactivated."},
+	{ErrInQuery, http.StatusBadRequest, "invalid_request", "API keys are not accepted in the URL; send the key in the Authorization header. Consider this key exposed and roll it."},
+	{ErrAmbiguous, http.StatusBadRequest, "invalid_request", "Send exactly one credential: either Authorization: Bearer or X-API-Key."},
+	{ErrInsufficientScope, http.StatusForbidden, "insufficient_scope", "The API key lacks a scope this request requires."},
+	{ErrThrottled, http.StatusTooManyRequests, "rate_limited", "Too many API keys from this client had to be looked up; try again later."},
+	{ErrForbidden, http.StatusForbidden, "forbidden", "This API key may not be used now."},
+}
+
+// unavailable answers every error that is not one of this package's.
+var unavailable = refusal{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The API key could not be verified right now; try again shortly."}
+
+func lookup(err error) refusal {
+	for _, r := range refusals {
+		if errors.Is(err, r.err) {
+			return r
+		}
+	}
+	return unavailable
 }
 
 // challengeFor returns the WWW-Authenticate challenge for err, or "".
@@ -118,40 +142,19 @@ func challengeFor(base, scope string, err error) string {
 // [Middleware] or [Verifier.Verify]. Its detail tells the client what to do
 // without revealing more than the client already knows.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	status := StatusCode(err)
-	p := problem.New(status, "invalid_token", "")
-	switch {
-	case errors.Is(err, ErrMissing):
-		p.Code, p.Detail = "missing_token", "Send your API key in the Authorization header: \"Authorization: Bearer <key>\"."
-	case errors.Is(err, ErrMalformed):
-		p.Detail = "The API key is malformed; check that it was copied completely."
-	case errors.Is(err, ErrInvalid):
-		p.Detail = "The API key is not valid."
-	case errors.Is(err, ErrRevoked):
-		p.Detail = "The API key has been revoked."
-	case errors.Is(err, ErrExpired):
-		p.Detail = "The API key has expired."
-	case errors.Is(err, ErrInactive):
-		p.Detail = "The API key is deactivated."
-	case errors.Is(err, ErrInQuery):
-		p.Code, p.Detail = "invalid_request", "API keys are not accepted in the URL; send the key in the Authorization header. Consider this key exposed and roll it."
-	case errors.Is(err, ErrAmbiguous):
-		p.Code, p.Detail = "invalid_request", "Send exactly one credential: either Authorization: Bearer or X-API-Key."
-	case errors.Is(err, ErrInsufficientScope):
-		p.Code, p.Detail = "insufficient_scope", "The API key lacks a scope this request requires."
-	case errors.Is(err, ErrThrottled):
-		p.Code, p.Detail = "rate_limited", "Too many API keys from this client had to be looked up; try again later."
+	ref := lookup(err)
+	p := problem.New(ref.status, ref.code, ref.detail)
+	switch ref.err {
+	case ErrThrottled:
 		if w.Header().Get("Retry-After") == "" {
 			w.Header().Set("Retry-After", "60")
 		}
-	case errors.Is(err, ErrForbidden):
-		p.Code, p.Detail = "forbidden", "This API key may not be used now."
+	case ErrForbidden:
 		var fe *ForbiddenError
 		if errors.As(err, &fe) && fe.Reason != "" {
 			p.Detail = "This API key may not be used now: " + strings.TrimRight(fe.Reason, ".") + "."
 		}
-	default:
-		p.Code, p.Detail = "unavailable", "The API key could not be verified right now; try again shortly."
+	case ErrUnavailable:
 		w.Header().Set("Retry-After", "1")
 	}
 	problem.Write(w, p)
