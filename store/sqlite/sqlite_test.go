@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
@@ -25,7 +26,7 @@ func TestMemoryDatabase(t *testing.T) {
 	if _, err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := st.EnsureUser(ctx, "ada@example.com")
+	id, _, err := st.CreateUser(ctx, "ada@example.com", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
