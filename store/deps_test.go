@@ -3,8 +3,6 @@ package store_test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -15,9 +13,9 @@ func goTool(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs the go command; skipped with -short")
 	}
-	g := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(g); err != nil {
-		t.Skipf("no go command at %s", g)
+	g, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command on PATH: %v", err)
 	}
 	return g
 }
