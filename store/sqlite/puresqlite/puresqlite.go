@@ -6,7 +6,8 @@
 // by one opens with the other. mattn's driver is the
 // faster of the two.
 //
-// Import one of the two packages, not both, in one program.
+// The drivers register different names ("sqlite3", "sqlite"), so one program
+// may import both packages.
 package puresqlite
 
 import (
