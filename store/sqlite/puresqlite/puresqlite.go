@@ -3,8 +3,7 @@
 // cgo and no C compiler, so CGO_ENABLED=0 builds and scratch images work.
 // It is the same store as package store/sqlite (github.com/mattn/go-sqlite3,
 // the default), with the same schema and settings; a database file written
-// by one opens with the other. mattn's driver is the
-// faster of the two.
+// by one opens with the other.
 //
 // The drivers register different names ("sqlite3", "sqlite"), so one program
 // may import both packages.
