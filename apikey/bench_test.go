@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/apikey/bcrypthash"
@@ -118,7 +119,7 @@ func benchKey(b *testing.B, st *store.Store, vo apikey.VerifierOptions) (*apikey
 	v := apikey.NewVerifier(st, vo)
 	b.Cleanup(func() { v.Close() })
 	m := apikey.NewManager(st, apikey.ManagerOptions{Prefix: "fav_live", Verifier: v})
-	user, _, err := st.EnsureUser(ctx, "bench@example.com")
+	user, _, err := st.CreateUser(ctx, "bench@example.com", time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func benchKey(b *testing.B, st *store.Store, vo apikey.VerifierOptions) (*apikey
 func fill(b *testing.B, st *store.Store, n int) {
 	b.Helper()
 	ctx := context.Background()
-	user, _, err := st.EnsureUser(ctx, "filler@example.com")
+	user, _, err := st.CreateUser(ctx, "filler@example.com", time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

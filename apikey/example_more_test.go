@@ -27,7 +27,7 @@ func exampleKeys(vo apikey.VerifierOptions) (v *apikey.Verifier, m *apikey.Manag
 	if _, err := st.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	userID, _, err = st.EnsureUser(ctx, "ada@example.com")
+	userID, _, err = st.CreateUser(ctx, "ada@example.com", time.Now())
 	if err != nil {
 		log.Fatal(err)
 	}

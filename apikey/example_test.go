@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/store/sqlite"
@@ -23,7 +24,7 @@ func ExampleManager_Issue() {
 	if _, err := st.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	userID, _, err := st.EnsureUser(ctx, "ada@example.com")
+	userID, _, err := st.CreateUser(ctx, "ada@example.com", time.Now())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func ExampleMiddleware() {
 	st, _ := sqlite.Open(ctx, ":memory:")
 	defer st.Close()
 	_, _ = st.Migrate(ctx)
-	userID, _, _ := st.EnsureUser(ctx, "ada@example.com")
+	userID, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
 
 	verifier := apikey.NewVerifier(st, apikey.VerifierOptions{})
 	defer verifier.Close()

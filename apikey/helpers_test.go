@@ -58,7 +58,7 @@ func newFixture(t testing.TB, vo apikey.VerifierOptions) *fixture {
 	f.v = apikey.NewVerifier(f.fs, vo)
 	t.Cleanup(func() { f.v.Close() })
 	f.m = apikey.NewManager(f.fs, apikey.ManagerOptions{Prefix: "fav_test", Verifier: f.v, Now: vo.Now})
-	id, _, err := st.EnsureUser(context.Background(), "ada@example.com")
+	id, _, err := st.CreateUser(context.Background(), "ada@example.com", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func TestRename(t *testing.T) {
 func TestOwnedOperations(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, apikey.VerifierOptions{})
-	mallory, _, err := f.st.EnsureUser(ctx, "mallory@example.com")
+	mallory, _, err := f.st.CreateUser(ctx, "mallory@example.com", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

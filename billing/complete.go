@@ -182,7 +182,7 @@ func (s *Service) checkoutUser(ctx context.Context, cs *stripe.CheckoutSession) 
 		if err != nil {
 			return 0, nil
 		}
-		id, _, err := s.store.EnsureUser(ctx, email)
+		id, _, err := s.store.CreateUser(ctx, email, s.opts.Now())
 		return id, err
 	}
 	return 0, nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apikit/apikit/billing/subscription"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -21,13 +22,9 @@ import (
 // mode, so that once billing runs with a real Stripe key, every
 // subscription given away in development grants nothing.
 const (
-	DevSubscriptionPrefix = "sub_dev_"
+	DevSubscriptionPrefix = subscription.DevPrefix
 	DevSubscriptionPeriod = 30 * 24 * time.Hour
 )
-
-// Dev reports whether the subscription was granted by dev mode, without
-// payment (its id starts with [DevSubscriptionPrefix]).
-func (s Subscription) Dev() bool { return strings.HasPrefix(s.SubscriptionID, DevSubscriptionPrefix) }
 
 // devSession is a dev-mode checkout in progress: the address, and the
 // signed-in user buying for it (0 for a pending sign-up). It lives in

@@ -166,7 +166,7 @@ func checkoutObject(userID int64, customer, sub, email string) map[string]any {
 
 func mustUser(t testing.TB, st billing.Store, email string) int64 {
 	t.Helper()
-	id, _, err := st.EnsureUser(context.Background(), email)
+	id, _, err := st.CreateUser(context.Background(), email, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,38 +12,38 @@ import (
 )
 
 func TestSignatureTime(t *testing.T) {
-	for header, want := range map[string]int64{
-		"t=1700000000,v1=abc":              1700000000,
-		"v1=abc,t=1700000000,v0=def":       1700000000,
-		"t=1700000000,v1=abc,t=1800000000": 1800000000, // the latest of several
+	for header, want := range map[string][2]int64{
+		"t=1700000000,v1=abc":              {1700000000, 1700000000},
+		"v1=abc,t=1700000000,v0=def":       {1700000000, 1700000000},
+		"t=1800000000,v1=abc,t=1700000000": {1700000000, 1800000000}, // the earliest and latest of several
 	} {
-		if got, ok := signatureTime(header); !ok || got.Unix() != want {
-			t.Errorf("signatureTime(%q) = %v, %v; want %d", header, got, ok, want)
+		if lo, hi, ok := signatureTime(header); !ok || lo.Unix() != want[0] || hi.Unix() != want[1] {
+			t.Errorf("signatureTime(%q) = %v, %v, %v; want %d", header, lo, hi, ok, want)
 		}
 	}
 	for _, header := range []string{"", "v1=abc", "t=,v1=abc", "t=12x", "t=1,t=x"} {
-		if _, ok := signatureTime(header); ok {
+		if _, _, ok := signatureTime(header); ok {
 			t.Errorf("signatureTime(%q) accepted", header)
 		}
 	}
 }
 
 // FuzzSignatureTime: the Stripe-Signature parser never panics, and what it
-// accepts is the largest t= item of the header.
+// accepts lies between the smallest and the largest t= item of the header.
 func FuzzSignatureTime(f *testing.F) {
 	f.Add("t=1700000000,v1=abc")
 	f.Add("t=-1,t=9223372036854775807")
 	f.Add("t=1,,=,t")
 	f.Add(strings.Repeat("t=1,", 100))
 	f.Fuzz(func(t *testing.T, header string) {
-		got, ok := signatureTime(header)
+		lo, hi, ok := signatureTime(header)
 		if !ok {
 			return
 		}
 		for _, item := range strings.Split(header, ",") {
 			if v, found := strings.CutPrefix(item, "t="); found {
-				if n, err := strconv.ParseInt(v, 10, 64); err != nil || n > got.Unix() {
-					t.Fatalf("signatureTime(%q) = %d; item %q", header, got.Unix(), item)
+				if n, err := strconv.ParseInt(v, 10, 64); err != nil || n > hi.Unix() || n < lo.Unix() {
+					t.Fatalf("signatureTime(%q) = %d, %d; item %q", header, lo.Unix(), hi.Unix(), item)
 				}
 			}
 		}

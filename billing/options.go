@@ -94,6 +94,11 @@ type Options struct {
 	// duplicate detection by [Service.Prune] (default 30 days, well past
 	// Stripe's 3 days of retries).
 	EventRetention time.Duration
+	// PruneInterval is how often the Service runs [Service.Prune] in the
+	// background, as magiclink's CleanupInterval does its cleanup (default
+	// 24 hours; negative disables it, for an application that prunes on
+	// its own schedule). [Service.Close] stops it.
+	PruneInterval time.Duration
 
 	// DevMode runs without Stripe, for local development: sign-up leads to
 	// a local page labelled "DEV MODE — no payment taken" whose form
@@ -123,8 +128,8 @@ type Options struct {
 	// Logger receives failures and notable events (default: discard).
 	// Secrets, signatures and session ids are never logged.
 	Logger *slog.Logger
-	// Now returns the current time (default time.Now). The webhook
-	// signature's 5-minute tolerance uses the real clock.
+	// Now returns the current time (default time.Now), for everything
+	// time-dependent, the webhook signature's 5-minute tolerance included.
 	Now func() time.Time
 }
 
@@ -167,6 +172,9 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 	}
 	if o.EventRetention <= 0 {
 		o.EventRetention = 30 * 24 * time.Hour
+	}
+	if o.PruneInterval == 0 {
+		o.PruneInterval = 24 * time.Hour
 	}
 	if o.Now == nil {
 		o.Now = time.Now

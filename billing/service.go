@@ -26,6 +26,13 @@ type Service struct {
 	sold map[string]bool // Options.PriceID and PriceIDs
 
 	stats counters
+
+	// The pruner (prune.go).
+	stop      chan struct{}
+	pruner    sync.WaitGroup
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
 }
 
 type entitlement struct {
@@ -37,6 +44,8 @@ type entitlement struct {
 const maxCached = 100_000
 
 // New returns a Service over the store. c may be nil only in dev mode.
+// Unless [Options.PruneInterval] is negative, the Service prunes old rows
+// in the background until [Service.Close].
 func New(st Store, c *Client, opts Options) (*Service, error) {
 	if st == nil {
 		return nil, optionsError("New needs a Store")
@@ -58,6 +67,7 @@ func New(st Store, c *Client, opts Options) (*Service, error) {
 	for _, p := range opts.PriceIDs {
 		s.sold[p] = true
 	}
+	s.startPruner()
 	s.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.stats.crossOrigin.Add(1)
 		s.fail(w, r, http.StatusForbidden, ErrCrossOrigin)
@@ -173,14 +183,6 @@ func (s *Service) grants(sub Subscription, now time.Time) bool {
 	return s.counts(sub) && sub.Entitling(now, s.opts.PastDueGrace)
 }
 
-// Prune deletes webhook event ids older than [Options.EventRetention] and
-// consumed checkout sessions as old, and returns how many rows it deleted.
-// Run it daily, say; without it the event table grows by one row per
-// webhook.
-func (s *Service) Prune(ctx context.Context) (int64, error) {
-	return s.store.PruneBilling(ctx, s.opts.Now().Add(-s.opts.EventRetention))
-}
-
 // Stats is a snapshot of what a [Service] has done since it started.
 type Stats struct {
 	CheckoutsCreated uint64 // Checkout sessions created (or dev checkouts started)
@@ -200,6 +202,9 @@ type Stats struct {
 	WebhooksInvalid   uint64 // refused with 400: signature, timestamp, version, payload, size
 	WebhooksFailed    uint64 // answered 5xx for Stripe to retry: the store failed
 
+	Pruned      uint64 // event ids and checkout sessions deleted by pruning
+	PruneErrors uint64 // prunings that failed
+
 	EntitledCacheHits   uint64
 	EntitledCacheMisses uint64
 }
@@ -209,6 +214,7 @@ type counters struct {
 	limited, crossOrigin                                                                                  atomic.Uint64
 	applied, duplicate, ignored, invalid, failed                                                          atomic.Uint64
 	cacheHits, cacheMisses                                                                                atomic.Uint64
+	pruned, pruneErrors                                                                                   atomic.Uint64
 }
 
 // Stats returns the service's counters.
@@ -222,5 +228,6 @@ func (s *Service) Stats() Stats {
 		WebhooksApplied: c.applied.Load(), WebhooksDuplicate: c.duplicate.Load(), WebhooksIgnored: c.ignored.Load(),
 		WebhooksInvalid: c.invalid.Load(), WebhooksFailed: c.failed.Load(),
 		EntitledCacheHits: c.cacheHits.Load(), EntitledCacheMisses: c.cacheMisses.Load(),
+		Pruned: c.pruned.Load(), PruneErrors: c.pruneErrors.Load(),
 	}
 }

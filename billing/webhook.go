@@ -93,8 +93,9 @@ func (s *Service) verify(payload []byte, header string) (stripe.Event, error) {
 	if s.opts.WebhookSecret == "" {
 		return stripe.Event{}, fmt.Errorf("%w: no webhook secret configured", ErrInvalidSignature)
 	}
+	// The timestamp is checked below, against Options.Now, both ways.
 	ev, err := webhook.ConstructEventWithOptions(payload, header, s.opts.WebhookSecret, webhook.ConstructEventOptions{
-		Tolerance:                WebhookTolerance,
+		IgnoreTolerance:          true,
 		IgnoreAPIVersionMismatch: s.opts.IgnoreAPIVersionMismatch,
 	})
 	switch {
@@ -109,20 +110,25 @@ func (s *Service) verify(payload []byte, header string) (stripe.Event, error) {
 	case ev.ID == "" || ev.Type == "" || ev.Data == nil:
 		return ev, fmt.Errorf("%w: event without id, type or data", ErrInvalidSignature)
 	}
-	// stripe-go refuses only timestamps too far in the past; a signed
-	// timestamp too far in the future (a clock skewed, or an event signed
-	// ahead to be replayed later) is refused too.
-	if t, ok := signatureTime(header); !ok || t.After(time.Now().Add(WebhookTolerance)) {
+	// A signed timestamp too far in the past (a replay) or in the future
+	// (a clock skewed, or an event signed ahead to be replayed later) is
+	// refused.
+	now := s.opts.Now()
+	switch earliest, latest, ok := signatureTime(header); {
+	case !ok || latest.After(now.Add(WebhookTolerance)):
 		return ev, fmt.Errorf("%w: timestamp in the future", ErrInvalidSignature)
+	case earliest.Before(now.Add(-WebhookTolerance)):
+		return ev, fmt.Errorf("%w: %w", ErrInvalidSignature, webhook.ErrTooOld)
 	}
 	return ev, nil
 }
 
-// signatureTime returns the latest of the t= timestamps of a
-// Stripe-Signature header ("t=1700000000,v1=…,v0=…"); ok is false when
-// there is none or one is not a number.
-func signatureTime(header string) (t time.Time, ok bool) {
-	latest := int64(math.MinInt64)
+// signatureTime returns the earliest and the latest of the t= timestamps
+// of a Stripe-Signature header ("t=1700000000,v1=…,v0=…"), so that the
+// timestamp stripe-go verified the signature with, whichever it is, lies
+// between them; ok is false when there is none or one is not a number.
+func signatureTime(header string) (earliest, latest time.Time, ok bool) {
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, item := range strings.Split(header, ",") {
 		k, v, found := strings.Cut(item, "=")
 		if !found || k != "t" {
@@ -130,14 +136,14 @@ func signatureTime(header string) (t time.Time, ok bool) {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return time.Time{}, false
+			return time.Time{}, time.Time{}, false
 		}
-		latest = max(latest, n)
+		lo, hi = min(lo, n), max(hi, n)
 	}
-	if latest == math.MinInt64 {
-		return time.Time{}, false
+	if hi == math.MinInt64 {
+		return time.Time{}, time.Time{}, false
 	}
-	return time.Unix(latest, 0), true
+	return time.Unix(lo, 0), time.Unix(hi, 0), true
 }
 
 type eventStatus int

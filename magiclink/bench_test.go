@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/magiclink"
@@ -43,7 +44,7 @@ func BenchmarkSessionLookup(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = svc.Close(context.Background()) })
-			id, _, err := st.EnsureUser(context.Background(), "ada@example.com")
+			id, _, err := st.CreateUser(context.Background(), "ada@example.com", time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -54,7 +54,7 @@ func ExampleNew() {
 	if _, err := st.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	_, _, _ = st.EnsureUser(ctx, "ada@example.com")
+	_, _, _ = st.CreateUser(ctx, "ada@example.com", time.Now())
 
 	var outbox strings.Builder
 	login, err := magiclink.New(st, magiclink.Options{
@@ -153,7 +153,7 @@ func ExampleService_SendLink() {
 	st, _ := sqlite.Open(ctx, ":memory:")
 	defer st.Close()
 	_, _ = st.Migrate(ctx)
-	_, _, _ = st.EnsureUser(ctx, "ada@example.com")
+	_, _, _ = st.CreateUser(ctx, "ada@example.com", time.Now())
 	var outbox strings.Builder
 	login, _ := magiclink.New(st, magiclink.Options{BaseURL: "https://api.example.com", Mailer: magiclink.NewConsoleMailer(&outbox)})
 

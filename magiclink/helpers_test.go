@@ -124,7 +124,7 @@ func newHarness(t testing.TB, s setup) *harness {
 
 func (h *harness) user(email string) int64 {
 	h.t.Helper()
-	id, _, err := h.store.EnsureUser(context.Background(), email)
+	id, _, err := h.store.CreateUser(context.Background(), email, time.Now())
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -23,11 +23,6 @@ import (
 //     hash, at most one reports ok.
 //   - Implementations must be safe for concurrent use.
 type Store interface {
-	// EnsureUser returns the id of the user with the email (compared
-	// case-insensitively), creating the user if there is none; created
-	// tells which. Concurrent calls for one email create one user.
-	EnsureUser(ctx context.Context, email string) (id int64, created bool, err error)
-
 	// UserByEmail finds a user by email, case-insensitively.
 	UserByEmail(ctx context.Context, email string) (id int64, found bool, err error)
 

@@ -59,7 +59,7 @@ func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) err
 		return err
 	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if s.dialect.Name == "postgres" {
+		if s.dialect.Name == DialectPostgres {
 			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, k.UserID); err != nil {
 				return err
 			}

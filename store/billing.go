@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/billing/subscription"
 	"github.com/jmoiron/sqlx"
 )
 
-var _ billing.Store = (*Store)(nil)
+var _ subscription.Store = (*Store)(nil)
 
 // subRow is a billing_subscriptions row joined with its customer's user.
 type subRow struct {
@@ -32,8 +32,8 @@ type subRow struct {
 const subColumns = `s.subscription_id, s.customer_id, s.status, s.price_id, s.current_period_start, s.current_period_end,
 	s.cancel_at_period_end, s.ended, s.event_created, s.updated_at, c.user_id`
 
-func (r subRow) subscription() billing.Subscription {
-	return billing.Subscription{
+func (r subRow) subscription() subscription.Subscription {
+	return subscription.Subscription{
 		UserID: r.UserID.Int64, CustomerID: r.CustomerID, SubscriptionID: r.SubscriptionID,
 		Status: r.Status, PriceID: r.PriceID,
 		CurrentPeriodStart: fromNull(r.CurrentPeriodStart), CurrentPeriodEnd: fromNull(r.CurrentPeriodEnd),
@@ -59,15 +59,19 @@ func fromUnix(s int64) time.Time {
 	return time.Unix(s, 0).UTC()
 }
 
-// ApplyEvent implements [billing.Store] in one transaction: the event id is
+// ApplyEvent implements [subscription.Store] in one transaction, stamping
+// what it writes with ev.ReceivedAt (which must be set): the event id is
 // inserted first, so a concurrent delivery of the same event waits on it
 // (PostgreSQL's unique index; SQLite's write lock) and then finds it. The
 // subscription is written with an upsert whose WHERE clause is the
 // out-of-order guard, so the guard holds even for two new rows racing.
-func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Change) (billing.Applied, error) {
-	var out billing.Applied
+func (s *Store) ApplyEvent(ctx context.Context, ev subscription.Event, ch subscription.Change) (subscription.Applied, error) {
+	if ev.ReceivedAt.IsZero() {
+		return subscription.Applied{}, errors.New("store: ApplyEvent: the event has no ReceivedAt")
+	}
+	var out subscription.Applied
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		out = billing.Applied{}
+		out = subscription.Applied{}
 		recorded, err := affected(tx.ExecContext(ctx, tx.Rebind(`INSERT INTO billing_webhook_events
 			(event_id, type, created, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`),
 			ev.ID, ev.Type, unix(ev.Created), ts(ev.ReceivedAt)))
@@ -86,14 +90,14 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 		}
 		if ch.UserID != 0 && ch.CustomerID != "" {
 			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO billing_customers (customer_id, user_id, created_at)
-				VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`), ch.CustomerID, ch.UserID, ts(s.now())); err != nil {
+				VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`), ch.CustomerID, ch.UserID, ts(ev.ReceivedAt)); err != nil {
 				return err
 			}
 		}
 		customer := ch.CustomerID
 		if sub.SubscriptionID != "" {
 			customer = sub.CustomerID
-			if out.Current, out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode); err != nil {
+			if out.Current, out.Written, err = s.writeSubscription(ctx, tx, sub, ch.Mode, ev.ReceivedAt); err != nil {
 				return err
 			}
 			if out.Written {
@@ -115,10 +119,10 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 		return nil
 	})
 	if errors.Is(err, errDuplicate) {
-		return billing.Applied{Duplicate: true}, nil
+		return subscription.Applied{Duplicate: true}, nil
 	}
 	if err != nil {
-		return billing.Applied{}, err
+		return subscription.Applied{}, err
 	}
 	return out, nil
 }
@@ -126,27 +130,27 @@ func (s *Store) ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Cha
 // errDuplicate rolls back the transaction of a duplicate event.
 var errDuplicate = errors.New("store: duplicate event")
 
-func (s *Store) subscriptionTx(ctx context.Context, tx *sqlx.Tx, id string) (billing.Subscription, bool, error) {
+func (s *Store) subscriptionTx(ctx context.Context, tx *sqlx.Tx, id string) (subscription.Subscription, bool, error) {
 	q := `SELECT ` + subColumns + ` FROM billing_subscriptions s
 		LEFT JOIN billing_customers c ON c.customer_id = s.customer_id WHERE s.subscription_id = ?`
-	if s.dialect.Name == "postgres" {
+	if s.dialect.Name == DialectPostgres {
 		q += ` FOR UPDATE OF s`
 	}
 	var r subRow
 	ok, err := isFound(tx.GetContext(ctx, &r, tx.Rebind(q), id))
 	if !ok {
-		return billing.Subscription{}, false, err
+		return subscription.Subscription{}, false, err
 	}
 	return r.subscription(), true, nil
 }
 
-// tieRank is the SQL for billing.StatusPrecedence of the stored row's
+// tieRank is the SQL for subscription.StatusPrecedence of the stored row's
 // status, built from the Go function so that the two cannot disagree.
 var tieRank = func() string {
 	var b strings.Builder
 	b.WriteString("CASE billing_subscriptions.status")
 	for _, st := range []string{"incomplete", "trialing", "active", "past_due", "paused", "unpaid", "canceled", "incomplete_expired"} {
-		fmt.Fprintf(&b, " WHEN '%s' THEN %d", st, billing.StatusPrecedence(st))
+		fmt.Fprintf(&b, " WHEN '%s' THEN %d", st, subscription.StatusPrecedence(st))
 	}
 	b.WriteString(" ELSE 0 END")
 	return b.String()
@@ -155,8 +159,8 @@ var tieRank = func() string {
 // writeSubscription upserts the row as mode says and returns it as
 // written; written is false when the guard kept the stored row. The upsert
 // returns its row (RETURNING), so nothing is read again.
-func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.Subscription, mode billing.WriteMode) (billing.Subscription, bool, error) {
-	ended := mode == billing.WriteTerminal
+func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub subscription.Subscription, mode subscription.WriteMode, at time.Time) (subscription.Subscription, bool, error) {
+	ended := mode == subscription.WriteTerminal
 	insert := `INSERT INTO billing_subscriptions (subscription_id, customer_id, status, price_id,
 		current_period_start, current_period_end, cancel_at_period_end, ended, event_created, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) `
@@ -166,58 +170,58 @@ func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub billing.
 		cancel_at_period_end = excluded.cancel_at_period_end, ended = excluded.ended,
 		updated_at = excluded.updated_at, event_created = excluded.event_created `
 	args := []any{sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodStart),
-		ts(sub.CurrentPeriodEnd), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(s.now())}
+		ts(sub.CurrentPeriodEnd), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(at)}
 	switch mode {
-	case billing.WriteIfAbsent:
+	case subscription.WriteIfAbsent:
 		insert += `DO NOTHING`
-	case billing.WriteTerminal:
+	case subscription.WriteTerminal:
 		insert += set + `WHERE NOT billing_subscriptions.ended`
-	case billing.WriteCurrent:
+	case subscription.WriteCurrent:
 		insert += set + `WHERE NOT billing_subscriptions.ended AND billing_subscriptions.event_created <= excluded.event_created`
 	default:
 		// Ties are settled by status precedence, in the statement itself,
 		// so that the rule holds for concurrent deliveries too.
 		insert += set + `WHERE NOT billing_subscriptions.ended AND (billing_subscriptions.event_created < excluded.event_created
 			OR (billing_subscriptions.event_created = excluded.event_created AND ` + tieRank + ` <= ?))`
-		args = append(args, billing.StatusPrecedence(sub.Status))
+		args = append(args, subscription.StatusPrecedence(sub.Status))
 	}
 	insert += ` RETURNING subscription_id, customer_id, status, price_id, current_period_start, current_period_end,
 		cancel_at_period_end, ended, event_created, updated_at`
 	var r subRow
 	ok, err := isFound(tx.GetContext(ctx, &r, tx.Rebind(insert), args...))
 	if !ok {
-		return billing.Subscription{}, false, err
+		return subscription.Subscription{}, false, err
 	}
 	return r.subscription(), true, nil
 }
 
-// Subscriptions implements [billing.Store].
-func (s *Store) Subscriptions(ctx context.Context, userID int64) ([]billing.Subscription, error) {
+// Subscriptions implements [subscription.Store].
+func (s *Store) Subscriptions(ctx context.Context, userID int64) ([]subscription.Subscription, error) {
 	var rows []subRow
 	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT `+subColumns+`
 		FROM billing_subscriptions s JOIN billing_customers c ON c.customer_id = s.customer_id
 		WHERE c.user_id = ? ORDER BY s.event_created DESC, s.subscription_id`), userID); err != nil {
 		return nil, err
 	}
-	subs := make([]billing.Subscription, len(rows))
+	subs := make([]subscription.Subscription, len(rows))
 	for i, r := range rows {
 		subs[i] = r.subscription()
 	}
 	return subs, nil
 }
 
-// SubscriptionByID implements [billing.Store].
-func (s *Store) SubscriptionByID(ctx context.Context, subscriptionID string) (billing.Subscription, bool, error) {
+// SubscriptionByID implements [subscription.Store].
+func (s *Store) SubscriptionByID(ctx context.Context, subscriptionID string) (subscription.Subscription, bool, error) {
 	var r subRow
 	ok, err := isFound(s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+subColumns+` FROM billing_subscriptions s
 		LEFT JOIN billing_customers c ON c.customer_id = s.customer_id WHERE s.subscription_id = ?`), subscriptionID))
 	if !ok {
-		return billing.Subscription{}, false, err
+		return subscription.Subscription{}, false, err
 	}
 	return r.subscription(), true, nil
 }
 
-// Customers implements [billing.Store].
+// Customers implements [subscription.Store].
 func (s *Store) Customers(ctx context.Context, userID int64) ([]string, error) {
 	ids := []string{}
 	err := s.db.SelectContext(ctx, &ids, s.db.Rebind(`SELECT customer_id FROM billing_customers
@@ -225,7 +229,7 @@ func (s *Store) Customers(ctx context.Context, userID int64) ([]string, error) {
 	return ids, err
 }
 
-// ConsumeCheckoutSession implements [billing.Store] with one INSERT: the
+// ConsumeCheckoutSession implements [subscription.Store] with one INSERT: the
 // primary key lets exactly one of concurrent calls insert the row.
 func (s *Store) ConsumeCheckoutSession(ctx context.Context, sessionID string, userID int64, at time.Time) (bool, error) {
 	return affected(s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO billing_checkout_sessions
@@ -233,30 +237,18 @@ func (s *Store) ConsumeCheckoutSession(ctx context.Context, sessionID string, us
 		sessionID, userID, ts(at)))
 }
 
-// PruneBilling implements [billing.Store] in one transaction.
+// PruneBilling implements [subscription.Store] in one transaction.
 func (s *Store) PruneBilling(ctx context.Context, before time.Time) (int64, error) {
 	t := ts(before)
 	var total int64
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		n, err := deleted(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM billing_webhook_events WHERE received_at < ?`), t))
+		n, err := rowsAffected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM billing_webhook_events WHERE received_at < ?`), t))
 		if err != nil {
 			return err
 		}
-		m, err := deleted(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM billing_checkout_sessions WHERE consumed_at < ?`), t))
+		m, err := rowsAffected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM billing_checkout_sessions WHERE consumed_at < ?`), t))
 		total = n + m
 		return err
 	})
 	return total, err
-}
-
-// deleted returns how many rows a statement deleted.
-func deleted(res sql.Result, err error) (int64, error) {
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: rows affected: %w", err)
-	}
-	return n, nil
 }

@@ -2,8 +2,7 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
+	"fmt"
 	"time"
 
 	"github.com/apikit/apikit/magiclink"
@@ -110,34 +109,96 @@ func (s *Store) DeleteSession(ctx context.Context, hash []byte) (bool, error) {
 
 // DeleteUserSessions implements [magiclink.Store].
 func (s *Store) DeleteUserSessions(ctx context.Context, userID int64) (int64, error) {
-	return rowCount(s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM sessions WHERE user_id = ?`), userID))
+	return rowsAffected(s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM sessions WHERE user_id = ?`), userID))
 }
 
-// DeleteExpired implements [magiclink.Store].
+// DeleteExpired implements [magiclink.Store], and removes used and expired
+// email changes ([Store.CreateEmailChange]) too, in one transaction.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
 	t := ts(now)
 	var total int64
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		n, err := rowCount(tx.ExecContext(ctx, tx.Rebind(
-			`DELETE FROM login_tokens WHERE used_at IS NOT NULL OR expires_at <= ?`), t))
-		if err != nil {
-			return err
+		for _, q := range []string{
+			`DELETE FROM login_tokens WHERE used_at IS NOT NULL OR expires_at <= ?`,
+			`DELETE FROM email_changes WHERE used_at IS NOT NULL OR expires_at <= ?`,
+			`DELETE FROM sessions WHERE expires_at <= ?`,
+		} {
+			n, err := rowsAffected(tx.ExecContext(ctx, tx.Rebind(q), t))
+			if err != nil {
+				return err
+			}
+			total += n
 		}
-		m, err := rowCount(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM sessions WHERE expires_at <= ?`), t))
-		total = n + m
-		return err
+		return nil
 	})
 	return total, err
 }
 
-// rowCount returns how many rows a statement changed.
-func rowCount(res sql.Result, err error) (int64, error) {
-	if err != nil {
-		return 0, err
+var _ magiclink.EmailChangeStore = (*Store)(nil)
+
+// CreateEmailChange implements [magiclink.EmailChangeStore]: earlier unused
+// changes of the user are deleted in the same transaction as the insert.
+func (s *Store) CreateEmailChange(ctx context.Context, c magiclink.EmailChange) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(
+			`DELETE FROM email_changes WHERE user_id = ? AND used_at IS NULL`), c.UserID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO email_changes
+			(token_hash, user_id, new_email, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
+			c.Hash, c.UserID, normEmail(c.NewEmail), ts(c.CreatedAt), ts(c.ExpiresAt))
+		return err
+	})
+}
+
+// ConsumeEmailChange implements [magiclink.EmailChangeStore] in one
+// transaction. The token is spent by one UPDATE … RETURNING, so of
+// concurrent calls one finds it; the address is changed only if no other
+// account holds it, and otherwise the spent token is committed alone.
+func (s *Store) ConsumeEmailChange(ctx context.Context, hash []byte, now time.Time) (userID int64, oldEmail, newEmail string, ok bool, err error) {
+	t := ts(now)
+	taken := false
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var c struct {
+			UserID   int64  `db:"user_id"`
+			NewEmail string `db:"new_email"`
+		}
+		found, err := isFound(tx.GetContext(ctx, &c, tx.Rebind(`UPDATE email_changes SET used_at = ?
+			WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING user_id, new_email`), t, hash, t))
+		if !found {
+			return err
+		}
+		userID, newEmail = c.UserID, c.NewEmail
+		q := `SELECT email FROM users WHERE id = ?`
+		if s.dialect.Name == DialectPostgres {
+			q += ` FOR UPDATE`
+		}
+		if found, err = isFound(tx.GetContext(ctx, &oldEmail, tx.Rebind(q), userID)); !found {
+			return err // the user is gone: the token is spent, nothing else
+		}
+		var holders int
+		if err := tx.GetContext(ctx, &holders, tx.Rebind(
+			`SELECT COUNT(*) FROM users WHERE lower(email) = ? AND id <> ?`), newEmail, userID); err != nil {
+			return err
+		}
+		if holders > 0 {
+			taken = true
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE users SET email = ?, verified_at = ?, updated_at = ?
+			WHERE id = ?`), newEmail, t, t, userID); err != nil {
+			return err
+		}
+		ok = true
+		return nil
+	})
+	switch {
+	case err != nil:
+		return 0, "", "", false, err
+	case taken:
+		return userID, oldEmail, newEmail, false, fmt.Errorf("store: changing the email of user %d: %w", userID, magiclink.ErrEmailTaken)
+	case !ok:
+		return 0, "", "", false, nil
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, errors.Join(errors.New("store: rows affected"), err)
-	}
-	return n, nil
+	return userID, oldEmail, newEmail, true, nil
 }

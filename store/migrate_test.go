@@ -2,11 +2,20 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/apikit/apikit/internal/testkit/testdb"
+	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/postgres"
+	"github.com/apikit/apikit/store/sqlite"
 )
 
 func backends(t *testing.T, fn func(t *testing.T, st *store.Store)) {
@@ -56,6 +65,210 @@ func TestMigrateRejectsBadNames(t *testing.T) {
 	} {
 		if _, err := st.MigrateScope(context.Background(), "bad", fsys); err == nil {
 			t.Errorf("%s: MigrateScope accepted bad migration names", name)
+		}
+	}
+}
+
+// fresh opens an empty, unmigrated database of each backend.
+func freshBackends(t *testing.T, fn func(t *testing.T, open func() *store.Store)) {
+	opener := func(t *testing.T, o func(ctx context.Context) (*store.Store, error)) func() *store.Store {
+		return func() *store.Store {
+			st, err := o(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		n := 0
+		fn(t, opener(t, func(ctx context.Context) (*store.Store, error) {
+			n++
+			return sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("db%d.db", n)))
+		}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		fn(t, opener(t, func(ctx context.Context) (*store.Store, error) { return postgres.Open(ctx, testdb.PostgresDSN(t)) }))
+	})
+}
+
+// migrateLegacy does what Migrate did before migrations were split by
+// feature: the files 0001 to last of the single scope "apikit".
+func migrateLegacy(t *testing.T, st *store.Store, last int) {
+	t.Helper()
+	ctx := context.Background()
+	legacy, err := fs.Sub(st.Dialect().Migrations, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.Glob(legacy, "*.sql")
+	if err != nil || len(names) != 4 {
+		t.Fatalf("legacy migrations %v, %v; want 4", names, err)
+	}
+	db := st.DB()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (scope TEXT NOT NULL, version BIGINT NOT NULL,
+		name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL, PRIMARY KEY (scope, version))`); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names[:last] {
+		b, _ := fs.ReadFile(legacy, name)
+		if _, err := db.ExecContext(ctx, string(b)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO schema_migrations VALUES ('apikit', ?, ?, ?)`),
+			i+1, name, time.Now().UTC()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// schema describes a database's tables, columns and indexes.
+func schema(t *testing.T, st *store.Store) []string {
+	t.Helper()
+	q := `SELECT m.name || '.' || p.name || ' ' || p.type || ' notnull=' || p."notnull" || ' pk=' || p.pk
+		FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'
+		UNION ALL SELECT 'index ' || tbl_name || '.' || name FROM sqlite_master WHERE type = 'index'`
+	if st.Dialect().Name == store.DialectPostgres {
+		q = `SELECT table_name || '.' || column_name || ' ' || data_type || ' nullable=' || is_nullable ||
+			' default=' || COALESCE(column_default, '') || ' identity=' || is_identity
+			FROM information_schema.columns WHERE table_schema = current_schema()
+			UNION ALL SELECT 'index ' || tablename || '.' || indexname FROM pg_indexes WHERE schemaname = current_schema()
+			UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || pg_get_constraintdef(oid)
+			FROM pg_constraint WHERE connamespace = current_schema()::regnamespace`
+	}
+	var rows []string
+	if err := st.DB().Select(&rows, q); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(rows)
+	return rows
+}
+
+// A database migrated by an earlier release, wholly or part-way, upgrades
+// into the per-feature scheme: its data stays, it ends with the schema a
+// new database gets, and later Migrate calls find nothing to do.
+func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
+	freshBackends(t, func(t *testing.T, open func() *store.Store) {
+		ctx := context.Background()
+		fresh := open()
+		if _, err := fresh.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := schema(t, fresh)
+		for _, last := range []int{4, 2} {
+			t.Run(fmt.Sprintf("AtVersion%d", last), func(t *testing.T) {
+				st := open()
+				migrateLegacy(t, st, last)
+				if _, err := st.DB().ExecContext(ctx, st.DB().Rebind(`INSERT INTO users (email, created_at, updated_at) VALUES (?, ?, ?)`),
+					"ada@example.com", time.Now().UTC(), time.Now().UTC()); err != nil {
+					t.Fatal(err)
+				}
+				applied, err := st.Migrate(ctx)
+				if err != nil {
+					t.Fatalf("Migrate after the legacy scope: %v", err)
+				}
+				var got []string
+				for _, m := range applied {
+					got = append(got, m.Scope+"/"+m.Name)
+				}
+				wantApplied := []string{"apikit/login/0002_email_changes.sql"}
+				if last == 2 {
+					wantApplied = append([]string{"apikit/0003_billing.sql", "apikit/0004_verified_email.sql"}, wantApplied...)
+				}
+				if !slices.Equal(got, wantApplied) {
+					t.Errorf("Migrate applied %v; want %v", got, wantApplied)
+				}
+				if diff := diffLines(schema(t, st), want); diff != "" {
+					t.Errorf("upgraded schema differs from a new database's:\n%s", diff)
+				}
+				if _, found, err := st.UserByEmail(ctx, "ada@example.com"); err != nil || !found {
+					t.Errorf("the user from before the upgrade: found %v, %v", found, err)
+				}
+				if again, err := st.Migrate(ctx); err != nil || len(again) != 0 {
+					t.Errorf("Migrate again = %v, %v; want nothing to do", again, err)
+				}
+				if err := st.CreateEmailChange(ctx, magiclink.EmailChange{Hash: make([]byte, 32), UserID: 1,
+					NewEmail: "new@example.com", CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+					t.Errorf("CreateEmailChange after the upgrade: %v", err)
+				}
+			})
+		}
+	})
+}
+
+func diffLines(got, want []string) string {
+	var b strings.Builder
+	for _, l := range got {
+		if !slices.Contains(want, l) {
+			fmt.Fprintf(&b, "+ %s\n", l)
+		}
+	}
+	for _, l := range want {
+		if !slices.Contains(got, l) {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+// Only the features asked for get tables; adding one later migrates it.
+func TestMigrateFeatures(t *testing.T) {
+	freshBackends(t, func(t *testing.T, open func() *store.Store) {
+		ctx := context.Background()
+		st := open()
+		exists := func(table string) bool {
+			_, err := st.DB().ExecContext(ctx, "SELECT 1 FROM "+table+" WHERE 1 = 0")
+			return err == nil
+		}
+		if _, err := st.Migrate(ctx, store.Keys); err != nil {
+			t.Fatal(err)
+		}
+		for table, want := range map[string]bool{"users": true, "api_keys": true, "login_tokens": false, "sessions": false, "billing_customers": false} {
+			if exists(table) != want {
+				t.Errorf("after Migrate(Keys): table %s exists = %v; want %v", table, !want, want)
+			}
+		}
+		// Deleting a user touches only the tables there are.
+		id, _, err := st.CreateUser(ctx, "ada@example.com", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found, err := st.DeleteUser(ctx, id, store.DeleteUserOptions{DeleteSubscriptions: true}); err != nil || !found {
+			t.Errorf("DeleteUser on a keys-only database = %v, %v", found, err)
+		}
+		applied, err := st.Migrate(ctx, store.Keys, store.Billing)
+		if err != nil || len(applied) != 1 || applied[0].Scope != "apikit/billing" {
+			t.Errorf("Migrate(Keys, Billing) = %v, %v; want billing's migration only", applied, err)
+		}
+		if !exists("billing_customers") || exists("sessions") {
+			t.Error("after adding Billing: want billing tables and still no login tables")
+		}
+		if _, err := st.Migrate(ctx, store.Feature("audit")); err == nil || !strings.Contains(err.Error(), `"audit"`) {
+			t.Errorf("Migrate(unknown feature) = %v; want an error naming it", err)
+		}
+	})
+}
+
+func TestMigrateScopeErrorsSayWhat(t *testing.T) {
+	st := testdb.SQLite(t)
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		scope string
+		fsys  fs.FS
+		want  string
+	}{
+		"Empty":      {"", fstest.MapFS{}, "scope is empty"},
+		"Reserved":   {"apikit/keys", fstest.MapFS{}, `"apikit/keys" is apikit's own`},
+		"Legacy":     {"apikit", fstest.MapFS{}, `"apikit" is apikit's own`},
+		"NilFS":      {"notes", nil, `scope "notes": the fs.FS is nil`},
+		"NoFiles":    {"notes", fstest.MapFS{"README": {}}, `scope "notes": no <version>_<name>.sql files`},
+		"PerDialect": {"notes", fstest.MapFS{"sqlite/0001_a.sql": {}, "postgres/0001_a.sql": {}}, "directories postgres, sqlite: pass fs.Sub"},
+		"BadName":    {"notes", fstest.MapFS{"notes.sql": {}}, `"notes.sql" of scope "notes" is not named`},
+	} {
+		if _, err := st.MigrateScope(ctx, tc.scope, tc.fsys); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: MigrateScope error %v; want it to say %q", name, err, tc.want)
 		}
 	}
 }

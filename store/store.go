@@ -1,22 +1,24 @@
 // Package store is apikit's SQL storage: one implementation over sqlx of the
-// Store interfaces that packages apikey, magiclink and billing declare.
+// Store interfaces that packages apikey, magiclink and billing declare, and
+// of apikit's users ([Store.CreateUser], [Store.User], [Store.Users],
+// [Store.DeleteUser]).
 //
-// Open a database with store/sqlite (embedded, the default) or
-// store/postgres; both return a [*Store]. Call [Store.Migrate] once at start,
-// and [Store.Close] at shutdown:
+// Open a database with store/sqlite (embedded, the default, with cgo),
+// store/sqlite/puresqlite (embedded, without cgo) or store/postgres; each
+// returns a [*Store]. Call [Store.Migrate] once at start with the features
+// the application uses, and [Store.Close] at shutdown; see the examples.
+// The package imports neither stripe-go nor any other feature's
+// dependencies: it implements billing's contract through package
+// billing/subscription.
 //
-//	st, err := sqlite.Open(ctx, "favoritesapi.db")
-//	if err != nil { ... }
-//	defer st.Close()
-//	if err := st.Migrate(ctx); err != nil { ... }
-//	keys := apikey.NewManager(st, apikey.ManagerOptions{Prefix: "fav_live"})
-//
-// The SQL is shared; a [Dialect] holds what differs between databases: the
-// placeholder style, the numbered migrations and how concurrent migrations
-// are serialised. Every check-and-set (roll a key, consume a login token,
-// record a webhook event) is a single statement or transaction, so that
-// concurrent requests change state exactly once. Package store/storetest
-// holds the conformance suite every backend must pass.
+// The SQL is shared; a [Dialect] holds what differs between databases: its
+// name ([DialectSQLite], [DialectPostgres]), the numbered migrations and
+// how concurrent migrations are serialised. Every check-and-set (roll a
+// key, consume a login token, record a webhook event) is a single
+// statement or transaction, so that concurrent requests change state
+// exactly once. Time is always a parameter: no method reads the clock.
+// Package store/storetest holds the conformance suite every backend must
+// pass.
 package store
 
 import (
@@ -30,15 +32,26 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
+// The names of the dialects, the values of [Dialect.Name].
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
 // Dialect is what differs between the SQL databases the [Store] runs on.
-// Packages store/sqlite and store/postgres provide one each.
+// Packages store/sqlite, store/sqlite/puresqlite and store/postgres provide
+// one each.
 type Dialect struct {
-	// Name is the database's name, as given to database/sql ("sqlite3",
-	// "postgres"). It selects the placeholder style (sqlx.BindType).
+	// Name is [DialectSQLite] or [DialectPostgres]. It selects the SQL
+	// the store speaks, and names an application's directory of
+	// migrations for this database (see [Store.MigrateScope]).
+	// Placeholders follow the driver of the *sqlx.DB.
 	Name string
 
-	// Migrations holds the numbered schema migrations, files named
-	// "0001_description.sql" at the root of the FS, applied in order.
+	// Migrations holds apikit's schema: a directory per [Feature] and one
+	// for the users they share ("users", "keys", "login", "billing"), each
+	// of numbered files "0001_description.sql" applied in order, and
+	// "legacy", the single scope of earlier releases (see [Store.Migrate]).
 	Migrations fs.FS
 
 	// LockMigrations, if set, runs first in each migration transaction and
@@ -53,16 +66,16 @@ type Dialect struct {
 type Store struct {
 	db      *sqlx.DB
 	dialect Dialect
-	now     func() time.Time
 }
 
-// New returns a Store over db. Most programs use sqlite.Open or
-// postgres.Open instead, which configure the connection and call New.
+// New returns a Store over db. Most programs use sqlite.Open,
+// puresqlite.Open or postgres.Open instead, which configure the connection
+// and call New. It panics if db is nil or the dialect is not complete.
 func New(db *sqlx.DB, d Dialect) *Store {
-	if db == nil || d.Migrations == nil {
-		panic("store: New needs a database and a dialect with migrations")
+	if db == nil || d.Migrations == nil || (d.Name != DialectSQLite && d.Name != DialectPostgres) {
+		panic("store: New needs a database and a dialect (DialectSQLite or DialectPostgres) with migrations")
 	}
-	return &Store{db: db, dialect: d, now: time.Now}
+	return &Store{db: db, dialect: d}
 }
 
 // DB returns the underlying database handle, for tuning its connection pool
@@ -103,16 +116,22 @@ func isFound(err error) (bool, error) {
 	return true, nil
 }
 
-// affected reports whether a statement changed (matched) any row.
-func affected(res sql.Result, err error) (bool, error) {
+// rowsAffected returns how many rows a statement changed (or matched).
+func rowsAffected(res sql.Result, err error) (int64, error) {
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("store: rows affected: %w", err)
+		return 0, fmt.Errorf("store: rows affected: %w", err)
 	}
-	return n > 0, nil
+	return n, nil
+}
+
+// affected reports whether a statement changed (or matched) any row.
+func affected(res sql.Result, err error) (bool, error) {
+	n, err := rowsAffected(res, err)
+	return n > 0, err
 }
 
 // ts converts a time for storage: UTC, microsecond precision (PostgreSQL's),

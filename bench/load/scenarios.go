@@ -172,7 +172,7 @@ func startMiddleware(ctx context.Context, dir string, limiter ratelimit.Limiter,
 
 // issueKeys issues n keys to one user, several at a time.
 func issueKeys(ctx context.Context, st *store.Store, n int) ([]string, error) {
-	uid, _, err := st.EnsureUser(ctx, "load@example.com")
+	uid, _, err := st.CreateUser(ctx, "load@example.com", time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func TestMigrateAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, _, err := st.EnsureUser(ctx, "ada@example.com"); err != nil {
+	if _, _, err := st.CreateUser(ctx, "ada@example.com", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	stdout.Reset()

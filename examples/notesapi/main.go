@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if *email == "" {
 			return errors.New("key needs --email")
 		}
-		uid, _, err := st.EnsureUser(ctx, *email)
+		uid, _, err := st.CreateUser(ctx, *email, time.Now())
 		if err != nil {
 			return err
 		}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/internal/testkit/testdb"
@@ -48,7 +50,7 @@ func testNotesAPI(t *testing.T, databaseURL string) {
 
 	issue := func(email string, scopes ...string) string {
 		t.Helper()
-		uid, _, err := st.EnsureUser(ctx, email)
+		uid, _, err := st.CreateUser(ctx, email, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,5 +145,23 @@ func TestKeyCommand(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"key"}, func(k string) string { return env[k] }, &out, &errs); err == nil {
 		t.Error("notesapi key without --email succeeded")
+	}
+}
+
+// TestLinksNoBillingOrRedis: an application that uses keys, limits and the
+// store links neither stripe-go nor go-redis.
+func TestLinksNoBillingOrRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/stripe/") || strings.HasPrefix(dep, "github.com/redis/") ||
+			dep == "github.com/apikit/apikit/billing" {
+			t.Errorf("notesapi links %s", dep)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"testing/fstest"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
@@ -50,7 +51,7 @@ func Example_apikey() {
 	ctx := context.Background()
 	st, done := openStore()
 	defer done()
-	userID, _, _ := st.EnsureUser(ctx, "ada@example.com")
+	userID, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
 	mux := http.NewServeMux()
 
@@ -62,7 +63,7 @@ func Example_apikey() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("issued %s", token) // the secret is shown once, by token.Reveal(); logs print only prefix and id
+	log.Printf("issued %s", token)                                      // the secret is shown once, by token.Reveal(); logs print only prefix and id
 	_, rolled, err := keys.RollOwned(ctx, userID, key.ID, 24*time.Hour) // the old secret works 24 more hours
 	if err != nil {
 		log.Fatal(err)
@@ -95,7 +96,7 @@ func Example_chi() {
 	ctx := context.Background()
 	st, done := openStore()
 	defer done()
-	userID, _, _ := st.EnsureUser(ctx, "ada@example.com")
+	userID, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
 	verifier := apikey.NewVerifier(st, apikey.VerifierOptions{})
 	defer verifier.Close()
 	_, token, _ := apikey.NewManager(st, apikey.ManagerOptions{Verifier: verifier}).
@@ -154,8 +155,8 @@ func Example_magiclink() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer login.Close(ctx)                                // drains the mail queue
-	login.Register(mux)                                   // or r.Mount("/login", login.Handler()) on chi
+	defer login.Close(ctx)                               // drains the mail queue
+	login.Register(mux)                                  // or r.Mount("/login", login.Handler()) on chi
 	mux.Handle("GET /app", login.RequireUser(dashboard)) // dashboard reads magiclink.UserFrom(r.Context())
 
 	w := httptest.NewRecorder()
@@ -208,4 +209,64 @@ func Example_billing() {
 		},
 	})
 	_ = api
+}
+
+// The README's store section: open, migrate the features you use, and
+// your own tables beside apikit's.
+func Example_store() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "apikit-readme-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	myMigrations := fstest.MapFS{"0001_notes.sql": {Data: []byte(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);`)}}
+
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "app.db")) // or puresqlite.Open (no cgo), postgres.Open(ctx, "postgres://…")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	// Only the tables of the features you use: here keys (and the users
+	// they belong to); add store.Login, store.Billing when you need them.
+	if _, err := st.Migrate(ctx, store.Keys); err != nil {
+		log.Fatal(err)
+	}
+	// Your own tables, versioned apart from apikit's.
+	if _, err := st.MigrateScope(ctx, "myapp", myMigrations); err != nil {
+		log.Fatal(err)
+	}
+
+	applied, _ := st.Migrate(ctx, store.Keys, store.Login) // adding a feature later migrates only it
+	for _, m := range applied {
+		fmt.Println(m.Scope, m.Name)
+	}
+	// Output:
+	// apikit/login 0001_login.sql
+	// apikit/login 0002_email_changes.sql
+}
+
+// The README's Users section.
+func Example_users() {
+	ctx := context.Background()
+	st, done := openStore()
+	defer done()
+	now := time.Now()
+
+	ada, _, err := st.CreateUser(ctx, "Ada@Example.com", now) // the existing user if the address has one
+	if err != nil {
+		log.Fatal(err)
+	}
+	u, _, _ := st.User(ctx, ada)
+	fmt.Println(u.Email, u.VerifiedAt.IsZero()) // addresses are kept lowercase; unproven until a link is used
+	page, _ := st.Users(ctx, 0, 100)            // by id; pass the last id to get the next page
+	fmt.Println(len(page))
+	// Deleting a user deletes their keys, sessions and pending links in one
+	// transaction; subscriptions are kept, unlinked, as billing history.
+	found, err := st.DeleteUser(ctx, ada, store.DeleteUserOptions{DeleteSubscriptions: false})
+	fmt.Println(found, err)
+	// Output:
+	// ada@example.com true
+	// 1
+	// true <nil>
 }

@@ -16,7 +16,7 @@ import (
 	_ "github.com/lib/pq" // registers the "postgres" driver
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations
 var migrationFiles embed.FS
 
 // migrationLockID is the advisory lock that serialises migrations of the
@@ -30,7 +30,7 @@ func Dialect() store.Dialect {
 		panic(err) // the embedded directory always exists
 	}
 	return store.Dialect{
-		Name:       "postgres",
+		Name:       store.DialectPostgres,
 		Migrations: m,
 		LockMigrations: func(ctx context.Context, tx *sqlx.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockID)

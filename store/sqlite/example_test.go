@@ -7,13 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing/fstest"
+	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
 )
 
-// Open a database file, apply apikit's migrations and then the
-// application's own, versioned apart under their own scope.
+// Open a database file, apply the migrations of the apikit features the
+// application uses, and then the application's own, versioned apart under
+// their own scope.
 func ExampleOpen() {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "apikit-example-")
@@ -27,12 +30,12 @@ func ExampleOpen() {
 		log.Fatal(err)
 	}
 	defer st.Close()
-	applied, err := st.Migrate(ctx)
+	applied, err := st.Migrate(ctx, store.Keys, store.Login)
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, m := range applied {
-		fmt.Println("apikit:", m.Name)
+		fmt.Println(m.Scope, m.Name)
 	}
 
 	mine := fstest.MapFS{"0001_notes.sql": {Data: []byte(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);`)}}
@@ -40,26 +43,27 @@ func ExampleOpen() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("myapp:", applied[0].Name)
+	fmt.Println(applied[0].Scope, applied[0].Name)
 
 	// Running them again applies nothing.
-	again, _ := st.Migrate(ctx)
+	again, _ := st.Migrate(ctx, store.Keys, store.Login)
 	fmt.Println("again:", len(again))
 
-	// The store is what apikey, magiclink and billing take.
+	// The store is what apikey and magiclink take (and billing, with
+	// store.Billing migrated).
 	keys := apikey.NewManager(st, apikey.ManagerOptions{Prefix: "app_test"})
-	uid, _, _ := st.EnsureUser(ctx, "Ada@Example.com")
+	uid, _, _ := st.CreateUser(ctx, "Ada@Example.com", time.Now())
 	k, _, err := keys.Issue(ctx, uid, apikey.IssueOptions{Name: "laptop"})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("issued:", k.Name, k.Prefix)
 	// Output:
-	// apikit: 0001_users_api_keys.sql
-	// apikit: 0002_magiclink.sql
-	// apikit: 0003_billing.sql
-	// apikit: 0004_verified_email.sql
-	// myapp: 0001_notes.sql
+	// apikit/users 0001_users.sql
+	// apikit/keys 0001_api_keys.sql
+	// apikit/login 0001_login.sql
+	// apikit/login 0002_email_changes.sql
+	// myapp 0001_notes.sql
 	// again: 0
 	// issued: laptop app_test
 }

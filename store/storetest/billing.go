@@ -8,34 +8,34 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/billing/subscription"
 )
 
 // BillingStore is the subscription and webhook-event part of a store, as
-// package billing declares it.
+// package billing declares it (in package billing/subscription).
 type BillingStore interface {
-	ApplyEvent(ctx context.Context, ev billing.Event, ch billing.Change) (billing.Applied, error)
-	Subscriptions(ctx context.Context, userID int64) ([]billing.Subscription, error)
-	SubscriptionByID(ctx context.Context, subscriptionID string) (billing.Subscription, bool, error)
+	ApplyEvent(ctx context.Context, ev subscription.Event, ch subscription.Change) (subscription.Applied, error)
+	Subscriptions(ctx context.Context, userID int64) ([]subscription.Subscription, error)
+	SubscriptionByID(ctx context.Context, subscriptionID string) (subscription.Subscription, bool, error)
 	Customers(ctx context.Context, userID int64) ([]string, error)
 	ConsumeCheckoutSession(ctx context.Context, sessionID string, userID int64, at time.Time) (bool, error)
 	PruneBilling(ctx context.Context, before time.Time) (int64, error)
 }
 
-var _ billing.Store = Backend(nil)
+var _ subscription.Store = Backend(nil)
 
 func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
-	ev := func(id string, created time.Time) billing.Event {
-		return billing.Event{ID: id, Type: "customer.subscription.updated", Created: created, ReceivedAt: epoch}
+	ev := func(id string, created time.Time) subscription.Event {
+		return subscription.Event{ID: id, Type: "customer.subscription.updated", Created: created, ReceivedAt: epoch}
 	}
-	sub := func(status string, created time.Time) billing.Subscription {
-		return billing.Subscription{
+	sub := func(status string, created time.Time) subscription.Subscription {
+		return subscription.Subscription{
 			CustomerID: "cus_1", SubscriptionID: "sub_1", Status: status, PriceID: "price_1",
 			CurrentPeriodStart: epoch.Truncate(time.Second),
 			CurrentPeriodEnd:   epoch.Add(30 * 24 * time.Hour).Truncate(time.Second), EventCreated: created,
 		}
 	}
-	apply := func(t *testing.T, b Backend, e billing.Event, ch billing.Change) billing.Applied {
+	apply := func(t *testing.T, b Backend, e subscription.Event, ch subscription.Change) subscription.Applied {
 		t.Helper()
 		a, err := b.ApplyEvent(ctxFor(t), e, ch)
 		if err != nil {
@@ -43,7 +43,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 		return a
 	}
-	get := func(t *testing.T, b Backend, id string) billing.Subscription {
+	get := func(t *testing.T, b Backend, id string) subscription.Subscription {
 		t.Helper()
 		s, ok, err := b.SubscriptionByID(ctxFor(t), id)
 		if err != nil || !ok {
@@ -63,8 +63,8 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if _, ok, err := b.SubscriptionByID(ctx, "sub_1"); ok || err != nil {
 			t.Fatalf("SubscriptionByID(unknown) = %v, %v; want not found", ok, err)
 		}
-		a := apply(t, b, ev("evt_1", t0), billing.Change{UserID: uid, CustomerID: "cus_1",
-			Subscription: sub("active", t0), Mode: billing.WriteIfNewer})
+		a := apply(t, b, ev("evt_1", t0), subscription.Change{UserID: uid, CustomerID: "cus_1",
+			Subscription: sub("active", t0), Mode: subscription.WriteIfNewer})
 		if a.Duplicate || !a.Written || a.PreviousFound || a.UserID != uid {
 			t.Fatalf("first ApplyEvent = %+v; want written, no previous, user %d", a, uid)
 		}
@@ -86,7 +86,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 		// A link to another user does not move the customer.
 		other := mustUser(t, b, "other@example.com")
-		a = apply(t, b, ev("evt_2", t0), billing.Change{UserID: other, CustomerID: "cus_1"})
+		a = apply(t, b, ev("evt_2", t0), subscription.Change{UserID: other, CustomerID: "cus_1"})
 		if a.UserID != uid || a.Written {
 			t.Errorf("relinking = %+v; want the first link (user %d) kept, nothing written", a, uid)
 		}
@@ -98,7 +98,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("Duplicate", func(t *testing.T) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "dup@example.com")
-		ch := billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: sub("active", t0)}
+		ch := subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: sub("active", t0)}
 		apply(t, b, ev("evt_1", t0), ch)
 		ch.Subscription = sub("canceled", t0.Add(time.Second))
 		if a := apply(t, b, ev("evt_1", t0), ch); !a.Duplicate || a.Written {
@@ -118,7 +118,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		written, dups := 0, 0
 		for i := range n {
 			wg.Go(func() {
-				ch := billing.Change{UserID: uid, CustomerID: "cus_1",
+				ch := subscription.Change{UserID: uid, CustomerID: "cus_1",
 					Subscription: sub(fmt.Sprint("status_", i), t0)}
 				a, err := b.ApplyEvent(ctxFor(t), ev("evt_same", t0), ch)
 				mu.Lock()
@@ -149,7 +149,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		for i := range n {
 			wg.Go(func() {
 				created := t0.Add(time.Duration(i) * time.Second)
-				_, err := b.ApplyEvent(ctxFor(t), ev(fmt.Sprint("evt_", i), created), billing.Change{
+				_, err := b.ApplyEvent(ctxFor(t), ev(fmt.Sprint("evt_", i), created), subscription.Change{
 					UserID: uid, CustomerID: "cus_1", Subscription: sub(fmt.Sprint("status_", i), created)})
 				if err != nil {
 					t.Errorf("ApplyEvent: %v", err)
@@ -161,7 +161,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Errorf("after %d concurrent events: %s at %v; want the newest, status_%d", n, s.Status, s.EventCreated, n-1)
 		}
 		for i := range n {
-			if a := apply(t, b, ev(fmt.Sprint("evt_", i), t0), billing.Change{}); !a.Duplicate {
+			if a := apply(t, b, ev(fmt.Sprint("evt_", i), t0), subscription.Change{}); !a.Duplicate {
 				t.Errorf("evt_%d was not recorded", i)
 			}
 		}
@@ -170,8 +170,8 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("OutOfOrder", func(t *testing.T) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "order@example.com")
-		link := func(s billing.Subscription) billing.Change {
-			return billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s}
+		link := func(s subscription.Subscription) subscription.Change {
+			return subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: s}
 		}
 		apply(t, b, ev("evt_new", t0.Add(time.Minute)), link(sub("past_due", t0.Add(time.Minute))))
 		a := apply(t, b, ev("evt_old", t0), link(sub("active", t0)))
@@ -204,8 +204,8 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Run(order[0]+"First", func(t *testing.T) {
 				b := newBackend(t)
 				uid := mustUser(t, b, "tie@example.com")
-				link := func(s billing.Subscription) billing.Change {
-					return billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s}
+				link := func(s subscription.Subscription) subscription.Change {
+					return subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: s}
 				}
 				apply(t, b, ev("evt_a", t0), link(sub(order[0], t0)))
 				a := apply(t, b, ev("evt_b", t0), link(sub(order[1], t0)))
@@ -216,12 +216,12 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 					t.Errorf("Applied.Current = %+v (found %v); want the active row of user %d", a.Current, a.CurrentFound, uid)
 				}
 				// A state read from the API wins a tie, even a lower one.
-				a = apply(t, b, ev("evt_reread", t0), billing.Change{CustomerID: "cus_1", Subscription: sub("incomplete", t0), Mode: billing.WriteCurrent})
+				a = apply(t, b, ev("evt_reread", t0), subscription.Change{CustomerID: "cus_1", Subscription: sub("incomplete", t0), Mode: subscription.WriteCurrent})
 				if !a.Written || get(t, b, "sub_1").Status != "incomplete" {
 					t.Errorf("WriteCurrent on a tie = %+v; want written", a)
 				}
 				// ...but not an older event's.
-				a = apply(t, b, ev("evt_reread_old", t0.Add(-time.Second)), billing.Change{CustomerID: "cus_1", Subscription: sub("active", t0.Add(-time.Second)), Mode: billing.WriteCurrent})
+				a = apply(t, b, ev("evt_reread_old", t0.Add(-time.Second)), subscription.Change{CustomerID: "cus_1", Subscription: sub("active", t0.Add(-time.Second)), Mode: subscription.WriteCurrent})
 				if a.Written || a.Current.Status != "incomplete" {
 					t.Errorf("WriteCurrent of an older event = %+v; want not written, current incomplete", a)
 				}
@@ -234,18 +234,18 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		uid := mustUser(t, b, "current@example.com")
 		want := sub("trialing", t0)
 		want.CancelAtPeriodEnd = true
-		a := apply(t, b, ev("evt_1", t0), billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: want})
+		a := apply(t, b, ev("evt_1", t0), subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: want})
 		got := get(t, b, "sub_1")
 		if !a.CurrentFound || !reflect.DeepEqual(a.Current, got) {
 			t.Errorf("Applied.Current = %+v; want the stored row %+v", a.Current, got)
 		}
 		// Not written: Current is the stored row, unchanged.
-		a = apply(t, b, ev("evt_old", t0.Add(-time.Minute)), billing.Change{CustomerID: "cus_1", Subscription: sub("active", t0.Add(-time.Minute))})
+		a = apply(t, b, ev("evt_old", t0.Add(-time.Minute)), subscription.Change{CustomerID: "cus_1", Subscription: sub("active", t0.Add(-time.Minute))})
 		if a.Written || !a.CurrentFound || !reflect.DeepEqual(a.Current, got) {
 			t.Errorf("Applied.Current of an older event = %+v; want the stored row", a)
 		}
 		// No subscription in the change: nothing current.
-		if a := apply(t, b, ev("evt_none", t0), billing.Change{CustomerID: "cus_1"}); a.CurrentFound {
+		if a := apply(t, b, ev("evt_none", t0), subscription.Change{CustomerID: "cus_1"}); a.CurrentFound {
 			t.Errorf("Applied.Current without a subscription = %+v", a)
 		}
 	})
@@ -253,12 +253,12 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("Terminal", func(t *testing.T) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "end@example.com")
-		link := func(s billing.Subscription, m billing.WriteMode) billing.Change {
-			return billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s, Mode: m}
+		link := func(s subscription.Subscription, m subscription.WriteMode) subscription.Change {
+			return subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: s, Mode: m}
 		}
-		apply(t, b, ev("evt_1", t0.Add(time.Hour)), link(sub("active", t0.Add(time.Hour)), billing.WriteIfNewer))
+		apply(t, b, ev("evt_1", t0.Add(time.Hour)), link(sub("active", t0.Add(time.Hour)), subscription.WriteIfNewer))
 		// A deletion older than the stored state still ends it.
-		a := apply(t, b, ev("evt_del", t0), link(sub("canceled", t0), billing.WriteTerminal))
+		a := apply(t, b, ev("evt_del", t0), link(sub("canceled", t0), subscription.WriteTerminal))
 		if !a.Written || a.Previous.Status != "active" {
 			t.Errorf("deletion = %+v; want written over active", a)
 		}
@@ -266,7 +266,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if !s.Ended || s.Status != "canceled" || !s.EventCreated.Equal(t0) {
 			t.Errorf("after deletion: %+v; want ended, canceled, at the deletion's EventCreated", s)
 		}
-		for i, m := range []billing.WriteMode{billing.WriteIfNewer, billing.WriteTerminal, billing.WriteIfAbsent} {
+		for i, m := range []subscription.WriteMode{subscription.WriteIfNewer, subscription.WriteTerminal, subscription.WriteIfAbsent} {
 			if a := apply(t, b, ev(fmt.Sprint("evt_late_", i), t0.Add(48*time.Hour)), link(sub("active", t0.Add(48*time.Hour)), m)); a.Written {
 				t.Errorf("mode %d wrote over an ended subscription", m)
 			}
@@ -275,9 +275,9 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Errorf("an ended subscription changed: %+v", s)
 		}
 		// A deletion may come first of all.
-		a = apply(t, b, ev("evt_del2", t0), billing.Change{CustomerID: "cus_1",
-			Subscription: billing.Subscription{CustomerID: "cus_1", SubscriptionID: "sub_2", Status: "canceled", EventCreated: t0},
-			Mode:         billing.WriteTerminal})
+		a = apply(t, b, ev("evt_del2", t0), subscription.Change{CustomerID: "cus_1",
+			Subscription: subscription.Subscription{CustomerID: "cus_1", SubscriptionID: "sub_2", Status: "canceled", EventCreated: t0},
+			Mode:         subscription.WriteTerminal})
 		if !a.Written || a.PreviousFound || a.UserID != uid {
 			t.Errorf("first-event deletion = %+v; want written for user %d", a, uid)
 		}
@@ -290,7 +290,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "prov@example.com")
 		prov := sub("active", time.Time{})
-		a := apply(t, b, ev("evt_checkout", t0), billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: prov, Mode: billing.WriteIfAbsent})
+		a := apply(t, b, ev("evt_checkout", t0), subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: prov, Mode: subscription.WriteIfAbsent})
 		if !a.Written {
 			t.Fatalf("provisional write = %+v; want written", a)
 		}
@@ -298,12 +298,12 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Errorf("provisional row %+v; want active with zero EventCreated", s)
 		}
 		// Any subscription event replaces it, however old …
-		apply(t, b, ev("evt_old", t0.Add(-time.Hour)), billing.Change{Subscription: sub("incomplete", t0.Add(-time.Hour))})
+		apply(t, b, ev("evt_old", t0.Add(-time.Hour)), subscription.Change{Subscription: sub("incomplete", t0.Add(-time.Hour))})
 		if s := get(t, b, "sub_1"); s.Status != "incomplete" {
 			t.Errorf("a subscription event did not replace the provisional row: %+v", s)
 		}
 		// … and a provisional write never replaces a row.
-		if a := apply(t, b, ev("evt_checkout2", t0), billing.Change{Subscription: prov, Mode: billing.WriteIfAbsent}); a.Written {
+		if a := apply(t, b, ev("evt_checkout2", t0), subscription.Change{Subscription: prov, Mode: subscription.WriteIfAbsent}); a.Written {
 			t.Errorf("a provisional write replaced a row: %+v", a)
 		}
 	})
@@ -313,7 +313,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		// its customer; the row waits, and belongs to the user once linked.
 		b := newBackend(t)
 		ctx := ctxFor(t)
-		a := apply(t, b, ev("evt_sub", t0), billing.Change{Subscription: sub("active", t0)})
+		a := apply(t, b, ev("evt_sub", t0), subscription.Change{Subscription: sub("active", t0)})
 		if !a.Written || a.UserID != 0 {
 			t.Errorf("unlinked subscription = %+v; want written, user 0", a)
 		}
@@ -321,7 +321,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Errorf("unlinked subscription has user %d", s.UserID)
 		}
 		uid := mustUser(t, b, "late@example.com")
-		a = apply(t, b, ev("evt_checkout", t0.Add(time.Second)), billing.Change{UserID: uid, CustomerID: "cus_1"})
+		a = apply(t, b, ev("evt_checkout", t0.Add(time.Second)), subscription.Change{UserID: uid, CustomerID: "cus_1"})
 		if a.UserID != uid {
 			t.Errorf("link = %+v; want user %d", a, uid)
 		}
@@ -336,8 +336,8 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		uid := mustUser(t, b, "two@example.com")
 		s1, s2 := sub("canceled", t0), sub("active", t0.Add(time.Hour))
 		s2.CustomerID, s2.SubscriptionID = "cus_2", "sub_2"
-		apply(t, b, ev("evt_1", t0), billing.Change{UserID: uid, CustomerID: "cus_1", Subscription: s1, Mode: billing.WriteTerminal})
-		apply(t, b, ev("evt_2", t0.Add(time.Hour)), billing.Change{UserID: uid, CustomerID: "cus_2", Subscription: s2})
+		apply(t, b, ev("evt_1", t0), subscription.Change{UserID: uid, CustomerID: "cus_1", Subscription: s1, Mode: subscription.WriteTerminal})
+		apply(t, b, ev("evt_2", t0.Add(time.Hour)), subscription.Change{UserID: uid, CustomerID: "cus_2", Subscription: s2})
 		subs, err := b.Subscriptions(ctx, uid)
 		if err != nil || len(subs) != 2 || subs[0].SubscriptionID != "sub_2" || subs[1].SubscriptionID != "sub_1" {
 			t.Errorf("Subscriptions = %+v, %v; want sub_2 then sub_1", subs, err)
@@ -384,10 +384,10 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		b := newBackend(t)
 		ctx := ctxFor(t)
 		uid := mustUser(t, b, "prune@example.com")
-		old := billing.Event{ID: "evt_old", Type: "x", Created: t0, ReceivedAt: epoch.Add(-48 * time.Hour)}
-		recent := billing.Event{ID: "evt_recent", Type: "x", Created: t0, ReceivedAt: epoch}
-		apply(t, b, old, billing.Change{})
-		apply(t, b, recent, billing.Change{})
+		old := subscription.Event{ID: "evt_old", Type: "x", Created: t0, ReceivedAt: epoch.Add(-48 * time.Hour)}
+		recent := subscription.Event{ID: "evt_recent", Type: "x", Created: t0, ReceivedAt: epoch}
+		apply(t, b, old, subscription.Change{})
+		apply(t, b, recent, subscription.Change{})
 		if _, err := b.ConsumeCheckoutSession(ctx, "cs_old", uid, epoch.Add(-48*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
@@ -398,10 +398,10 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if err != nil || n != 2 {
 			t.Fatalf("PruneBilling = %d, %v; want 2", n, err)
 		}
-		if a := apply(t, b, old, billing.Change{}); a.Duplicate {
+		if a := apply(t, b, old, subscription.Change{}); a.Duplicate {
 			t.Error("a pruned event is still a duplicate")
 		}
-		if a := apply(t, b, recent, billing.Change{}); !a.Duplicate {
+		if a := apply(t, b, recent, subscription.Change{}); !a.Duplicate {
 			t.Error("a recent event was pruned")
 		}
 		if ok, _ := b.ConsumeCheckoutSession(ctx, "cs_recent", uid, epoch); ok {

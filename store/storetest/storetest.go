@@ -24,17 +24,19 @@ import (
 // packages apikey, magiclink and billing (which declare the methods they
 // need with these signatures).
 type Users interface {
-	// EnsureUser returns the id of the user with the email (compared
-	// case-insensitively), creating the user if needed; created tells
-	// which. Concurrent calls for one email create one user.
-	EnsureUser(ctx context.Context, email string) (id int64, created bool, err error)
+	// CreateUser returns the id of the user with the email (compared
+	// case-insensitively), creating the user at the given time if needed;
+	// created tells which. Concurrent calls for one email create one user.
+	CreateUser(ctx context.Context, email string, at time.Time) (id int64, created bool, err error)
 	// UserByEmail finds a user by email, case-insensitively.
 	UserByEmail(ctx context.Context, email string) (id int64, found bool, err error)
 	// UserEmail returns a user's email address, lowercased.
 	UserEmail(ctx context.Context, id int64) (email string, found bool, err error)
 }
 
-// Backend is everything an apikit store implements.
+// Backend is everything an apikit store must implement. Run also tests the
+// optional interfaces a backend implements: [UserDirectory] and
+// magiclink.EmailChangeStore.
 type Backend interface {
 	Users
 	apikey.Store
@@ -50,6 +52,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("APIKeys", func(t *testing.T) { testAPIKeys(t, newBackend) })
 	t.Run("MagicLink", func(t *testing.T) { testMagicLink(t, newBackend) })
 	t.Run("Billing", func(t *testing.T) { testBilling(t, newBackend) })
+	t.Run("UserDirectory", func(t *testing.T) { testUserDirectory(t, newBackend) })
+	t.Run("EmailChange", func(t *testing.T) { testEmailChange(t, newBackend) })
 }
 
 // epoch is a fixed instant, microsecond-aligned, that tests build times from.
@@ -63,9 +67,9 @@ func ctxFor(t *testing.T) context.Context {
 
 func mustUser(t *testing.T, b Backend, email string) int64 {
 	t.Helper()
-	id, _, err := b.EnsureUser(ctxFor(t), email)
+	id, _, err := b.CreateUser(ctxFor(t), email, epoch)
 	if err != nil {
-		t.Fatalf("EnsureUser(%q): %v", email, err)
+		t.Fatalf("CreateUser(%q): %v", email, err)
 	}
 	return id
 }

@@ -6,20 +6,20 @@ import (
 )
 
 func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
-	t.Run("EnsureUserCreatesOnce", func(t *testing.T) {
+	t.Run("CreateUserCreatesOnce", func(t *testing.T) {
 		b := newBackend(t)
 		ctx := ctxFor(t)
-		id, created, err := b.EnsureUser(ctx, "ada@example.com")
+		id, created, err := b.CreateUser(ctx, "ada@example.com", epoch)
 		if err != nil || !created || id == 0 {
-			t.Fatalf("first EnsureUser = %d, %v, %v; want a new id", id, created, err)
+			t.Fatalf("first CreateUser = %d, %v, %v; want a new id", id, created, err)
 		}
-		again, created, err := b.EnsureUser(ctx, "ada@example.com")
+		again, created, err := b.CreateUser(ctx, "ada@example.com", epoch)
 		if err != nil || created || again != id {
-			t.Fatalf("second EnsureUser = %d, %v, %v; want %d, false, nil", again, created, err, id)
+			t.Fatalf("second CreateUser = %d, %v, %v; want %d, false, nil", again, created, err, id)
 		}
-		other, _, err := b.EnsureUser(ctx, "grace@example.com")
+		other, _, err := b.CreateUser(ctx, "grace@example.com", epoch)
 		if err != nil || other == id {
-			t.Fatalf("EnsureUser(other) = %d, %v; want a different id", other, err)
+			t.Fatalf("CreateUser(other) = %d, %v; want a different id", other, err)
 		}
 	})
 
@@ -28,9 +28,9 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 		ctx := ctxFor(t)
 		id := mustUser(t, b, "Ada.Lovelace@Example.COM")
 		for _, email := range []string{"ada.lovelace@example.com", "ADA.LOVELACE@EXAMPLE.COM"} {
-			got, created, err := b.EnsureUser(ctx, email)
+			got, created, err := b.CreateUser(ctx, email, epoch)
 			if err != nil || created || got != id {
-				t.Errorf("EnsureUser(%q) = %d, %v, %v; want %d, false, nil", email, got, created, err, id)
+				t.Errorf("CreateUser(%q) = %d, %v, %v; want %d, false, nil", email, got, created, err, id)
 			}
 			got, found, err := b.UserByEmail(ctx, email)
 			if err != nil || !found || got != id {
@@ -54,7 +54,7 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("ConcurrentEnsureUserCreatesOne", func(t *testing.T) {
+	t.Run("ConcurrentCreateUserCreatesOne", func(t *testing.T) {
 		b := newBackend(t)
 		ctx := ctxFor(t)
 		const n = 20
@@ -63,16 +63,16 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
-			wg.Go(func() { ids[i], created[i], errs[i] = b.EnsureUser(ctx, "race@example.com") })
+			wg.Go(func() { ids[i], created[i], errs[i] = b.CreateUser(ctx, "race@example.com", epoch) })
 		}
 		wg.Wait()
 		creations := 0
 		for i := range n {
 			if errs[i] != nil {
-				t.Fatalf("EnsureUser #%d: %v", i, errs[i])
+				t.Fatalf("CreateUser #%d: %v", i, errs[i])
 			}
 			if ids[i] != ids[0] {
-				t.Fatalf("EnsureUser returned ids %d and %d for one email", ids[0], ids[i])
+				t.Fatalf("CreateUser returned ids %d and %d for one email", ids[0], ids[i])
 			}
 			if created[i] {
 				creations++

@@ -293,7 +293,7 @@ func testAPI(t *testing.T, b backend) {
 		// A user who never subscribed holds a valid key (issued by
 		// support) but may not call the API.
 		ctx := context.Background()
-		uid, _, err := s.Store().EnsureUser(ctx, "nosub@example.com")
+		uid, _, err := s.Store().CreateUser(ctx, "nosub@example.com", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -96,9 +96,6 @@ type Server struct {
 	// those proxies report.
 	clientKey func(*http.Request) string
 
-	stopPrune chan struct{}
-	pruned    sync.WaitGroup
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -262,8 +259,6 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if s.handler, err = s.routes(); err != nil {
 		return nil, err
 	}
-	s.stopPrune = make(chan struct{})
-	s.pruned.Go(s.pruneDaily)
 	ok = true
 	return s, nil
 }
@@ -307,11 +302,10 @@ func (s *Server) Billing() *billing.Service { return s.billing }
 // HTTP server has stopped accepting requests.
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
-		if s.stopPrune != nil {
-			close(s.stopPrune)
-			s.pruned.Wait()
-		}
 		var errs []error
+		if s.billing != nil {
+			errs = append(errs, s.billing.Close(ctx))
+		}
 		if s.login != nil {
 			errs = append(errs, s.login.Close(ctx))
 		}
@@ -327,28 +321,6 @@ func (s *Server) Close(ctx context.Context) error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
-}
-
-// pruneDaily forgets the ids of webhook events older than billing's
-// retention once a day, so that the table does not grow forever.
-func (s *Server) pruneDaily() {
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopPrune:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			n, err := s.billing.Prune(ctx)
-			cancel()
-			if err != nil {
-				s.logger.Warn("pruning billing events", "error", err)
-			} else {
-				s.logger.Info("pruned billing events", "rows", n)
-			}
-		}
-	}
 }
 
 // planStatus is the user's subscription status as the API reports it:

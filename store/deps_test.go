@@ -1,0 +1,56 @@
+package store_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// goTool returns the go command that runs this test.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the go command; skipped with -short")
+	}
+	g, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command on PATH: %v", err)
+	}
+	return g
+}
+
+// A program that uses API keys and rate limits on one of the stores links
+// neither Stripe's client nor Redis's: package store implements billing's
+// contract through billing/subscription, and ratelimit's Redis limiter is
+// a package of its own.
+func TestPayOnlyForWhatYouImport(t *testing.T) {
+	g := goTool(t)
+	for _, backend := range []string{"sqlite", "puresqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			out, err := exec.Command(g, "list", "-deps", "./testdata/keysonly/"+backend).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps: %v\n%s", err, out)
+			}
+			deps := strings.Fields(string(out))
+			for _, d := range deps {
+				for _, banned := range []string{"github.com/stripe/", "github.com/redis/", "github.com/go-redis/", "github.com/apikit/apikit/billing"} {
+					if strings.HasPrefix(d, banned) && d != "github.com/apikit/apikit/billing/subscription" {
+						t.Errorf("a keys-only program on %s links %s", backend, d)
+					}
+				}
+			}
+			t.Logf("%s: %d packages", backend, len(deps))
+		})
+	}
+}
+
+// store/sqlite/puresqlite builds without cgo, for scratch images.
+func TestPureSQLiteBuildsWithoutCgo(t *testing.T) {
+	g := goTool(t)
+	cmd := exec.Command(g, "build", "-o", os.DevNull, "./testdata/keysonly/puresqlite")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,133 @@
+package store_test
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log"
+	"path"
+	"time"
+
+	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/sqlite"
+)
+
+// An application that uses only API keys migrates only the users and
+// api_keys tables; adding sign-in later migrates the login tables then.
+func ExampleStore_Migrate() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+
+	applied, err := st.Migrate(ctx, store.Keys)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range applied {
+		fmt.Println(m.Scope, m.Name)
+	}
+
+	// A later release adds magic-link sign-in.
+	applied, err = st.Migrate(ctx, store.Keys, store.Login)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range applied {
+		fmt.Println(m.Scope, m.Name)
+	}
+	// Output:
+	// apikit/users 0001_users.sql
+	// apikit/keys 0001_api_keys.sql
+	// apikit/login 0001_login.sql
+	// apikit/login 0002_email_changes.sql
+}
+
+// The application's own migrations, one directory per dialect in one
+// embed: testdata/migrations/sqlite and testdata/migrations/postgres.
+//
+//go:embed testdata/migrations
+var appMigrations embed.FS
+
+// An application keeps its own tables next to apikit's, versioned apart
+// under its own scope, and ships the SQL of each dialect it runs on: the
+// store's dialect name picks the directory.
+func ExampleStore_MigrateScope() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:") // or postgres.Open: the same code runs the postgres directory
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, store.Keys); err != nil {
+		log.Fatal(err)
+	}
+
+	mine, err := fs.Sub(appMigrations, path.Join("testdata/migrations", st.Dialect().Name))
+	if err != nil {
+		log.Fatal(err)
+	}
+	applied, err := st.MigrateScope(ctx, "notes", mine)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(st.Dialect().Name, applied[0].Scope, applied[0].Name)
+
+	// Without fs.Sub, the error says what is missing.
+	_, err = st.MigrateScope(ctx, "notes", appMigrations)
+	fmt.Println(err)
+	// Output:
+	// sqlite notes 0001_notes.sql
+	// store: migrations of scope "notes": no <version>_<name>.sql files at the root of the fs.FS (it holds the directories testdata: pass fs.Sub of one)
+}
+
+// Users are created by sign-in and sign-up, and administered by the
+// application: read, listed a page at a time, deleted with what they own.
+func ExampleStore_Users() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil { // every feature
+		log.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, email := range []string{"Ada@Example.com", "grace@example.com", "alan@example.com"} {
+		if _, _, err := st.CreateUser(ctx, email, now); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	// Page through all users, two at a time, by id.
+	for after := int64(0); ; {
+		page, err := st.Users(ctx, after, 2)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, u := range page {
+			fmt.Println(u.ID, u.Email, u.CreatedAt.Format(time.DateOnly))
+		}
+		after = page[len(page)-1].ID
+	}
+
+	// Delete one, with its keys, sessions and login tokens; its billing
+	// history stays unless DeleteSubscriptions is set.
+	found, err := st.DeleteUser(ctx, 2, store.DeleteUserOptions{})
+	fmt.Println("deleted:", found, err)
+	_, found, _ = st.User(ctx, 2)
+	fmt.Println("still there:", found)
+	// Output:
+	// 1 ada@example.com 2026-01-02
+	// 2 grace@example.com 2026-01-02
+	// 3 alan@example.com 2026-01-02
+	// deleted: true <nil>
+	// still there: false
+}

@@ -1,0 +1,12 @@
+// Package migrations embeds apikit's SQLite schema, shared by the two
+// SQLite drivers (packages store/sqlite and store/sqlite/puresqlite): a
+// directory of numbered migrations per feature, as [store.Dialect]
+// describes.
+package migrations
+
+import "embed"
+
+// FS holds the directories users, keys, login, billing and legacy.
+//
+//go:embed users keys login billing legacy
+var FS embed.FS

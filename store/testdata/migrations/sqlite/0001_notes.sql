@@ -1,0 +1,6 @@
+CREATE TABLE notes (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    body       TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
