@@ -347,64 +347,126 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// resolved is what a request is decided against, after overrides.
-type resolved struct {
-	id     Identity
-	limits []ratelimit.Limit
-	quota  Quota
-	cost   int
+// Resolved is a [Request] checked and with its identity's [Override]
+// applied: what a [Decider] decides. It is for implementations of Decider.
+type Resolved struct {
+	Identity Identity
+	Limits   []ratelimit.Limit
+	Quota    Quota // the zero Quota: none
+	// Cost is the units to check and spend: Request.Cost, 0 meaning 1, and
+	// 1 for a Deferred Decide.
+	Cost int
 }
 
-// resolve checks req and applies the identity's override. forCharge allows
-// costs beyond a limit's burst (a charge after the fact may overdraw).
-func resolve(req *Request, ov Overrides, forCharge bool) (resolved, error) {
-	var r resolved
+// Resolve checks req and applies the override ov has for its identity (ov
+// may be nil), for Decide or, with charge, for Charge (which may spend
+// more than a limit's burst or the quota). Its error wraps
+// [ErrInvalidRequest]. It is for implementations of [Decider], so that all
+// of them refuse the same requests.
+func Resolve(req *Request, ov Overrides, charge bool) (Resolved, error) {
+	var r Resolved
 	p := req.Plan
 	if p == nil {
 		return r, fmt.Errorf("%w: no plan", ErrInvalidRequest)
 	}
-	r.id = req.Identity()
-	if r.id.ID == "" {
+	r.Identity = req.Identity()
+	if r.Identity.ID == "" {
 		return r, fmt.Errorf("%w: plan %q budgets per %s, and the request has no %s id", ErrInvalidRequest, p.Name, p.Budget, p.Budget)
 	}
-	r.limits, r.quota = p.Limits, p.Quota
+	r.Limits, r.Quota = p.Limits, p.Quota
 	if ov != nil {
-		if o, ok := ov.Override(r.id); ok {
+		if o, ok := ov.Override(r.Identity); ok {
 			if o.Limits != nil {
-				r.limits = o.Limits
+				r.Limits = o.Limits
 			}
 			if o.Quota != nil {
-				r.quota = *o.Quota
+				r.Quota = *o.Quota
 			}
 		}
 	}
-	if len(r.limits) == 0 || len(r.limits) > MaxLimits {
-		return r, fmt.Errorf("%w: plan %q for %v has %d limits, not 1 to %d", ErrInvalidRequest, p.Name, r.id, len(r.limits), MaxLimits)
+	if len(r.Limits) == 0 || len(r.Limits) > MaxLimits {
+		return r, fmt.Errorf("%w: plan %q for %v has %d limits, not 1 to %d", ErrInvalidRequest, p.Name, r.Identity, len(r.Limits), MaxLimits)
 	}
-	r.cost = req.cost()
-	if req.Deferred && !forCharge {
-		r.cost = 1
+	r.Cost = req.cost()
+	if req.Deferred && !charge {
+		r.Cost = 1
 	}
-	if r.cost < 0 || r.cost > ratelimit.MaxCount {
+	if r.Cost < 0 || r.Cost > ratelimit.MaxCount {
 		return r, fmt.Errorf("%w: cost %d is not between 0 and %d", ErrInvalidRequest, req.Cost, ratelimit.MaxCount)
 	}
-	for _, l := range r.limits {
+	for _, l := range r.Limits {
 		if !validLimit(l) {
 			return r, fmt.Errorf("%w: plan %q: %w", ErrInvalidRequest, p.Name, l.Validate())
 		}
-		if !forCharge && r.cost > l.BurstSize() {
-			return r, fmt.Errorf("%w: cost %d exceeds the burst of limit %s of plan %q", ErrInvalidRequest, r.cost, l, p.Name)
+		if !charge && r.Cost > l.BurstSize() {
+			return r, fmt.Errorf("%w: cost %d exceeds the burst of limit %s of plan %q", ErrInvalidRequest, r.Cost, l, p.Name)
 		}
 	}
-	if !r.quota.IsZero() {
-		if err := r.quota.Validate(); err != nil {
+	if !r.Quota.IsZero() {
+		if err := r.Quota.Validate(); err != nil {
 			return r, fmt.Errorf("%w: plan %q: quota: %w", ErrInvalidRequest, p.Name, err)
 		}
-		if !forCharge && int64(r.cost) > r.quota.Count {
-			return r, fmt.Errorf("%w: cost %d exceeds the quota %s of plan %q", ErrInvalidRequest, r.cost, r.quota, p.Name)
+		if !charge && int64(r.Cost) > r.Quota.Count {
+			return r, fmt.Errorf("%w: cost %d exceeds the quota %s of plan %q", ErrInvalidRequest, r.Cost, r.Quota, p.Name)
 		}
 	}
 	return r, nil
+}
+
+// DecisionBuilder assembles a [Decision] from the state of each policy, with
+// the rounding every Decider in this module shares. It is for
+// implementations of [Decider]. Add the limits in order, then the quota,
+// then call Finish.
+type DecisionBuilder struct {
+	d Decision
+}
+
+// NewDecisionBuilder starts a Decision under the named plan for a request
+// of cost at the time at.
+func NewDecisionBuilder(plan string, cost int, at time.Time) DecisionBuilder {
+	return DecisionBuilder{Decision{Plan: plan, Cost: cost, At: at}}
+}
+
+// Limit adds the state of limit l, which had avail units (possibly
+// fractional or negative) before this request needed need of them. spent
+// says whether need was taken; ok whether the limit admitted the request
+// (if not, its RetryAfter is the time until it would). Remaining is
+// rounded down and durations up, as in [ratelimit.Decide].
+func (b *DecisionBuilder) Limit(l ratelimit.Limit, avail, need float64, spent, ok bool) {
+	p := Policy{Limit: l}
+	tokens := min(avail, float64(l.BurstSize()))
+	if spent {
+		tokens -= need
+	}
+	if !ok {
+		p.RetryAfter = max(durationOf(l, need-tokens), 1)
+	}
+	fillLimitPolicy(&p, tokens)
+	b.d.add(p)
+}
+
+// Quota adds the state of quota q with used units used this period (after
+// this request, if it spent), in the period [start, end). ok says whether
+// the quota admitted the request; if not, RetryAfter is the time to end.
+func (b *DecisionBuilder) Quota(q Quota, used int64, start, end time.Time, ok bool) {
+	p := Policy{
+		Quota:     q,
+		Remaining: max(0, q.Count-used),
+		Reset:     max(end.Sub(b.d.At), 0),
+		Start:     start,
+		End:       end,
+	}
+	if !ok {
+		p.RetryAfter = max(p.Reset, 1)
+	}
+	b.d.add(p)
+}
+
+// Finish returns the Decision: admitted if allowed, otherwise refused
+// with the Refusal and RetryAfter of the policies that refused.
+func (b *DecisionBuilder) Finish(allowed bool) Decision {
+	b.d.finish(allowed)
+	return b.d
 }
 
 // validLimit is ratelimit.Limit.Validate without the error value.

@@ -176,8 +176,8 @@ func (m *Memory) Charge(ctx context.Context, req Request) (Decision, error) {
 
 func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decision, error) {
 	var d Decision
-	r, err := resolve(req, m.overrides, charge)
-	s := &m.shards[(maphash.String(m.seed, r.id.ID)+uint64(r.id.Budget))&m.mask]
+	r, err := Resolve(req, m.overrides, charge)
+	s := &m.shards[(maphash.String(m.seed, r.Identity.ID)+uint64(r.Identity.Budget))&m.mask]
 	if err != nil {
 		s.mu.Lock()
 		s.stats.Errors++
@@ -201,9 +201,9 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decisio
 			s.sweep(ns)
 			s.nextSweep = ns + m.sweepEvery
 		}
-		e := s.m[r.id]
+		e := s.m[r.Identity]
 		if e == nil {
-			if e = s.add(r.id, ns, m.perShard); e == nil {
+			if e = s.add(r.Identity, ns, m.perShard); e == nil {
 				s.stats.Overflowed++
 				s.stats.Limited++
 				s.mu.Unlock()
@@ -212,9 +212,9 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decisio
 		} else {
 			s.moveToFront(e)
 		}
-		if !r.quota.IsZero() && !e.q.holds(r.quota.Period, anchor, ns) {
-			start, end := r.quota.Period.Bounds(now, req.Anchor)
-			q := quotaState{period: r.quota.Period, anchor: anchor, start: start.UnixNano(), end: end.UnixNano()}
+		if !r.Quota.IsZero() && !e.q.holds(r.Quota.Period, anchor, ns) {
+			start, end := r.Quota.Period.Bounds(now, req.Anchor)
+			q := quotaState{period: r.Quota.Period, anchor: anchor, start: start.UnixNano(), end: end.UnixNano()}
 			if e.q.period == q.period && e.q.start == q.start {
 				e.q.anchor, e.q.end = q.anchor, q.end // the same counter
 			} else if m.usage == nil {
@@ -225,7 +225,7 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decisio
 			} else {
 				// Restore the counter from the store, without the lock.
 				s.mu.Unlock()
-				n, err := m.usage.Restore(ctx, r.id, q.period, start)
+				n, err := m.usage.Restore(ctx, r.Identity, q.period, start)
 				s.mu.Lock()
 				if err != nil {
 					s.stats.Errors++
@@ -236,8 +236,7 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decisio
 				continue // the shard may have changed meanwhile
 			}
 		}
-		m.apply(e, &r, req, charge, ns, &d)
-		d.At = now
+		d = m.apply(e, &r, req, charge, now, ns)
 		s.stats.count(&d)
 		s.mu.Unlock()
 		return d, nil
@@ -251,63 +250,45 @@ func (q *quotaState) holds(p Period, anchor, ns int64) bool {
 }
 
 // apply decides for e and spends. The shard's lock must be held.
-func (m *Memory) apply(e *memEntry, r *resolved, req *Request, charge bool, ns int64, d *Decision) {
-	e.setLimits(r.limits, ns)
-	cost := float64(r.cost)
-	allowed := true
+func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now time.Time, ns int64) Decision {
+	e.setLimits(r.Limits, ns)
+	cost := float64(r.Cost)
 	var avail [MaxLimits]float64
+	var ok [MaxLimits + 1]bool
+	allowed := true
 	for i := 0; i < e.nb; i++ {
-		b := &e.buckets[i]
-		avail[i] = b.at(ns)
-		if !charge && avail[i] < cost {
-			allowed = false
-		}
+		avail[i] = e.buckets[i].at(ns)
+		ok[i] = charge || avail[i] >= cost
+		allowed = allowed && ok[i]
 	}
-	hasQuota := !r.quota.IsZero()
-	if hasQuota && !charge && e.q.used+int64(r.cost) > r.quota.Count {
-		allowed = false
-	}
+	hasQuota := !r.Quota.IsZero()
+	quotaOK := charge || !hasQuota || e.q.used+int64(r.Cost) <= r.Quota.Count
+	allowed = allowed && quotaOK
 	spend := charge || allowed && !req.Deferred
+	b := NewDecisionBuilder(req.Plan.Name, r.Cost, now)
 	var keep int64
 	for i := 0; i < e.nb; i++ {
-		b := &e.buckets[i]
-		p := Policy{Limit: b.limit}
-		tokens := avail[i]
+		bk := &e.buckets[i]
 		if spend {
-			tokens -= cost
-			b.tokens, b.last = tokens, ns
-		} else if !allowed && avail[i] < cost {
-			p.RetryAfter = durationOf(b.limit, cost-avail[i])
+			bk.tokens, bk.last = avail[i]-cost, ns
 		}
-		fillLimitPolicy(&p, tokens)
-		keep = max(keep, ns+int64(p.Reset))
-		d.add(p)
+		b.Limit(bk.limit, avail[i], cost, spend, ok[i])
+		keep = max(keep, ns+int64(durationOf(bk.limit, float64(bk.limit.BurstSize())-bk.at(ns))))
 	}
 	if hasQuota {
 		if spend {
-			e.q.used += int64(r.cost)
+			e.q.used += int64(r.Cost)
 			if m.usage != nil {
-				m.usage.Record(r.id, e.q.period, time.Unix(0, e.q.start), int64(r.cost))
+				m.usage.Record(r.Identity, e.q.period, time.Unix(0, e.q.start), int64(r.Cost))
 			}
 		}
-		p := Policy{
-			Quota:     r.quota,
-			Remaining: max(0, r.quota.Count-e.q.used),
-			Reset:     time.Duration(e.q.end - ns),
-			Start:     time.Unix(0, e.q.start).UTC(),
-			End:       time.Unix(0, e.q.end).UTC(),
-		}
-		if !allowed && e.q.used+int64(r.cost) > r.quota.Count {
-			p.RetryAfter = p.Reset
-		}
+		b.Quota(r.Quota, e.q.used, time.Unix(0, e.q.start).UTC(), time.Unix(0, e.q.end).UTC(), quotaOK)
 		if e.q.used != 0 && m.usage == nil {
 			keep = max(keep, e.q.end)
 		}
-		d.add(p)
 	}
 	e.keepUntil = keep
-	d.Plan, d.Cost = req.Plan.Name, r.cost
-	d.finish(allowed || charge)
+	return b.Finish(allowed || charge)
 }
 
 // setLimits makes e's buckets those of limits, in order, carrying over the
@@ -361,17 +342,12 @@ func durationOf(l ratelimit.Limit, tokens float64) time.Duration {
 
 // overflowDecision refuses a request the decider has no room to track, as
 // if every limit were empty.
-func overflowDecision(req *Request, r *resolved, now time.Time) Decision {
-	var d Decision
-	cost := float64(r.cost)
-	for _, l := range r.limits {
-		p := Policy{Limit: l, RetryAfter: durationOf(l, cost)}
-		fillLimitPolicy(&p, 0)
-		d.add(p)
+func overflowDecision(req *Request, r *Resolved, now time.Time) Decision {
+	b := NewDecisionBuilder(req.Plan.Name, r.Cost, now)
+	for _, l := range r.Limits {
+		b.Limit(l, 0, float64(r.Cost), false, false)
 	}
-	d.Plan, d.Cost, d.At = req.Plan.Name, r.cost, now
-	d.finish(false)
-	return d
+	return b.Finish(false)
 }
 
 // Stats is a snapshot of a decider's counters. The zero Stats is a decider
