@@ -187,15 +187,15 @@ func Run(t *testing.T, newDecider NewDecider) {
 		d := newDecider(t, Options{Now: NewClock(epoch).Now})
 		p := &plan.Plan{Name: "p", Limits: []ratelimit.Limit{lim("5/s")}, Quota: plan.Quota{Count: 3, Period: plan.Day}}
 		for name, req := range map[string]plan.Request{
-			"NoPlan":           {User: "u"},
-			"NoUser":           {Plan: p, Key: "k"},
-			"CostOverBurst":    {Plan: p, User: "u", Cost: 6},
-			"CostOverQuota":    {Plan: p, User: "u", Cost: 4},
-			"NegativeCost":     {Plan: p, User: "u", Cost: -1},
-			"InvalidLimit":     {Plan: &plan.Plan{Name: "bad", Limits: []ratelimit.Limit{{Count: 1}}}, User: "u"},
-			"NoLimits":         {Plan: &plan.Plan{Name: "none"}, User: "u"},
-			"InvalidQuota":     {Plan: &plan.Plan{Name: "bad", Limits: []ratelimit.Limit{lim("1/s")}, Quota: plan.Quota{Count: 1}}, User: "u"},
-			"ChargeNoIdentity": {Plan: p},
+			"NoPlan":        {User: "u"},
+			"NoUser":        {Plan: p, Key: "k"},
+			"CostOverBurst": {Plan: p, User: "u", Cost: 6},
+			"CostOverQuota": {Plan: p, User: "u", Cost: 4},
+			"NegativeCost":  {Plan: p, User: "u", Cost: -1},
+			"InvalidLimit":  {Plan: &plan.Plan{Name: "bad", Limits: []ratelimit.Limit{{Count: 1}}}, User: "u"},
+			"NoLimits":      {Plan: &plan.Plan{Name: "none"}, User: "u"},
+			"InvalidQuota":  {Plan: &plan.Plan{Name: "bad", Limits: []ratelimit.Limit{lim("1/s")}, Quota: plan.Quota{Count: 1}}, User: "u"},
+			"NoIdentity":    {Plan: p},
 		} {
 			t.Run(name, func(t *testing.T) {
 				if _, err := d.Decide(ctx, req); !errors.Is(err, plan.ErrInvalidRequest) {
