@@ -192,9 +192,10 @@ type Policy struct {
 	// RetryAfter is, if the policy refused the request, the time until it
 	// would admit it; 0 otherwise.
 	RetryAfter time.Duration
-	// Start and End are the bounds of the quota's current period; zero
-	// for a limit.
-	Start, End time.Time
+	// Window is the policy's w in the RateLimit-Policy header: the limit's
+	// Period, or the length of the quota's current period (see
+	// [Decision].PeriodStart and PeriodEnd).
+	Window time.Duration
 }
 
 // IsQuota reports whether p is the quota rather than a rate limit.
@@ -217,15 +218,6 @@ func (p *Policy) Count() int64 {
 	return int64(p.Limit.Count)
 }
 
-// Window returns the policy's w: the limit's Period, or the length of the
-// quota's current period.
-func (p *Policy) Window() time.Duration {
-	if p.IsQuota() {
-		return p.End.Sub(p.Start)
-	}
-	return p.Limit.Period
-}
-
 // Decision is a [Decider]'s answer for one request, with the state of
 // every policy (each limit, then the quota) for the response headers. It is
 // a plain value, safe to copy; the zero Decision refuses with no policies.
@@ -244,6 +236,9 @@ type Decision struct {
 	Cost int
 	// At is when the decision was made, for X-RateLimit-Reset.
 	At time.Time
+	// PeriodStart and PeriodEnd bound the quota's current period, if the
+	// plan has a quota: PeriodEnd is its next refill.
+	PeriodStart, PeriodEnd time.Time
 	// FailedOpen reports that the backend failed and the request was
 	// admitted without a decision (see the deciders' fail-open options);
 	// the policies then show full budgets.
@@ -302,12 +297,6 @@ func (d *Decision) closest() int {
 		}
 	}
 	return best
-}
-
-// add appends a policy's state.
-func (d *Decision) add(p Policy) {
-	d.policies[d.n] = p
-	d.n++
 }
 
 // finish sets Allowed, Refusal and RetryAfter from the policies.
@@ -415,16 +404,17 @@ func Resolve(req *Request, ov Overrides, charge bool) (Resolved, error) {
 
 // DecisionBuilder assembles a [Decision] from the state of each policy, with
 // the rounding every Decider in this module shares. It is for
-// implementations of [Decider]. Add the limits in order, then the quota,
-// then call Finish.
+// implementations of [Decider]: start it with [BuildDecision], add the
+// limits in order, then the quota, then call Finish.
 type DecisionBuilder struct {
-	d Decision
+	d *Decision
 }
 
-// NewDecisionBuilder starts a Decision under the named plan for a request
-// of cost at the time at.
-func NewDecisionBuilder(plan string, cost int, at time.Time) DecisionBuilder {
-	return DecisionBuilder{Decision{Plan: plan, Cost: cost, At: at}}
+// BuildDecision resets *d to a Decision under the named plan for a request
+// of cost at the time at, and returns a builder that fills it in place.
+func BuildDecision(d *Decision, plan string, cost int, at time.Time) DecisionBuilder {
+	*d = Decision{Plan: plan, Cost: cost, At: at}
+	return DecisionBuilder{d}
 }
 
 // Limit adds the state of limit l, which had avail units (possibly
@@ -432,8 +422,10 @@ func NewDecisionBuilder(plan string, cost int, at time.Time) DecisionBuilder {
 // says whether need was taken; ok whether the limit admitted the request
 // (if not, its RetryAfter is the time until it would). Remaining is
 // rounded down and durations up, as in [ratelimit.Decide].
-func (b *DecisionBuilder) Limit(l ratelimit.Limit, avail, need float64, spent, ok bool) {
-	p := Policy{Limit: l}
+func (b DecisionBuilder) Limit(l ratelimit.Limit, avail, need float64, spent, ok bool) {
+	p := &b.d.policies[b.d.n]
+	b.d.n++
+	p.Limit, p.Window = l, l.Period
 	tokens := min(avail, float64(l.BurstSize()))
 	if spent {
 		tokens -= need
@@ -441,32 +433,29 @@ func (b *DecisionBuilder) Limit(l ratelimit.Limit, avail, need float64, spent, o
 	if !ok {
 		p.RetryAfter = max(durationOf(l, need-tokens), 1)
 	}
-	fillLimitPolicy(&p, tokens)
-	b.d.add(p)
+	fillLimitPolicy(p, tokens)
 }
 
 // Quota adds the state of quota q with used units used this period (after
 // this request, if it spent), in the period [start, end). ok says whether
 // the quota admitted the request; if not, RetryAfter is the time to end.
-func (b *DecisionBuilder) Quota(q Quota, used int64, start, end time.Time, ok bool) {
-	p := Policy{
-		Quota:     q,
-		Remaining: max(0, q.Count-used),
-		Reset:     max(end.Sub(b.d.At), 0),
-		Start:     start,
-		End:       end,
-	}
+func (b DecisionBuilder) Quota(q Quota, used int64, start, end time.Time, ok bool) {
+	p := &b.d.policies[b.d.n]
+	b.d.n++
+	p.Quota = q
+	p.Remaining = max(0, q.Count-used)
+	p.Reset = max(end.Sub(b.d.At), 0)
+	p.Window = end.Sub(start)
 	if !ok {
 		p.RetryAfter = max(p.Reset, 1)
 	}
-	b.d.add(p)
+	b.d.PeriodStart, b.d.PeriodEnd = start, end
 }
 
-// Finish returns the Decision: admitted if allowed, otherwise refused
-// with the Refusal and RetryAfter of the policies that refused.
-func (b *DecisionBuilder) Finish(allowed bool) Decision {
+// Finish marks the Decision admitted if allowed, or else refused with the
+// Refusal and RetryAfter of the policies that refused.
+func (b DecisionBuilder) Finish(allowed bool) {
 	b.d.finish(allowed)
-	return b.d
 }
 
 // validLimit is ratelimit.Limit.Validate without the error value.

@@ -59,7 +59,7 @@ func (d *Decision) WriteHeaders(h http.Header) {
 		if p.RetryAfter > 0 {
 			t = max(1, ceilSeconds(p.RetryAfter))
 		}
-		window := max(1, ceilSeconds(p.Window()))
+		window := max(1, ceilSeconds(p.Window))
 		h[headerPolicy] = append(h[headerPolicy], name+";q="+strconv.FormatInt(p.Count(), 10)+";w="+strconv.FormatInt(window, 10))
 		h[headerRateLimit] = append(h[headerRateLimit], name+";r="+strconv.FormatInt(p.Remaining, 10)+";t="+strconv.FormatInt(t, 10))
 		if i == closest {
@@ -116,10 +116,9 @@ func RefusedProblem(d *Decision) Problem {
 		Plan:       d.Plan,
 		RetryAfter: d.RetryAfterSeconds(),
 	}
-	if d.Refusal == QuotaExceeded {
-		q, _ := d.Quota()
+	if q, _ := d.Quota(); d.Refusal == QuotaExceeded {
 		p.Type, p.Title = QuotaExceededType, "Quota exceeded"
-		p.Detail = fmt.Sprintf("The %s quota of plan %s is used up; it refills at %s.", q.Name(), d.Plan, q.End.Format(time.RFC3339))
+		p.Detail = fmt.Sprintf("The %s quota of plan %s is used up; it refills at %s.", q.Name(), d.Plan, d.PeriodEnd.Format(time.RFC3339))
 	} else {
 		p.Code = RateLimited.String()
 		p.Detail = fmt.Sprintf("Rate limit exceeded; retry in %d s.", p.RetryAfter)

@@ -165,24 +165,25 @@ func NewMemory(opts MemoryOptions) *Memory {
 // Decide implements [Decider]. It blocks only on a short in-memory lock,
 // except to restore a quota counter it does not hold (see
 // MemoryOptions.Usage).
-func (m *Memory) Decide(ctx context.Context, req Request) (Decision, error) {
-	return m.decide(ctx, &req, false)
+func (m *Memory) Decide(ctx context.Context, req Request) (d Decision, err error) {
+	err = m.decide(ctx, &req, false, &d)
+	return d, err
 }
 
 // Charge implements [Decider].
-func (m *Memory) Charge(ctx context.Context, req Request) (Decision, error) {
-	return m.decide(ctx, &req, true)
+func (m *Memory) Charge(ctx context.Context, req Request) (d Decision, err error) {
+	err = m.decide(ctx, &req, true, &d)
+	return d, err
 }
 
-func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decision, error) {
-	var d Decision
+func (m *Memory) decide(ctx context.Context, req *Request, charge bool, d *Decision) error {
 	r, err := Resolve(req, m.overrides, charge)
 	s := &m.shards[(maphash.String(m.seed, r.Identity.ID)+uint64(r.Identity.Budget))&m.mask]
 	if err != nil {
 		s.mu.Lock()
 		s.stats.Errors++
 		s.mu.Unlock()
-		return d, err
+		return err
 	}
 	var anchor int64
 	if !req.Anchor.IsZero() {
@@ -207,7 +208,8 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decisio
 				s.stats.Overflowed++
 				s.stats.Limited++
 				s.mu.Unlock()
-				return overflowDecision(req, &r, now), nil
+				overflowDecision(req, &r, now, d)
+				return nil
 			}
 		} else {
 			s.moveToFront(e)
@@ -230,16 +232,16 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool) (Decisio
 				if err != nil {
 					s.stats.Errors++
 					s.mu.Unlock()
-					return d, err
+					return err
 				}
 				restored, haveRestored, rStart = n, true, q.start
 				continue // the shard may have changed meanwhile
 			}
 		}
-		d = m.apply(e, &r, req, charge, now, ns)
-		s.stats.count(&d)
+		m.apply(e, &r, req, charge, now, ns, d)
+		s.stats.count(d)
 		s.mu.Unlock()
-		return d, nil
+		return nil
 	}
 }
 
@@ -250,7 +252,7 @@ func (q *quotaState) holds(p Period, anchor, ns int64) bool {
 }
 
 // apply decides for e and spends. The shard's lock must be held.
-func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now time.Time, ns int64) Decision {
+func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now time.Time, ns int64, d *Decision) {
 	e.setLimits(r.Limits, ns)
 	cost := float64(r.Cost)
 	var avail [MaxLimits]float64
@@ -265,7 +267,7 @@ func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now 
 	quotaOK := charge || !hasQuota || e.q.used+int64(r.Cost) <= r.Quota.Count
 	allowed = allowed && quotaOK
 	spend := charge || allowed && !req.Deferred
-	b := NewDecisionBuilder(req.Plan.Name, r.Cost, now)
+	b := BuildDecision(d, req.Plan.Name, r.Cost, now)
 	var keep int64
 	for i := 0; i < e.nb; i++ {
 		bk := &e.buckets[i]
@@ -288,7 +290,7 @@ func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now 
 		}
 	}
 	e.keepUntil = keep
-	return b.Finish(allowed || charge)
+	b.Finish(allowed || charge)
 }
 
 // setLimits makes e's buckets those of limits, in order, carrying over the
@@ -342,12 +344,12 @@ func durationOf(l ratelimit.Limit, tokens float64) time.Duration {
 
 // overflowDecision refuses a request the decider has no room to track, as
 // if every limit were empty.
-func overflowDecision(req *Request, r *Resolved, now time.Time) Decision {
-	b := NewDecisionBuilder(req.Plan.Name, r.Cost, now)
+func overflowDecision(req *Request, r *Resolved, now time.Time, d *Decision) {
+	b := BuildDecision(d, req.Plan.Name, r.Cost, now)
 	for _, l := range r.Limits {
 		b.Limit(l, 0, float64(r.Cost), false, false)
 	}
-	return b.Finish(false)
+	b.Finish(false)
 }
 
 // Stats is a snapshot of a decider's counters. The zero Stats is a decider

@@ -11,7 +11,6 @@ import (
 	"github.com/apikit/apikit/ratelimit"
 )
 
-
 // TestMemoryBounded: a full Memory refuses newcomers rather than forget an
 // identity that has spent part of its budget; without a Flusher, a spent
 // quota pins the identity until the period ends.

@@ -218,9 +218,8 @@ func Run(t *testing.T, newDecider NewDecider) {
 		if want := refill.Sub(epoch); dec.RetryAfter != want {
 			t.Errorf("RetryAfter = %v; want %v (the anchor, clamped to Feb 28)", dec.RetryAfter, want)
 		}
-		q, _ := dec.Quota()
-		if want := time.Date(2025, time.January, 31, 12, 30, 0, 0, time.UTC); !q.Start.Equal(want) || !q.End.Equal(refill) {
-			t.Errorf("quota period = %v..%v; want %v..%v", q.Start, q.End, want, refill)
+		if want := time.Date(2025, time.January, 31, 12, 30, 0, 0, time.UTC); !dec.PeriodStart.Equal(want) || !dec.PeriodEnd.Equal(refill) {
+			t.Errorf("quota period = %v..%v; want %v..%v", dec.PeriodStart, dec.PeriodEnd, want, refill)
 		}
 		clock.Set(refill.Add(-time.Millisecond))
 		mustRefuse(t, ctx, d, req, plan.QuotaExceeded)

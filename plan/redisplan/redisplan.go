@@ -259,7 +259,8 @@ func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) p
 	used := asInt(res[1])
 	spend := mode == modeCharge || allowed && mode == modeDecide
 	cost := float64(c.cost)
-	b := plan.NewDecisionBuilder(req.Plan.Name, c.cost, c.now)
+	var d plan.Decision
+	b := plan.BuildDecision(&d, req.Plan.Name, c.cost, c.now)
 	for i, l := range c.limits {
 		ok := asInt(res[3+2*i]) == 1
 		wait := asFloat(res[4+2*i])
@@ -291,7 +292,8 @@ func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) p
 		}
 		b.Quota(c.quota, used, c.start, c.end, quotaOK)
 	}
-	return b.Finish(allowed || mode == modeCharge)
+	b.Finish(allowed || mode == modeCharge)
+	return d
 }
 
 // run runs the script, giving up at the timeout even if the client would
@@ -344,7 +346,8 @@ func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode str
 	r.failedOpen.Add(1)
 	r.allowed.Add(1)
 	spend := mode != modeAdmit
-	b := plan.NewDecisionBuilder(req.Plan.Name, c.cost, c.now)
+	var d plan.Decision
+	b := plan.BuildDecision(&d, req.Plan.Name, c.cost, c.now)
 	for _, l := range c.limits {
 		b.Limit(l, float64(l.BurstSize()), float64(c.cost), spend, true)
 	}
@@ -358,7 +361,7 @@ func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode str
 		}
 		b.Quota(c.quota, used, c.start, c.end, true)
 	}
-	d := b.Finish(true)
+	b.Finish(true)
 	d.FailedOpen = true
 	return d, nil
 }

@@ -144,9 +144,8 @@ func TestFailPolicy(t *testing.T) {
 		if err := f.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
-		q, _ := dec.Quota()
 		// The usage is still counted durably, for billing and restores.
-		if n := store.Total("user:u", plan.Day, q.Start); n != 2 {
+		if n := store.Total("user:u", plan.Day, dec.PeriodStart); n != 2 {
 			t.Errorf("stored usage = %d; want 2", n)
 		}
 		if st := d.Stats(); st.FailedOpen != 1 || st.Allowed != 1 {
