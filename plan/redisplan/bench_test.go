@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/plan/redisplan"
 	"github.com/apikit/apikit/ratelimit"
@@ -27,6 +29,17 @@ func BenchmarkDecide(b *testing.B) {
 		for b.Loop() {
 			if dec, err := d.Decide(ctx, req); err != nil || !dec.Allowed {
 				b.Fatal(dec, err)
+			}
+		}
+	})
+	b.Run("EVALSHA-noop", func(b *testing.B) {
+		// The floor of any script: a round trip that runs Lua and does
+		// nothing.
+		noop := redis.NewScript("return 1")
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := noop.Run(ctx, client, []string{prefix + "noop"}).Err(); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})
