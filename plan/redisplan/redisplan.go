@@ -1,0 +1,403 @@
+// Package redisplan is a [plan.Decider] that keeps budgets in Redis, so
+// that every instance of a server fleet enforces one budget per identity:
+// the three keys of a user on a per-user plan share one budget whichever
+// instance serves them.
+//
+// Each decision is one Lua script run with EVALSHA: one round trip that
+// checks every limit (GCRA, as package ratelimit/redislimit) and the quota
+// of the request, and spends the cost from all of them only if all admit
+// it. An identity's keys share the hash tag {identity}, so a Redis Cluster
+// keeps them in one slot and the script stays atomic there.
+//
+// Quota counters expire at the end of their period. When a counter is
+// missing mid-period (Redis restarted or was flushed) and the decider has
+// a [plan.Flusher], the counter is restored from the usage store before
+// the request is decided: a second round trip, once per identity and
+// period.
+//
+// It is a package of its own so that programs using plans in memory do not
+// link the Redis client.
+package redisplan
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/ratelimit"
+)
+
+// Defaults of [Options].
+const (
+	// DefaultPrefix starts every key the Decider writes.
+	DefaultPrefix = "apikit:plan:"
+	// DefaultTimeout bounds each decision.
+	DefaultTimeout = 100 * time.Millisecond
+)
+
+// Options configures [New]. The zero value gives the defaults: keys under
+// [DefaultPrefix], decisions bounded by [DefaultTimeout], failing open,
+// Redis's clock, no overrides, quotas in Redis only, and silent.
+type Options struct {
+	// Prefix starts every Redis key, so that applications can share one
+	// Redis; "" means [DefaultPrefix]. It must not contain '{'. The
+	// state of an identity is under Prefix + "{user:42}:...".
+	Prefix string
+	// Timeout bounds each decision, including waiting for a connection;
+	// 0 means [DefaultTimeout]. A decision that takes longer fails (see
+	// FailClosed).
+	Timeout time.Duration
+	// FailClosed chooses the decision when Redis fails or times out, as in
+	// package ratelimit/redislimit: false (the default) admits the request
+	// as if its budgets were full (Decision.FailedOpen, counted in Stats,
+	// logged; its quota usage is still recorded in Usage); true returns
+	// an error wrapping [plan.ErrUnavailable] (503).
+	FailClosed bool
+	// Logger receives a warning when Redis fails, at most one a second;
+	// nil means no logging.
+	Logger *slog.Logger
+	// Now, if set, is the clock of every decision, limits included, for
+	// tests; nil means Redis's clock for the limits (the servers' clocks
+	// then do not matter) and time.Now for the quota's period bounds.
+	Now func() time.Time
+	// Overrides, if set, replaces a plan's limits or quota for some
+	// identities.
+	Overrides plan.Overrides
+	// Usage, if set, makes quotas durable: admitted usage is recorded in
+	// it, and a counter missing from Redis mid-period is restored from it.
+	Usage *plan.Flusher
+}
+
+//go:embed decide.lua
+var source string
+
+var script = redis.NewScript(source)
+
+// Decider is a [plan.Decider] over Redis. Deciders with the same Redis and
+// Prefix, in one process or many, share each identity's budget. A Decider
+// must be created with [New]; it is safe for concurrent use.
+type Decider struct {
+	client     redis.UniversalClient
+	prefix     string
+	timeout    time.Duration
+	failClosed bool
+	log        *slog.Logger
+	now        func() time.Time
+	overrides  plan.Overrides
+	usage      *plan.Flusher
+
+	allowed, rateLimited, quotaExceeded, errors, failedOpen atomic.Uint64
+	lastLog                                                 atomic.Int64
+}
+
+var _ plan.Decider = (*Decider)(nil)
+
+// New returns a Decider over the Redis that client reaches (a
+// *redis.Client, *redis.ClusterClient or *redis.Ring; Redis 2.6 or newer).
+// It panics, with a message starting "plan: ", if client is nil,
+// opts.Timeout is negative or opts.Prefix contains '{'.
+func New(client redis.UniversalClient, opts Options) *Decider {
+	if client == nil {
+		panic("plan: redisplan.New needs a Redis client")
+	}
+	if opts.Timeout < 0 {
+		panic("plan: redisplan.Options.Timeout must not be negative")
+	}
+	for _, c := range []byte(opts.Prefix) {
+		if c == '{' || c == '}' {
+			panic("plan: redisplan.Options.Prefix must not contain '{' or '}': the hash tag is the identity's")
+		}
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	return &Decider{
+		client:     client,
+		prefix:     opts.Prefix,
+		timeout:    opts.Timeout,
+		failClosed: opts.FailClosed,
+		log:        opts.Logger,
+		now:        opts.Now,
+		overrides:  opts.Overrides,
+		usage:      opts.Usage,
+	}
+}
+
+// Decide implements [plan.Decider] with one Redis round trip (two when a
+// quota counter is restored). It returns within Options.Timeout, or sooner
+// if ctx ends.
+func (r *Decider) Decide(ctx context.Context, req plan.Request) (plan.Decision, error) {
+	return r.decide(ctx, &req, modeDecide)
+}
+
+// Charge implements [plan.Decider] with one Redis round trip.
+func (r *Decider) Charge(ctx context.Context, req plan.Request) (plan.Decision, error) {
+	return r.decide(ctx, &req, modeCharge)
+}
+
+const (
+	modeDecide = "d"
+	modeAdmit  = "a"
+	modeCharge = "c"
+)
+
+// call is one decision's inputs, resolved.
+type call struct {
+	id         plan.Identity
+	limits     []ratelimit.Limit
+	quota      plan.Quota
+	cost       int
+	now        time.Time
+	start, end time.Time
+}
+
+func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (plan.Decision, error) {
+	if mode == modeDecide && req.Deferred {
+		mode = modeAdmit
+	}
+	c, err := r.resolve(req, mode == modeCharge)
+	if err != nil {
+		r.errors.Add(1)
+		return plan.Decision{}, err
+	}
+	keys := make([]string, 0, len(c.limits)+1)
+	tag := r.prefix + "{" + c.id.String() + "}"
+	args := make([]any, 0, 5+2*len(c.limits)+3)
+	var nowArg int64 // microseconds; 0: Redis's clock
+	if r.now != nil || !req.Now.IsZero() {
+		nowArg = c.now.UnixMicro()
+	}
+	args = append(args, mode, len(c.limits), c.cost, nowArg)
+	for _, l := range c.limits {
+		keys = append(keys, tag+":l:"+l.String())
+		args = append(args, strconv.FormatFloat(interval(l), 'g', -1, 64), l.BurstSize())
+	}
+	base := int64(0)
+	if !c.quota.IsZero() {
+		keys = append(keys, tag+":q:"+c.quota.Period.String()+":"+strconv.FormatInt(c.start.Unix(), 10))
+		if r.usage != nil {
+			base = -1 // unknown: the script asks for it if the counter is missing
+		}
+		args = append(args, c.quota.Count, c.end.UnixMilli(), base)
+	}
+	res, err := r.run(ctx, keys, args)
+	if err == nil && len(res) == 1 {
+		// The quota counter is missing: restore it from the store and
+		// run again.
+		n, rerr := r.usage.Restore(ctx, c.id, c.quota.Period, c.start)
+		if rerr != nil {
+			return r.fail(ctx, req, &c, mode, rerr)
+		}
+		args[len(args)-1] = n
+		res, err = r.run(ctx, keys, args)
+	}
+	if err == nil && len(res) != 3+2*len(c.limits) {
+		err = fmt.Errorf("unexpected reply from the script: %v", res)
+	}
+	if err != nil {
+		return r.fail(ctx, req, &c, mode, err)
+	}
+	d := r.decision(req, &c, mode, res)
+	switch d.Refusal {
+	case plan.NotRefused:
+		r.allowed.Add(1)
+		if mode != modeAdmit && !c.quota.IsZero() && r.usage != nil {
+			r.usage.Record(c.id, c.quota.Period, c.start, int64(c.cost))
+		}
+	case plan.RateLimited:
+		r.rateLimited.Add(1)
+	case plan.QuotaExceeded:
+		r.quotaExceeded.Add(1)
+	}
+	return d, nil
+}
+
+// resolve checks the request, applies its override and computes the
+// quota's period.
+func (r *Decider) resolve(req *plan.Request, charge bool) (call, error) {
+	res, err := plan.Resolve(req, r.overrides, charge)
+	if err != nil {
+		return call{}, err
+	}
+	c := call{id: res.Identity, limits: res.Limits, quota: res.Quota, cost: res.Cost, now: req.Now}
+	if c.now.IsZero() {
+		if r.now != nil {
+			c.now = r.now()
+		} else {
+			c.now = time.Now()
+		}
+	}
+	if !c.quota.IsZero() {
+		c.start, c.end = c.quota.Period.Bounds(c.now, req.Anchor)
+	}
+	return c, nil
+}
+
+// interval is the microseconds one unit of l takes to come back.
+func interval(l ratelimit.Limit) float64 {
+	return float64(l.Period/time.Microsecond) / float64(l.Count)
+}
+
+// decision builds the Decision from the script's reply:
+// {allowed, used, now, ok1, wait1, ok2, wait2, ...} where wait is the
+// microseconds until the limit's bucket is full (before spending) and used
+// the quota's units used (after spending).
+func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) plan.Decision {
+	allowed := asInt(res[0]) == 1
+	used := asInt(res[1])
+	spend := mode == modeCharge || allowed && mode == modeDecide
+	cost := float64(c.cost)
+	var d plan.Decision
+	b := plan.BuildDecision(&d, req.Plan.Name, c.cost, c.now)
+	for i, l := range c.limits {
+		ok := asInt(res[3+2*i]) == 1
+		wait := asFloat(res[4+2*i])
+		iv := interval(l)
+		avail := float64(l.BurstSize()) - wait/iv
+		// The TAT is float64 microseconds since 1970: snap to a whole unit
+		// what is within 2µs of one, and agree with Redis's verdict.
+		if whole := math.Round(avail); math.Abs(avail-whole)*iv < 2 {
+			avail = whole
+		}
+		need := cost
+		if mode == modeAdmit {
+			need = 1
+		}
+		if ok {
+			avail = max(avail, need)
+		} else if mode != modeCharge {
+			avail = min(avail, math.Nextafter(need, 0))
+		}
+		b.Limit(l, avail, need, spend, ok)
+	}
+	if !c.quota.IsZero() {
+		quotaOK := mode == modeCharge || used+int64(c.cost) <= c.quota.Count
+		if mode == modeAdmit {
+			quotaOK = used < c.quota.Count
+		}
+		if spend {
+			quotaOK = true
+		}
+		b.Quota(c.quota, used, c.start, c.end, quotaOK)
+	}
+	b.Finish(allowed || mode == modeCharge)
+	return d
+}
+
+// run runs the script, giving up at the timeout even if the client would
+// wait longer.
+func (r *Decider) run(ctx context.Context, keys []string, args []any) ([]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	type result struct {
+		res []any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := script.Run(ctx, r.client, keys, args...).Slice()
+		done <- result{v, err}
+	}()
+	select {
+	case res := <-done:
+		return res.res, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode string, err error) (plan.Decision, error) {
+	failures := r.errors.Add(1)
+	if ctx.Err() != nil {
+		return plan.Decision{}, ctx.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer from Redis within %v", r.timeout)
+	}
+	if r.log != nil {
+		now := time.Now().UnixNano()
+		if last := r.lastLog.Load(); now-last >= int64(time.Second) && r.lastLog.CompareAndSwap(last, now) {
+			policy := "failing open"
+			if r.failClosed {
+				policy = "failing closed"
+			}
+			r.log.LogAttrs(ctx, slog.LevelWarn, "plan: Redis failed; "+policy,
+				slog.String("error", err.Error()), slog.String("identity", c.id.String()), slog.Uint64("failures", failures))
+		}
+	}
+	if r.failClosed {
+		if errors.Is(err, plan.ErrUnavailable) {
+			return plan.Decision{}, err
+		}
+		return plan.Decision{}, fmt.Errorf("%w: %w", plan.ErrUnavailable, err)
+	}
+	r.failedOpen.Add(1)
+	r.allowed.Add(1)
+	spend := mode != modeAdmit
+	var d plan.Decision
+	b := plan.BuildDecision(&d, req.Plan.Name, c.cost, c.now)
+	for _, l := range c.limits {
+		b.Limit(l, float64(l.BurstSize()), float64(c.cost), spend, true)
+	}
+	if !c.quota.IsZero() {
+		used := int64(0)
+		if spend {
+			used = int64(c.cost)
+			if r.usage != nil {
+				r.usage.Record(c.id, c.quota.Period, c.start, used)
+			}
+		}
+		b.Quota(c.quota, used, c.start, c.end, true)
+	}
+	b.Finish(true)
+	d.FailedOpen = true
+	return d, nil
+}
+
+// Stats returns a snapshot of r's counters. Identities, Expired and
+// Overflowed are 0: the state is in Redis, where it expires.
+func (r *Decider) Stats() plan.Stats {
+	st := plan.Stats{
+		Allowed:       r.allowed.Load(),
+		RateLimited:   r.rateLimited.Load(),
+		QuotaExceeded: r.quotaExceeded.Load(),
+		Errors:        r.errors.Load(),
+		FailedOpen:    r.failedOpen.Load(),
+	}
+	st.Limited = st.RateLimited + st.QuotaExceeded
+	return st
+}
+
+func asInt(v any) int64 {
+	switch v := v.(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func asFloat(v any) float64 {
+	switch v := v.(type) {
+	case int64:
+		return float64(v)
+	case string:
+		f, _ := strconv.ParseFloat(v, 64)
+		return f
+	}
+	return 0
+}

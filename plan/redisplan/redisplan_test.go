@@ -1,0 +1,183 @@
+package redisplan_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/apikit/apikit/internal/testkit/testenv"
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/plan/plantest"
+	"github.com/apikit/apikit/plan/redisplan"
+	"github.com/apikit/apikit/ratelimit"
+)
+
+func redisClient(tb testing.TB) *redis.Client {
+	tb.Helper()
+	opts, err := redis.ParseURL(testenv.Redis(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	tb.Cleanup(func() { c.Close() })
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		tb.Fatalf("Redis at APIKIT_TEST_REDIS: %v", err)
+	}
+	return c
+}
+
+var prefixes atomic.Int64
+
+// testPrefix returns a key prefix no other test (or test run) uses, and
+// deletes its keys at the end; the Redis is shared, so never FLUSHDB.
+func testPrefix(tb testing.TB, c *redis.Client) string {
+	p := fmt.Sprintf("apikit-test:plan:%d:%d:", time.Now().UnixNano(), prefixes.Add(1))
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, p+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return p
+}
+
+func TestRedisConformance(t *testing.T) {
+	client := redisClient(t)
+	plantest.Run(t, func(t *testing.T, o plantest.Options) plan.Decider {
+		return redisplan.New(client, redisplan.Options{
+			Prefix: testPrefix(t, client), FailClosed: true, Timeout: 10 * time.Second,
+			Now: o.Now, Usage: o.Usage, Overrides: o.Overrides,
+		})
+	})
+}
+
+// TestSharedAcrossInstances: two deciders (two instances) over one Redis
+// share a user's budget, with Redis's own clock.
+func TestSharedAcrossInstances(t *testing.T) {
+	client := redisClient(t)
+	prefix := testPrefix(t, client)
+	a := redisplan.New(client, redisplan.Options{Prefix: prefix, FailClosed: true, Timeout: 10 * time.Second})
+	b := redisplan.New(client, redisplan.Options{Prefix: prefix, FailClosed: true, Timeout: 10 * time.Second})
+	p := &plan.Plan{Name: "hobby", Limits: []ratelimit.Limit{ratelimit.MustParseLimit("4/h")}, Quota: plan.Quota{Count: 100, Period: plan.Month}}
+	ctx := context.Background()
+	allowed := 0
+	for i := range 9 {
+		d := []plan.Decider{a, b}[i%2]
+		dec, err := d.Decide(ctx, plan.Request{Plan: p, User: "u1", Key: fmt.Sprint("k", i%3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dec.Allowed {
+			allowed++
+		}
+	}
+	if allowed != 4 {
+		t.Errorf("allowed %d of 9 requests across two instances and three keys; want 4", allowed)
+	}
+}
+
+// TestKeysShareASlot: every key of an identity has the same hash tag.
+func TestKeysShareASlot(t *testing.T) {
+	client := redisClient(t)
+	prefix := testPrefix(t, client)
+	d := redisplan.New(client, redisplan.Options{Prefix: prefix, FailClosed: true, Timeout: 10 * time.Second})
+	p := &plan.Plan{Name: "x", Limits: []ratelimit.Limit{ratelimit.PerSecond(5), ratelimit.PerHour(50)}, Quota: plan.Quota{Count: 9, Period: plan.Day}}
+	if _, err := d.Decide(context.Background(), plan.Request{Plan: p, User: "42"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := client.Keys(context.Background(), prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Fatalf("keys = %q; want 3 (two limits, one quota)", keys)
+	}
+	for _, k := range keys {
+		if want := prefix + "{user:42}:"; len(k) < len(want) || k[:len(want)] != want {
+			t.Errorf("key %q does not start with %q", k, want)
+		}
+	}
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestFailPolicy(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: closedPort(t), MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { client.Close() })
+	p := &plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.PerSecond(2)}, Quota: plan.Quota{Count: 10, Period: plan.Day}}
+	ctx := context.Background()
+
+	t.Run("Closed", func(t *testing.T) {
+		d := redisplan.New(client, redisplan.Options{FailClosed: true})
+		_, err := d.Decide(ctx, plan.Request{Plan: p, User: "u"})
+		if !errors.Is(err, plan.ErrUnavailable) || !errors.Is(err, ratelimit.ErrUnavailable) {
+			t.Fatalf("err = %v; want ErrUnavailable (plan's and ratelimit's)", err)
+		}
+		if st := d.Stats(); st.Errors != 1 || st.FailedOpen != 0 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
+	t.Run("Open", func(t *testing.T) {
+		store := plantest.NewUsageStore()
+		f := plan.NewFlusher(store, plan.FlusherOptions{})
+		d := redisplan.New(client, redisplan.Options{Usage: f})
+		dec, err := d.Decide(ctx, plan.Request{Plan: p, User: "u", Cost: 2})
+		if err != nil || !dec.Allowed || !dec.FailedOpen {
+			t.Fatalf("Decide = %+v, %v; want allowed, failed open", dec, err)
+		}
+		if err := f.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The usage is still counted durably, for billing and restores.
+		if n := store.Total("user:u", plan.Day, dec.PeriodStart); n != 2 {
+			t.Errorf("stored usage = %d; want 2", n)
+		}
+		if st := d.Stats(); st.FailedOpen != 1 || st.Allowed != 1 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
+	t.Run("Timeout", func(t *testing.T) {
+		// A listener that accepts and never answers.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+		}()
+		hole := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, Protocol: 2})
+		t.Cleanup(func() { hole.Close() })
+		d := redisplan.New(hole, redisplan.Options{FailClosed: true, Timeout: 50 * time.Millisecond})
+		start := time.Now()
+		_, err = d.Decide(ctx, plan.Request{Plan: p, User: "u"})
+		if !errors.Is(err, plan.ErrUnavailable) {
+			t.Fatalf("err = %v; want ErrUnavailable", err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Errorf("took %v; want about the 50ms timeout", el)
+		}
+	})
+}
