@@ -7,6 +7,8 @@
 //	go run ./examples/favoritesapi migrate    # apply migrations and exit
 //	go run ./examples/favoritesapi keys issue --email ada@example.com --name support
 //	go run ./examples/favoritesapi keys revoke 4tQ2x9LmZpB7
+//	go run ./examples/favoritesapi plans      # print the plans in force
+//	go run ./examples/favoritesapi override --email ada@example.com --limits 50/s --quota 100000/month
 //
 // It is configured by environment variables; run it with -h for the list.
 // Without STRIPE_SECRET_KEY, billing runs in a dev mode that takes no
@@ -43,6 +45,11 @@ const usage = `Usage:
   favoritesapi migrate                               apply database migrations and exit
   favoritesapi keys issue --email E [--name N]       issue an API key to an existing user
   favoritesapi keys revoke ID                        revoke an API key
+  favoritesapi plans                                 print the plans in force (the PLANS_FILE format)
+  favoritesapi override --email E [--key ID] [--limits L,…] [--quota N/PERIOD]
+                                                     replace a plan's limits or quota for a user
+                                                     (or one key, on a per-key plan)
+  favoritesapi override --email E [--key ID] --clear remove that override
 
 `
 
@@ -81,6 +88,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = migrateCmd(ctx, cfg, stdout)
 	case "keys":
 		err = keysCmd(ctx, cfg, rest, stdout, stderr)
+	case "plans":
+		if len(rest) > 0 {
+			err = usageError{"plans takes no arguments"}
+			break
+		}
+		_, err = cfg.Plans.WriteTo(stdout)
+	case "override":
+		err = overrideCmd(ctx, cfg, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "favoritesapi: unknown command %q\n\n", cmd)
 		fs.Usage()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +27,8 @@ func TestHelp(t *testing.T) {
 	}
 	for _, v := range []string{"ADDR", "BASE_URL", "DATABASE_URL", "SMTP_URL", "MAIL_FROM", "STRIPE_SECRET_KEY",
 		"STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_ID", "STRIPE_API_URL", "REDIS_URL", "RATE_LIMIT", "KEY_PREFIX",
-		"TRUSTED_PROXIES", "METRICS_ADDR", "keys issue", "keys revoke", "migrate"} {
+		"TRUSTED_PROXIES", "METRICS_ADDR", "keys issue", "keys revoke", "migrate",
+		"STRIPE_PRO_PRICE_ID", "PLANS_FILE", "favoritesapi plans", "favoritesapi override", "--clear"} {
 		if !strings.Contains(stderr.String(), v) {
 			t.Errorf("-h does not mention %s:\n%s", v, stderr.String())
 		}
@@ -34,7 +36,15 @@ func TestHelp(t *testing.T) {
 }
 
 func TestBadUsage(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "f.db")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "f.db")
+	plansFile := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
 	for _, tc := range []struct {
 		args []string
 		env  map[string]string
@@ -54,6 +64,23 @@ func TestBadUsage(t *testing.T) {
 		{nil, map[string]string{"ADDR": ":8080", "BASE_URL": "http://localhost:8080"}, "loopback address"},
 		{nil, map[string]string{"ADDR": "[::]:8080", "BASE_URL": "http://localhost:8080"}, "loopback address"},
 		{nil, map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}, "TRUSTED_PROXIES"},
+		// Bad plan files fail at start, naming the file, the plan and the field.
+		{nil, map[string]string{"PLANS_FILE": filepath.Join(dir, "missing.json")}, "PLANS_FILE"},
+		{nil, map[string]string{"PLANS_FILE": plansFile("week.json",
+			`{"plans": [{"name": "free", "limits": ["1/s"]}, {"name": "hobby", "prices": ["price_1"], "limits": ["10/s"], "quota": "100/week"}]}`)},
+			`plans[1].quota (plan "hobby")`},
+		{nil, map[string]string{"PLANS_FILE": plansFile("limit.json", `{"plans": [{"name": "free", "limits": ["lots"]}]}`)}, `plans[0].limits[0] (plan "free")`},
+		{nil, map[string]string{"PLANS_FILE": plansFile("budget.json", `{"plans": [{"name": "free", "limits": ["1/s"], "budget": "team"}]}`)}, `plans[0].budget`},
+		{nil, map[string]string{"PLANS_FILE": plansFile("unknown.json", `{"plans": [{"name": "free", "limits": ["1/s"], "qouta": "1/day"}]}`)}, `qouta`},
+		{nil, map[string]string{"PLANS_FILE": plansFile("twofree.json", `{"plans": [{"name": "free", "limits": ["1/s"]}, {"name": "gratis", "limits": ["2/s"]}]}`)}, `free plan`},
+		// RATE_LIMIT replaces each plan's first limit; it may not repeat another.
+		{nil, map[string]string{"RATE_LIMIT": "10/s", "PLANS_FILE": plansFile("two.json", `{"plans": [{"name": "free", "limits": ["1/s", "10/s"]}]}`)}, "RATE_LIMIT 10/s"},
+		{[]string{"plans", "extra"}, map[string]string{"DATABASE_URL": db}, "plans takes no arguments"},
+		{[]string{"override"}, map[string]string{"DATABASE_URL": db}, "needs --email"},
+		{[]string{"override", "--email", "a@example.com"}, map[string]string{"DATABASE_URL": db}, "needs --limits, --quota or --clear"},
+		{[]string{"override", "--email", "a@example.com", "--limits", "fast"}, map[string]string{"DATABASE_URL": db}, "--limits"},
+		{[]string{"override", "--email", "a@example.com", "--quota", "5/week"}, map[string]string{"DATABASE_URL": db}, "--quota"},
+		{[]string{"override", "--email", "a@example.com", "--clear", "--quota", "5/day"}, map[string]string{"DATABASE_URL": db}, "--clear takes no"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), tc.args, env(tc.env), &stdout, &stderr); code != 2 {
@@ -183,4 +210,62 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestPlans prints the plans in force: the built-in ones (with RATE_LIMIT
+// as every plan's first limit), or PLANS_FILE's, in the file format, so
+// that the output of one run is a PLANS_FILE for the next.
+func TestPlans(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"plans"}, env(nil), &stdout, &stderr); code != 0 {
+		t.Fatalf("plans exited %d: %s", code, stderr.String())
+	}
+	builtin := stdout.String()
+	for _, want := range []string{
+		`"name": "free"`, `"quota": "100/day"`, `"1/s"`,
+		`"name": "hobby"`, `"price_dev_hobby"`, `"quota": "10000/month"`, `"10/s"`,
+		`"name": "pro"`, `"price_dev_pro"`, `"100/s"`, `"metered": true`, `"budget": "user"`,
+	} {
+		if !strings.Contains(builtin, want) {
+			t.Errorf("plans does not print %s:\n%s", want, builtin)
+		}
+	}
+	if strings.Count(builtin, `"quota"`) != 2 {
+		t.Errorf("plans: want a quota on free and hobby only:\n%s", builtin)
+	}
+
+	// With Stripe: the configured prices; no pro plan without its price.
+	stripe := map[string]string{"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_PRICE_ID": "price_hobby1", "STRIPE_WEBHOOK_SECRET": "whsec_x",
+		"BASE_URL": "https://api.example.com", "ADDR": ":8080"}
+	stdout.Reset()
+	if code := run(t.Context(), []string{"plans"}, env(stripe), &stdout, &stderr); code != 0 {
+		t.Fatalf("plans with Stripe exited %d: %s", code, stderr.String())
+	}
+	if out := stdout.String(); !strings.Contains(out, `"price_hobby1"`) || strings.Contains(out, `"pro"`) {
+		t.Errorf("plans with STRIPE_PRICE_ID and no STRIPE_PRO_PRICE_ID:\n%s", out)
+	}
+	stripe["STRIPE_PRO_PRICE_ID"] = "price_pro1"
+	stdout.Reset()
+	if code := run(t.Context(), []string{"plans"}, env(stripe), &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), `"price_pro1"`) {
+		t.Errorf("plans with STRIPE_PRO_PRICE_ID exited %d:\n%s", code, stdout.String())
+	}
+
+	// The output is a plan file: read back, it prints the same.
+	path := filepath.Join(t.TempDir(), "plans.json")
+	if err := os.WriteFile(path, []byte(builtin), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := run(t.Context(), []string{"plans"}, env(map[string]string{"PLANS_FILE": path}), &stdout, &stderr); code != 0 || stdout.String() != builtin {
+		t.Errorf("plans with PLANS_FILE of its own output exited %d:\n%s\nwant:\n%s", code, stdout.String(), builtin)
+	}
+
+	// RATE_LIMIT replaces the first limit of every plan.
+	stdout.Reset()
+	if code := run(t.Context(), []string{"plans"}, env(map[string]string{"PLANS_FILE": path, "RATE_LIMIT": "50/15m"}), &stdout, &stderr); code != 0 {
+		t.Fatalf("plans with RATE_LIMIT exited %d: %s", code, stderr.String())
+	}
+	if out := stdout.String(); strings.Count(out, `"50/15min"`) != 3 || strings.Contains(out, `"10/s"`) {
+		t.Errorf("plans with RATE_LIMIT=50/15m:\n%s", out)
+	}
 }

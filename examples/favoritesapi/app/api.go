@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/problem"
 )
 
@@ -38,13 +40,58 @@ type meResponse struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
 	} `json:"key"`
-	Plan struct {
-		Status string `json:"status"`
-	} `json:"plan"`
+	Plan planState `json:"plan"`
+	// RateLimit is the plan's first rate limit, as before plans had
+	// several.
 	RateLimit struct {
 		Limit         int   `json:"limit"`
 		PeriodSeconds int64 `json:"period_seconds"`
 	} `json:"rate_limit"`
+}
+
+// planState is a plan and what its caller has left of it, after the
+// request that asks.
+type planState struct {
+	Name    string       `json:"name"`
+	Status  string       `json:"status"` // the subscription's, or "none"
+	Budget  string       `json:"budget"` // "user": shared by all the user's keys; "key": each key's own
+	Metered bool         `json:"metered"`
+	Limits  []limitState `json:"limits"`
+	Quota   *quotaState  `json:"quota"` // null: no quota
+}
+
+type limitState struct {
+	Name          string `json:"name"` // as in the RateLimit headers: "10/s"
+	Limit         int    `json:"limit"`
+	PeriodSeconds int64  `json:"period_seconds"`
+	Remaining     int64  `json:"remaining"`
+}
+
+type quotaState struct {
+	Name      string    `json:"name"` // "10000/month"
+	Limit     int64     `json:"limit"`
+	Period    string    `json:"period"` // day, month or period (the billing period)
+	Used      int64     `json:"used"`
+	Remaining int64     `json:"remaining"`
+	ResetsAt  time.Time `json:"resets_at"`
+}
+
+// newPlanState describes p and the state d reports (overrides applied).
+func newPlanState(p *plan.Plan, status string, d *plan.Decision) planState {
+	st := planState{Name: p.Name, Status: status, Budget: p.Budget.String(), Metered: p.Metered, Limits: []limitState{}}
+	for _, pol := range d.Policies() {
+		if q := pol.Quota; pol.IsQuota() {
+			st.Quota = &quotaState{
+				Name: q.String(), Limit: q.Count, Period: q.Period.String(),
+				Used: max(0, q.Count-pol.Remaining), Remaining: pol.Remaining, ResetsAt: d.PeriodEnd.UTC(),
+			}
+			continue
+		}
+		st.Limits = append(st.Limits, limitState{
+			Name: pol.Name(), Limit: pol.Limit.Count, PeriodSeconds: int64(pol.Limit.Period.Seconds()), Remaining: pol.Remaining,
+		})
+	}
+	return st
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -60,12 +107,25 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	// The plan this request was decided under, and its state after it.
+	d, ok := decisionFrom(ctx)
+	if !ok {
+		s.internalError(w, r, errors.New("GET /v1/me without a plan decision"))
+		return
+	}
+	pl, ok := s.plans.Plan(d.Plan)
+	if !ok {
+		s.internalError(w, r, fmt.Errorf("GET /v1/me decided under an unknown plan %q", d.Plan))
+		return
+	}
 	var body meResponse
 	body.User.Email = email
 	body.Key.ID, body.Key.Name = p.KeyID, p.Name
-	body.Plan.Status = status
-	body.RateLimit.Limit = s.cfg.RateLimit.Count
-	body.RateLimit.PeriodSeconds = int64(s.cfg.RateLimit.Period.Seconds())
+	body.Plan = newPlanState(pl, status, d)
+	if len(body.Plan.Limits) > 0 {
+		body.RateLimit.Limit = body.Plan.Limits[0].Limit
+		body.RateLimit.PeriodSeconds = body.Plan.Limits[0].PeriodSeconds
+	}
 	writeJSON(w, http.StatusOK, body)
 }
 

@@ -54,26 +54,29 @@ func testAPI(t *testing.T, b backend) {
 		if r.status != 200 {
 			t.Fatalf("GET /v1/me = %d %s", r.status, r.body)
 		}
-		var me struct {
-			User struct{ Email string }
-			Key  struct{ ID, Name string }
-			Plan struct{ Status string }
-			// The contract's field names.
-			RateLimit struct {
-				Limit         int   `json:"limit"`
-				PeriodSeconds int64 `json:"period_seconds"`
-			} `json:"rate_limit"`
-		}
+		var me meBody
 		r.json(t, &me)
 		tok, _ := apikey.Parse(ada.token)
 		if me.User.Email != "ada@example.com" || me.Key.ID != tok.ID || me.Key.Name != "test key" ||
 			me.Plan.Status != "active" || me.RateLimit.Limit != 10000 || me.RateLimit.PeriodSeconds != 60 {
 			t.Errorf("GET /v1/me = %s", r.body)
 		}
+		// The hobby plan, with RATE_LIMIT for its first limit, and what is
+		// left of it after this request.
+		if p := me.Plan; p.Name != "hobby" || p.Budget != "user" || p.Metered || len(p.Limits) != 1 ||
+			p.Limits[0].Name != "10000/min" || p.Limits[0].Remaining != 9999 || p.Quota == nil ||
+			p.Quota.Name != "10000/month" || p.Quota.Period != "month" || p.Quota.Used != 1 || p.Quota.Remaining != 9999 ||
+			!p.Quota.ResetsAt.After(time.Now()) {
+			t.Errorf("GET /v1/me plan = %+v", p)
+		}
 		for _, h := range []string{"RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
 			if r.header.Get(h) == "" {
 				t.Errorf("GET /v1/me has no %s header", h)
 			}
+		}
+		if got, want := r.header.Values("RateLimit-Policy"), []string{`"10000/min";q=10000;w=60`, `"10000/month";q=10000;w=`}; len(got) != 2 ||
+			got[0] != want[0] || !strings.HasPrefix(got[1], want[1]) {
+			t.Errorf("RateLimit-Policy %q, want %q", got, want)
 		}
 	})
 
@@ -289,9 +292,9 @@ func testAPI(t *testing.T, b backend) {
 		}
 	})
 
-	t.Run("NotEntitled", func(t *testing.T) {
+	t.Run("Unsubscribed", func(t *testing.T) {
 		// A user who never subscribed holds a valid key (issued by
-		// support) but may not call the API.
+		// support): they are on the free plan.
 		ctx := context.Background()
 		uid, _, err := s.Store().CreateUser(ctx, "nosub@example.com", time.Now())
 		if err != nil {
@@ -302,12 +305,9 @@ func testAPI(t *testing.T, b backend) {
 			t.Fatal(err)
 		}
 		r := call(t, s.URL, tok.Reveal(), "GET", "/v1/me", "")
-		if r.status != 403 {
-			t.Fatalf("unsubscribed key: %d %s, want 403", r.status, r.body)
-		}
-		detail, _ := r.problem(t)["detail"].(string)
-		if !strings.HasSuffix(detail, "/app.") || strings.HasSuffix(detail, "..") {
-			t.Errorf("403 detail %q; want one sentence ending in one period", detail)
+		var me struct{ Plan struct{ Name, Status string } }
+		if r.json(t, &me); r.status != 200 || me.Plan.Name != "free" || me.Plan.Status != "none" {
+			t.Fatalf("unsubscribed key: %d %s, want 200 on the free plan", r.status, r.body)
 		}
 	})
 
@@ -363,10 +363,13 @@ func TestRateLimit(t *testing.T) {
 	if p := r.problem(t); p["status"] != float64(429) {
 		t.Errorf("problem %v", p)
 	}
-	if !strings.Contains(r.header.Get("RateLimit-Policy"), `"per-key";q=5;w=60`) {
-		t.Errorf("RateLimit-Policy %q", r.header.Get("RateLimit-Policy"))
+	if got := r.header.Values("RateLimit-Policy"); len(got) == 0 || got[0] != `"5/min";q=5;w=60` {
+		t.Errorf("RateLimit-Policy %q", got)
 	}
-	// The limit is per key: another customer is unaffected.
+	if p := r.problem(t); p["code"] != "rate_limited" || p["plan"] != "hobby" {
+		t.Errorf("problem %v, want code rate_limited on plan hobby", p)
+	}
+	// The limit is the user's: another customer is unaffected.
 	if r := other.call(t, "GET", "/v1/me", ""); r.status != 200 {
 		t.Errorf("another key: %d, want 200", r.status)
 	}
@@ -488,13 +491,13 @@ func TestMetrics(t *testing.T) {
 	// The limiter also counts sign-in decisions and the first lookup of a
 	// key: compare before and after a call with a key already verified.
 	c.call(t, "GET", "/v1/me", "")
-	allowed := regexp.MustCompile(`apikit_ratelimit_allowed (\d+)\n`)
+	allowed := regexp.MustCompile(`apikit_plan_allowed (\d+)\n`)
 	before := allowed.FindStringSubmatch(metrics(t, s))
 	c.call(t, "GET", "/v1/me", "")
 	call(t, s.URL, "fav_test_nope", "GET", "/v1/me", "")
 	body := metrics(t, s)
 	if after := allowed.FindStringSubmatch(body); before == nil || after == nil || mustAtoi(t, after[1])-mustAtoi(t, before[1]) != 1 {
-		t.Errorf("apikit_ratelimit_allowed went from %v to %v; want one more for one API call", before, after)
+		t.Errorf("apikit_plan_allowed went from %v to %v; want one more for one API call", before, after)
 	}
 	for _, want := range []string{"apikit_keys_verified 2\n", "apikit_keys_malformed 1\n"} {
 		if !strings.Contains(body, want) {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -24,11 +25,17 @@ const EnvHelp = `Environment:
   STRIPE_SECRET_KEY      sk_test_… or sk_live_…; unset: billing runs in dev mode
                          (no payment taken; BASE_URL must then be on localhost)
   STRIPE_WEBHOOK_SECRET  whsec_… of the webhook endpoint BASE_URL/webhooks/stripe
-  STRIPE_PRICE_ID        price_… of the subscription
+  STRIPE_PRICE_ID        price_… of the hobby plan's subscription
+  STRIPE_PRO_PRICE_ID    price_… of the pro plan's subscription (unset with a Stripe
+                         key: no pro plan)
   STRIPE_API_URL         Stripe API base URL, e.g. a local stripe-mock (default Stripe)
   REDIS_URL              redis://host:6379/0 for limits shared by several
                          instances; unset: in-memory limits
-  RATE_LIMIT             requests per API key (default 100/min), e.g. 50/15m, 10/s
+  PLANS_FILE             JSON file of plans that replaces the built-in free, hobby and
+                         pro plans; "favoritesapi plans" prints the plans in force
+                         in that format
+  RATE_LIMIT             replaces the first rate limit of every plan (default: the
+                         plans' own), e.g. 50/15m, 10/s
   TRUSTED_PROXIES        comma-separated CIDRs of the reverse proxies in front of the
                          service (e.g. 10.0.0.0/8); only their X-Forwarded-For is
                          believed when limiting per client (default: none)
@@ -49,12 +56,22 @@ type Config struct {
 	StripeSecretKey     string
 	StripeWebhookSecret string
 	StripePriceID       string
+	StripeProPriceID    string
 	StripeAPIURL        string
 	RedisURL            string
-	RateLimit           ratelimit.Limit
-	KeyPrefix           string
-	TrustedProxies      []netip.Prefix
-	MetricsAddr         string
+	// PlansFile is the plan file PLANS_FILE names; ConfigFromEnv reads it
+	// into Plans.
+	PlansFile string
+	// Plans are the plans customers may buy; nil means FavoritesAPI's
+	// built-in free, hobby and pro plans ([BuiltinPlans]).
+	Plans *plan.Catalog
+	// RateLimit, if set, replaces the first rate limit of every plan
+	// (RATE_LIMIT, as the single per-key limit of earlier versions was
+	// set).
+	RateLimit      ratelimit.Limit
+	KeyPrefix      string
+	TrustedProxies []netip.Prefix
+	MetricsAddr    string
 }
 
 // ConfigFromEnv reads the variables listed in [EnvHelp] through getenv
@@ -69,6 +86,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		StripeSecretKey:     getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
 		StripePriceID:       getenv("STRIPE_PRICE_ID"),
+		StripeProPriceID:    getenv("STRIPE_PRO_PRICE_ID"),
+		PlansFile:           getenv("PLANS_FILE"),
 		StripeAPIURL:        getenv("STRIPE_API_URL"),
 		RedisURL:            getenv("REDIS_URL"),
 		KeyPrefix:           getenv("KEY_PREFIX"),
@@ -86,6 +105,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.RateLimit = l
 	}
+	if c.PlansFile != "" {
+		plans, err := plan.LoadFile(c.PlansFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("PLANS_FILE %s: %w", c.PlansFile, err)
+		}
+		c.Plans = plans
+	}
 	return c.withDefaults()
 }
 
@@ -96,9 +122,6 @@ func (c Config) withDefaults() (Config, error) {
 	c.DatabaseURL = cmp.Or(c.DatabaseURL, "favoritesapi.db")
 	c.KeyPrefix = cmp.Or(c.KeyPrefix, "fav")
 	c.MetricsAddr = cmp.Or(c.MetricsAddr, "127.0.0.1:9090")
-	if c.RateLimit == (ratelimit.Limit{}) {
-		c.RateLimit = ratelimit.MustParseLimit("100/min")
-	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Config{}, fmt.Errorf("BASE_URL %q must be an http(s) URL without query, such as https://api.example.com", c.BaseURL)
@@ -124,6 +147,16 @@ func (c Config) withDefaults() (Config, error) {
 		if c.StripeWebhookSecret == "" {
 			return Config{}, fmt.Errorf("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")
 		}
+	}
+	if c.Plans == nil {
+		c.Plans = BuiltinPlans(c.hobbyPrice(), c.proPrice())
+	}
+	if c.RateLimit != (ratelimit.Limit{}) {
+		plans, err := withFirstLimit(c.Plans, c.RateLimit)
+		if err != nil {
+			return Config{}, fmt.Errorf("RATE_LIMIT %s: %w", c.RateLimit, err)
+		}
+		c.Plans = plans
 	}
 	return c, nil
 }

@@ -215,12 +215,12 @@ func TestRedisOutage(t *testing.T) {
 	m := metrics(t, s)
 	var failedOpen int
 	for _, line := range strings.Split(m, "\n") {
-		if v, ok := strings.CutPrefix(line, "apikit_ratelimit_failed_open "); ok {
+		if v, ok := strings.CutPrefix(line, "apikit_plan_failed_open "); ok {
 			failedOpen, _ = strconv.Atoi(v)
 		}
 	}
 	if failedOpen < 10 {
-		t.Errorf("apikit_ratelimit_failed_open = %d after 10 requests with Redis down or slow:\n%s", failedOpen, m)
+		t.Errorf("apikit_plan_failed_open = %d after 10 requests with Redis down or slow:\n%s", failedOpen, m)
 	}
 	if !strings.Contains(s.Logs.String(), "failing open") {
 		t.Errorf("failing open was not logged:\n%s", s.Logs.String())

@@ -279,13 +279,20 @@ func submit(t testing.TB, c *http.Client, p page, actionPart string, fill url.Va
 	return page{}
 }
 
-// signUp subscribes a new customer through the landing page's form and
-// the dev checkout, and returns their signed-in browser.
+// signUp subscribes a new customer to the hobby plan through the landing
+// page's form and the dev checkout, and returns their signed-in browser.
 func signUp(t testing.TB, s *testServer, email string) *http.Client {
+	t.Helper()
+	return signUpPlan(t, s, email, "hobby")
+}
+
+// signUpPlan subscribes a new customer to a paid plan through the landing
+// page's form and the dev checkout, and returns their signed-in browser.
+func signUpPlan(t testing.TB, s *testServer, email, plan string) *http.Client {
 	t.Helper()
 	c := browser(t)
 	landing := get(t, c, s.URL+"/")
-	p := submit(t, c, landing, "/signup", url.Values{"email": {email}})
+	p := submit(t, c, landing, "/signup", url.Values{"email": {email}, "plan": {plan}})
 	if p.status != http.StatusSeeOther {
 		t.Fatalf("POST /signup = %d, want 303:\n%s", p.status, p.body)
 	}
@@ -397,4 +404,30 @@ func call(t testing.TB, base, token, method, path string, body string, hdr ...st
 func (c *customer) call(t testing.TB, method, path, body string, hdr ...string) apiResponse {
 	t.Helper()
 	return call(t, c.server.URL, c.token, method, path, body, hdr...)
+}
+
+// meBody is the body of GET /v1/me.
+type meBody struct {
+	User struct{ Email string }
+	Key  struct{ ID, Name string }
+	Plan struct {
+		Name, Status, Budget string
+		Metered              bool
+		Limits               []struct {
+			Name          string
+			Limit         int
+			PeriodSeconds int64 `json:"period_seconds"`
+			Remaining     int64
+		}
+		Quota *struct {
+			Name, Period           string
+			Limit, Used, Remaining int64
+			ResetsAt               time.Time `json:"resets_at"`
+		}
+	}
+	// The contract's field names.
+	RateLimit struct {
+		Limit         int   `json:"limit"`
+		PeriodSeconds int64 `json:"period_seconds"`
+	} `json:"rate_limit"`
 }

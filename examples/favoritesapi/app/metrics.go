@@ -8,12 +8,13 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
 
 // MetricsHandler publishes the components' Stats snapshots in the
 // Prometheus text format, one gauge or counter per numeric field:
-// apikit_keys_verified, apikit_ratelimit_limited, apikit_mail_sent …
+// apikit_keys_verified, apikit_plan_quota_exceeded, apikit_mail_sent …
 //
 // The counts say how the service is used, so they are not on the public
 // handler: the favoritesapi command serves them on a listener of their own
@@ -25,8 +26,11 @@ func (s *Server) MetricsHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		writeStats(w, "apikit_keys", s.verifier.Stats())
-		if l, ok := s.limiter.(interface{ Stats() ratelimit.Stats }); ok {
-			writeStats(w, "apikit_ratelimit", l.Stats())
+		if d, ok := s.decider.(interface{ Stats() plan.Stats }); ok {
+			writeStats(w, "apikit_plan", d.Stats())
+		}
+		if s.usage != nil {
+			writeStats(w, "apikit_plan_usage", s.usage.Stats())
 		}
 		if l, ok := s.abuse.(interface{ Stats() ratelimit.Stats }); ok {
 			writeStats(w, "apikit_abuse_limits", l.Stats())

@@ -15,6 +15,7 @@ import (
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/magiclink"
+	"github.com/apikit/apikit/plan"
 )
 
 //go:embed templates static
@@ -139,13 +140,22 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 type landingPage struct {
 	BaseURL   string
 	KeyPrefix string
-	RateLimit string
+	Plans     []planView
+	Default   string // the plan checked at first
 }
 
 func (s *Server) handleLanding(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "landing", "FavoritesAPI — your bookmarks, as an API", landingPage{
-		BaseURL: s.cfg.BaseURL, KeyPrefix: s.cfg.KeyEnvPrefix(), RateLimit: s.cfg.RateLimit.String(),
-	})
+	p := landingPage{BaseURL: s.cfg.BaseURL, KeyPrefix: s.cfg.KeyEnvPrefix()}
+	for _, pl := range s.plans.Plans() {
+		p.Plans = append(p.Plans, viewPlan(pl))
+		if p.Default == "" && !pl.IsFree() {
+			p.Default = pl.Name
+		}
+	}
+	if p.Default == "" && len(p.Plans) > 0 {
+		p.Default = p.Plans[0].Name
+	}
+	s.render(w, r, http.StatusOK, "landing", "FavoritesAPI — your bookmarks, as an API", p)
 }
 
 // keyView is one row of the dashboard's key table.
@@ -161,25 +171,46 @@ type dashboardPage struct {
 	Subscribed   bool
 	Entitled     bool
 	Keys         []keyView
-	RateLimit    string
 	BaseURL      string
-	NewKey       string // the full token of a key just issued or rolled, shown once
-	NewKeyID     string
-	Rolled       bool
-	Error        string
+	// Plan is the user's plan (nil: none, so keys are refused), Usage
+	// what is left of its quota, and OtherPlans those they may switch to.
+	Plan       *planView
+	PerKey     bool
+	Usage      *quotaState
+	OtherPlans []planView
+	NewKey     string // the full token of a key just issued or rolled, shown once
+	NewKeyID   string
+	Rolled     bool
+	Error      string
 }
 
 // dashboard gathers what /app shows for the signed-in user.
 func (s *Server) dashboard(r *http.Request) (dashboardPage, error) {
 	ctx := r.Context()
 	u, _ := magiclink.UserFrom(ctx)
-	p := dashboardPage{Email: u.Email, RateLimit: s.cfg.RateLimit.String(), BaseURL: s.cfg.BaseURL}
+	p := dashboardPage{Email: u.Email, BaseURL: s.cfg.BaseURL}
 	var err error
 	if p.Subscription, p.Subscribed, err = s.billing.Subscription(ctx, u.ID); err != nil {
 		return p, err
 	}
 	if p.Entitled, err = s.billing.Entitled(ctx, u.ID); err != nil {
 		return p, err
+	}
+	cp, err := s.userPlan(ctx, u.ID)
+	if err != nil {
+		return p, err
+	}
+	if cp.Plan != nil {
+		v := viewPlan(cp.Plan)
+		p.Plan, p.PerKey = &v, cp.Plan.Budget == plan.PerKey
+		if p.Usage, err = s.quotaUsage(ctx, u.ID, cp); err != nil {
+			return p, err
+		}
+	}
+	for _, pl := range s.plans.Plans() {
+		if cp.Plan == nil || pl.Name != cp.Plan.Name {
+			p.OtherPlans = append(p.OtherPlans, viewPlan(pl))
+		}
 	}
 	keys, err := s.keys.List(ctx, u.ID)
 	if err != nil {

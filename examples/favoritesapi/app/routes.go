@@ -19,8 +19,9 @@ var openAPI []byte
 
 // routes assembles the service's handler:
 //
-//   - /v1/ is the API: key middleware (with the subscription check), then
-//     the per-key rate limit, then the handlers;
+//   - /v1/ is the API: key middleware (with the plan check), then the
+//     plan's decision (its rate limits and quota, the request's cost, one
+//     decision per request), then the handlers;
 //   - /webhooks/stripe is Stripe's, authenticated by its signature;
 //   - everything else is the website. apikit's handlers refuse
 //     cross-origin posts themselves; the site's own forms go through the
@@ -60,15 +61,6 @@ func (s *Server) routes() (http.Handler, error) {
 		ClientKey:     s.clientKey,
 		Logger:        s.logger,
 	})
-	limit := ratelimit.Middleware(s.limiter, ratelimit.MiddlewareOptions{
-		KeyFunc: func(r *http.Request) (string, error) {
-			p, _ := apikey.PrincipalFrom(r.Context())
-			return p.KeyID, nil // the policy name keeps these apart from other limits
-		},
-		Limit:  s.cfg.RateLimit,
-		Policy: "per-key",
-		Now:    s.now,
-	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /v1/me", s.handleMe)
 	api.HandleFunc("POST /v1/favorites", s.handleCreateFavorite)
@@ -87,7 +79,7 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 
 	root := http.NewServeMux()
-	root.Handle("/v1/", authn(limit(api)))
+	root.Handle("/v1/", authn(s.planLimit(api)))
 	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.
@@ -129,15 +121,16 @@ func (s *Server) keyError(w http.ResponseWriter, r *http.Request, err error) {
 	apikey.WriteError(w, r, err)
 }
 
-// authorize lets a verified key call the API only while its owner's
-// subscription is entitled (package billing decides, from a short cache).
+// authorize lets a verified key call the API only while its owner has a
+// plan: an entitling subscription, or the free plan if there is one
+// (package billing decides, from a short cache).
 func (s *Server) authorize(ctx context.Context, p apikey.Principal) error {
-	ok, err := s.billing.Entitled(ctx, p.UserID)
+	cp, err := s.userPlan(ctx, p.UserID)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return apikey.Forbid("The subscription of this account is not active. Renew it at " + s.cfg.BaseURL + "/app.")
+	if cp.Plan == nil {
+		return apikey.Forbid(s.noPlanDetail())
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/ratelimit"
 )
 
 // sessionCookie returns the session cookie the browser holds for base.
@@ -29,7 +30,8 @@ func sessionCookie(t testing.TB, c *http.Client, base string) *http.Cookie {
 // TestAttacks drives the attacks a public API and website see, each
 // against the real handlers.
 func TestAttacks(t *testing.T) {
-	s := startServer(t, sqliteDB, app.Config{})
+	// The attacks here are not about the plan's limits (TestRateLimit is).
+	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("1000/s")})
 	ada := newCustomer(t, s, "ada@example.com")
 
 	t.Run("SQLMetacharactersAreData", func(t *testing.T) {

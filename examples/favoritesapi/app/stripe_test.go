@@ -13,6 +13,7 @@ import (
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/internal/testkit/stripemock"
+	"github.com/apikit/apikit/ratelimit"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
@@ -69,6 +70,8 @@ func TestStripeFlow(t *testing.T) {
 		StripeWebhookSecret: webhookSecret,
 		StripePriceID:       "price_favoritesapi",
 		StripeAPIURL:        mock,
+		// Polling /v1/me below must not be limited on any plan.
+		RateLimit: ratelimit.MustParseLimit("100/s"),
 	})
 	if strings.Contains(get(t, browser(t), s.URL+"/").body, "DEV MODE") {
 		t.Error("the landing page says DEV MODE with a Stripe key configured")
@@ -117,8 +120,9 @@ func TestStripeFlow(t *testing.T) {
 	// The buyer signs in by email and creates a key.
 	web := signIn(t, s, email)
 	token := createKey(t, s, web, "stripe key")
-	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), `"status":"active"`) {
-		t.Fatalf("GET /v1/me with an active subscription: %d %s", r.status, r.body)
+	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), `"status":"active"`) ||
+		!strings.Contains(string(r.body), `"name":"hobby"`) {
+		t.Fatalf("GET /v1/me with an active subscription to STRIPE_PRICE_ID: %d %s, want the hobby plan", r.status, r.body)
 	}
 	if tok := token; !strings.HasPrefix(tok, "fav_test_") {
 		t.Errorf("a test Stripe key issues %q, want fav_test_ keys", tok[:9])
@@ -135,13 +139,13 @@ func TestStripeFlow(t *testing.T) {
 	if st := stripe.send("customer.subscription.updated", subscription("past_due")); st != 200 {
 		t.Fatalf("customer.subscription.updated: %d", st)
 	}
-	waitStatus(t, s.URL, token, 200, "past_due within the grace period")
+	waitPlan(t, s.URL, token, "hobby", "past_due within the grace period")
 
-	// The subscription ends: the key is refused with 403.
+	// The subscription ends: the key falls back to the free plan.
 	if st := stripe.send("customer.subscription.deleted", subscription("canceled")); st != 200 {
 		t.Fatalf("customer.subscription.deleted: %d", st)
 	}
-	waitStatus(t, s.URL, token, 403, "after the subscription was deleted")
+	waitPlan(t, s.URL, token, "free", "after the subscription was deleted")
 	// Neither a late update (older than the deletion) nor a newer one
 	// brings it back: deletion is final. The stored state is read
 	// directly, since the API answers from a short entitlement cache.
@@ -175,18 +179,22 @@ func TestStripeFlow(t *testing.T) {
 	ended("after a forged event")
 }
 
-// waitStatus polls GET /v1/me until it answers status, for changes that
-// reach the API through the short entitlement cache.
-func waitStatus(t *testing.T, base, token string, status int, why string) {
+// waitPlan polls GET /v1/me until it answers 200 on the named plan, for
+// changes that reach the API through the short entitlement cache.
+func waitPlan(t *testing.T, base, token, plan string, why string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := call(t, base, token, "GET", "/v1/me", "")
-		if r.status == status {
-			return
+		var me meBody
+		if r.status == 200 {
+			r.json(t, &me)
+			if me.Plan.Name == plan {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: GET /v1/me = %d %s, want %d", why, r.status, r.body, status)
+			t.Fatalf("%s: GET /v1/me = %d %s, want 200 on plan %s", why, r.status, r.body, plan)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,0 +1,332 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/problem"
+	"github.com/apikit/apikit/ratelimit"
+)
+
+// Dev-mode stand-ins for the Stripe prices of the paid plans, used when
+// STRIPE_PRICE_ID or STRIPE_PRO_PRICE_ID is unset: dev mode takes no
+// payment, but a plan with no price would be a second free plan.
+const (
+	devHobbyPrice = "price_dev_hobby"
+	devProPrice   = "price_dev_pro"
+)
+
+// Costs of API requests: what each spends from its plan's limits and
+// quota. A write costs more than a read.
+const (
+	costRead  = 1
+	costWrite = 5
+)
+
+// BuiltinPlans returns FavoritesAPI's plans: free (no subscription: 100
+// requests a day, 1 a second), hobby (hobbyPrice: 10,000 requests a month,
+// 10 a second) and pro (proPrice: 100 a second, no quota, usage billed by
+// the unit). Each budget is the user's, shared by all their keys, so that
+// more keys do not buy more requests. Without proPrice there is no pro
+// plan.
+func BuiltinPlans(hobbyPrice, proPrice string) *plan.Catalog {
+	plans := []plan.Plan{
+		{
+			Name:   "free",
+			Limits: []ratelimit.Limit{ratelimit.PerSecond(1)},
+			Quota:  plan.Quota{Count: 100, Period: plan.Day},
+			Budget: plan.PerUser,
+		},
+		{
+			Name:   "hobby",
+			Prices: []string{hobbyPrice},
+			Limits: []ratelimit.Limit{ratelimit.PerSecond(10)},
+			Quota:  plan.Quota{Count: 10_000, Period: plan.Month},
+			Budget: plan.PerUser,
+		},
+	}
+	if proPrice != "" {
+		plans = append(plans, plan.Plan{
+			Name:    "pro",
+			Prices:  []string{proPrice},
+			Limits:  []ratelimit.Limit{ratelimit.PerSecond(100)},
+			Budget:  plan.PerUser,
+			Metered: true,
+		})
+	}
+	return plan.MustCatalog(plans...)
+}
+
+// hobbyPrice is the price of the built-in hobby plan: STRIPE_PRICE_ID, or
+// in dev mode a stand-in.
+func (c Config) hobbyPrice() string {
+	if c.StripePriceID == "" && c.DevBilling() {
+		return devHobbyPrice
+	}
+	return c.StripePriceID
+}
+
+// proPrice is the price of the built-in pro plan: STRIPE_PRO_PRICE_ID, or
+// in dev mode (which offers every plan) a stand-in; "" means no pro plan.
+func (c Config) proPrice() string {
+	if c.StripeProPriceID == "" && c.DevBilling() {
+		return devProPrice
+	}
+	return c.StripeProPriceID
+}
+
+// withFirstLimit returns the plans of c with limit as the first rate limit
+// of each: RATE_LIMIT, kept from the days of one limit per key.
+func withFirstLimit(c *plan.Catalog, limit ratelimit.Limit) (*plan.Catalog, error) {
+	var plans []plan.Plan
+	for _, p := range c.Plans() {
+		q := *p
+		q.Limits = append([]ratelimit.Limit{limit}, p.Limits[1:]...)
+		plans = append(plans, q)
+	}
+	return plan.NewCatalog(plans...)
+}
+
+// describeLimits writes a plan's limits for people: "10/s and 1000/h".
+func describeLimits(limits []ratelimit.Limit) string {
+	s := make([]string, len(limits))
+	for i, l := range limits {
+		s[i] = l.String()
+	}
+	return strings.Join(s, " and ")
+}
+
+// planView is a plan as the landing page and the dashboard show it.
+type planView struct {
+	Name    string
+	Limits  string // "10/s"
+	Quota   string // "10,000 requests a month", or "" for none
+	Metered bool
+	Free    bool
+}
+
+func viewPlan(p *plan.Plan) planView {
+	v := planView{Name: p.Name, Limits: describeLimits(p.Limits), Metered: p.Metered, Free: p.IsFree()}
+	if !p.Quota.IsZero() {
+		v.Quota = describeQuota(p.Quota)
+	}
+	return v
+}
+
+// describeQuota writes a quota for people: "10,000 requests a month".
+func describeQuota(q plan.Quota) string {
+	per := map[plan.Period]string{plan.Day: "a day", plan.Month: "a month", plan.BillingPeriod: "a billing period"}[q.Period]
+	return thousands(q.Count) + " requests " + per
+}
+
+// thousands writes n with commas: 10000 is "10,000".
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// requestCost is what an API request spends: 5 for saving a favorite, 1
+// for everything else.
+func requestCost(r *http.Request) int {
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/favorites" {
+		return costWrite
+	}
+	return costRead
+}
+
+// overrideSource is the store's list of per-user and per-key overrides.
+type overrideSource interface {
+	Overrides(ctx context.Context) (plan.OverrideMap, error)
+}
+
+// liveOverrides is a plan.Overrides that answers from memory: the store's
+// overrides, read at start and again every interval, so that one set
+// through the operator CLI applies on every instance within the interval.
+type liveOverrides struct {
+	src    overrideSource
+	m      atomic.Pointer[plan.OverrideMap]
+	logger *slog.Logger
+	stop   chan struct{}
+	done   sync.WaitGroup
+	once   sync.Once
+}
+
+// DefaultOverrideRefresh is how often a server reads the overrides again.
+const DefaultOverrideRefresh = 10 * time.Second
+
+func newLiveOverrides(ctx context.Context, src overrideSource, every time.Duration, logger *slog.Logger) (*liveOverrides, error) {
+	o := &liveOverrides{src: src, logger: logger, stop: make(chan struct{})}
+	if err := o.refresh(ctx); err != nil {
+		return nil, fmt.Errorf("reading plan overrides: %w", err)
+	}
+	o.done.Add(1)
+	go func() {
+		defer o.done.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-o.stop:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := o.refresh(ctx); err != nil {
+					// Keep deciding with the overrides read last.
+					o.logger.Warn("reading plan overrides", "error", err)
+				}
+				cancel()
+			}
+		}
+	}()
+	return o, nil
+}
+
+func (o *liveOverrides) refresh(ctx context.Context) error {
+	m, err := o.src.Overrides(ctx)
+	if err != nil {
+		return err
+	}
+	o.m.Store(&m)
+	return nil
+}
+
+// Override implements plan.Overrides.
+func (o *liveOverrides) Override(id plan.Identity) (plan.Override, bool) {
+	if o == nil {
+		return plan.Override{}, false
+	}
+	m := o.m.Load()
+	if m == nil {
+		return plan.Override{}, false
+	}
+	return m.Override(id)
+}
+
+func (o *liveOverrides) close() {
+	if o == nil {
+		return
+	}
+	o.once.Do(func() { close(o.stop) })
+	o.done.Wait()
+}
+
+// currentPlan is a user's plan and what decides its quota periods.
+type currentPlan struct {
+	Plan   *plan.Plan // nil: no plan, so no API
+	Anchor time.Time  // the subscription's billing cycle anchor, if any
+	Status string     // the subscription's status, or "none"
+}
+
+// userPlan returns the plan that userID's requests are decided under: the
+// plan of their entitling subscription's price, or else the free plan, if
+// there is one.
+func (s *Server) userPlan(ctx context.Context, userID int64) (currentPlan, error) {
+	cp := currentPlan{Status: "none"}
+	sub, found, err := s.billing.Subscription(ctx, userID)
+	if err != nil {
+		return cp, fmt.Errorf("reading the subscription of user %d: %w", userID, err)
+	}
+	if found {
+		cp.Status = sub.Status
+	}
+	entitled, err := s.billing.Entitled(ctx, userID)
+	if err != nil {
+		return cp, err
+	}
+	if entitled {
+		if p, ok := s.plans.ForPrice(sub.PriceID); ok {
+			cp.Plan, cp.Anchor = p, sub.CurrentPeriodStart
+			return cp, nil
+		}
+		for _, p := range s.plans.Plans() {
+			if !p.IsFree() {
+				cp.Plan, cp.Anchor = p, sub.CurrentPeriodStart
+				return cp, nil
+			}
+		}
+	}
+	cp.Plan, _ = s.plans.Free()
+	return cp, nil
+}
+
+type decisionKey struct{}
+
+// decisionFrom returns the plan decision of the request ctx belongs to.
+func decisionFrom(ctx context.Context) (*plan.Decision, bool) {
+	d, ok := ctx.Value(decisionKey{}).(*plan.Decision)
+	return d, ok
+}
+
+// planLimit decides each API request against the caller's plan — every
+// rate limit and the quota, with the request's cost, in one decision —
+// and answers 429 when the plan refuses it. Every response carries the
+// plan's RateLimit headers.
+func (s *Server) planLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		p, _ := apikey.PrincipalFrom(ctx)
+		cp, err := s.userPlan(ctx, p.UserID)
+		if err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		if cp.Plan == nil {
+			problem.Write(w, problem.New(http.StatusForbidden, "forbidden", s.noPlanDetail()))
+			return
+		}
+		d, err := s.decider.Decide(ctx, plan.Request{
+			Plan: cp.Plan, User: strconv.FormatInt(p.UserID, 10), Key: p.KeyID,
+			Cost: requestCost(r), Anchor: cp.Anchor,
+		})
+		if err != nil {
+			if errors.Is(err, plan.ErrUnavailable) {
+				s.logger.Warn("plan decision unavailable", "error", err)
+				w.Header().Set("Retry-After", "1")
+				problem.Write(w, problem.New(http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly."))
+				return
+			}
+			s.internalError(w, r, err)
+			return
+		}
+		d.WriteHeaders(w.Header())
+		if !d.Allowed {
+			plan.WriteRefused(w, &d)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, decisionKey{}, &d)))
+	})
+}
+
+// noPlanDetail says why a key whose owner has no plan is refused.
+func (s *Server) noPlanDetail() string {
+	return "The subscription of this account is not active. Renew it at " + s.cfg.BaseURL + "/app."
+}
+
+// quotaUsage returns what a user has used of their plan's quota this
+// period, without spending any of it; nil if the plan has no quota or
+// its budgets are per key (each key then has its own).
+func (s *Server) quotaUsage(ctx context.Context, userID int64, cp currentPlan) (*quotaState, error) {
+	if cp.Plan.Quota.IsZero() || cp.Plan.Budget != plan.PerUser {
+		return nil, nil
+	}
+	// A deferred decision spends nothing.
+	d, err := s.decider.Decide(ctx, plan.Request{Plan: cp.Plan, User: strconv.FormatInt(userID, 10), Deferred: true, Anchor: cp.Anchor})
+	if err != nil {
+		return nil, err
+	}
+	st := newPlanState(cp.Plan, "", &d)
+	return st.Quota, nil
+}

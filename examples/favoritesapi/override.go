@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/ratelimit"
+)
+
+// overrideStore is what the override command needs of the store.
+type overrideStore interface {
+	SetOverride(ctx context.Context, id plan.Identity, o plan.Override, at time.Time) error
+	DeleteOverride(ctx context.Context, id plan.Identity) error
+}
+
+// overrideCmd sets or clears the override of a user's budget (or of one
+// key's, for plans whose budgets are per key): a negotiated higher limit,
+// a larger quota. Running servers read overrides every
+// app.DefaultOverrideRefresh.
+func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("override", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	email := fs.String("email", "", "email address of the user")
+	keyID := fs.String("key", "", "id of one of the user's keys: override that key's budget (plans with per-key budgets)")
+	limits := fs.String("limits", "", `rate limits that replace the plan's, comma-separated: "50/s,1000/h"`)
+	quota := fs.String("quota", "", `quota that replaces the plan's: "N/day", "N/month", "N/period", or "none"`)
+	remove := fs.Bool("clear", false, "remove the override")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	switch {
+	case *email == "" || fs.NArg() > 0:
+		return usageError{"override needs --email and no other arguments"}
+	case *remove && (*limits != "" || *quota != ""):
+		return usageError{"override --clear takes no --limits or --quota"}
+	case !*remove && *limits == "" && *quota == "":
+		return usageError{"override needs --limits, --quota or --clear"}
+	}
+	var o plan.Override
+	if *limits != "" {
+		for _, s := range strings.Split(*limits, ",") {
+			l, err := ratelimit.ParseLimit(strings.TrimSpace(s))
+			if err != nil {
+				return usageError{fmt.Sprintf("--limits: %v", err)}
+			}
+			o.Limits = append(o.Limits, l)
+		}
+	}
+	if *quota != "" {
+		var q plan.Quota // "none": no quota
+		if *quota != "none" {
+			var err error
+			if q, err = plan.ParseQuota(*quota); err != nil {
+				return usageError{fmt.Sprintf("--quota: %v", err)}
+			}
+		}
+		o.Quota = &q
+	}
+	if !*remove {
+		if err := o.Validate(); err != nil {
+			return usageError{err.Error()}
+		}
+	}
+
+	st, err := app.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := app.Migrate(ctx, st); err != nil {
+		return err
+	}
+	userID, found, err := st.UserByEmail(ctx, *email)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("no user has the email %q", *email)
+	}
+	id := plan.Identity{Budget: plan.PerUser, ID: strconv.FormatInt(userID, 10)}
+	if *keyID != "" {
+		k, err := apikey.NewManager(st, apikey.ManagerOptions{}).Get(ctx, *keyID)
+		if errors.Is(err, apikey.ErrNotFound) || (err == nil && k.UserID != userID) {
+			return fmt.Errorf("%s has no key with the id %q", *email, *keyID)
+		}
+		if err != nil {
+			return err
+		}
+		id = plan.Identity{Budget: plan.PerKey, ID: k.ID}
+	}
+	ovs, ok := any(st).(overrideStore)
+	if !ok {
+		return errors.New("this database cannot keep plan overrides")
+	}
+	if *remove {
+		if err := ovs.DeleteOverride(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "cleared the override of %s (%s); running servers apply it within %v\n", id, *email, app.DefaultOverrideRefresh)
+		return nil
+	}
+	if err := ovs.SetOverride(ctx, id, o, time.Now()); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s (%s): %s; running servers apply it within %v\n", id, *email, describeOverride(o), app.DefaultOverrideRefresh)
+	return nil
+}
+
+// describeOverride writes an override for the operator: "limits 50/s,
+// 1000/h; quota 100000/month".
+func describeOverride(o plan.Override) string {
+	var parts []string
+	if o.Limits != nil {
+		s := make([]string, len(o.Limits))
+		for i, l := range o.Limits {
+			s[i] = l.String()
+		}
+		parts = append(parts, "limits "+strings.Join(s, ", "))
+	}
+	if o.Quota != nil {
+		if o.Quota.IsZero() {
+			parts = append(parts, "no quota")
+		} else {
+			parts = append(parts, "quota "+o.Quota.String())
+		}
+	}
+	return strings.Join(parts, "; ")
+}
