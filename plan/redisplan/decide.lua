@@ -3,7 +3,8 @@
 -- KEYS: one key per limit (its theoretical arrival time, TAT, in
 -- microseconds since 1970), then the quota's counter if there is a quota.
 -- ARGV: mode ("d" decide and spend, "a" admit if one unit is left and
--- spend nothing, "c" charge unconditionally), the number of limits, the
+-- spend nothing, "c" charge unconditionally, "p" decide as "d" and spend
+-- nothing), the number of limits, the
 -- cost, the time in microseconds (0: Redis's clock); for each limit its
 -- emission interval in microseconds and its burst; then, with a quota,
 -- its count, its period's end in Unix milliseconds (when the counter

@@ -147,10 +147,17 @@ func (r *Decider) Charge(ctx context.Context, req plan.Request) (plan.Decision, 
 	return r.decide(ctx, &req, modeCharge)
 }
 
+// Peek implements [plan.Decider] with one Redis round trip (two when a
+// quota counter is restored). It counts nothing in [Decider.Stats].
+func (r *Decider) Peek(ctx context.Context, req plan.Request) (plan.Decision, error) {
+	return r.decide(ctx, &req, modePeek)
+}
+
 const (
 	modeDecide = "d"
 	modeAdmit  = "a"
 	modeCharge = "c"
+	modePeek   = "p" // check req.Cost as "d" does, spend nothing
 )
 
 // call is one decision's inputs, resolved.
@@ -169,7 +176,9 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 	}
 	c, err := r.resolve(req, mode == modeCharge)
 	if err != nil {
-		r.errors.Add(1)
+		if mode != modePeek {
+			r.errors.Add(1)
+		}
 		return plan.Decision{}, err
 	}
 	keys := make([]string, 0, len(c.limits)+1)
@@ -210,6 +219,9 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 		return r.fail(ctx, req, &c, mode, err)
 	}
 	d := r.decision(req, &c, mode, res)
+	if mode == modePeek {
+		return d, nil
+	}
 	switch d.Refusal {
 	case plan.NotRefused:
 		r.allowed.Add(1)
@@ -319,7 +331,10 @@ func (r *Decider) run(ctx context.Context, keys []string, args []any) ([]any, er
 }
 
 func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode string, err error) (plan.Decision, error) {
-	failures := r.errors.Add(1)
+	var failures uint64
+	if mode != modePeek {
+		failures = r.errors.Add(1)
+	}
 	if ctx.Err() != nil {
 		return plan.Decision{}, ctx.Err()
 	}
@@ -343,9 +358,11 @@ func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode str
 		}
 		return plan.Decision{}, fmt.Errorf("%w: %w", plan.ErrUnavailable, err)
 	}
-	r.failedOpen.Add(1)
-	r.allowed.Add(1)
-	spend := mode != modeAdmit
+	if mode != modePeek {
+		r.failedOpen.Add(1)
+		r.allowed.Add(1)
+	}
+	spend := mode == modeDecide || mode == modeCharge
 	var d plan.Decision
 	b := plan.BuildDecision(&d, req.Plan.Name, c.cost, c.now)
 	for _, l := range c.limits {
