@@ -108,7 +108,7 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The plan this request was decided under, and its state after it.
-	d, ok := decisionFrom(ctx)
+	d, ok := plan.DecisionFrom(ctx)
 	if !ok {
 		s.internalError(w, r, errors.New("GET /v1/me without a plan decision"))
 		return

@@ -59,6 +59,7 @@ func signinFrame(dev bool) (*template.Template, error) {
 
 func parsePages(dev bool) (pageSet, error) {
 	funcs := template.FuncMap{
+		"thousands": thousands,
 		"date": func(t time.Time) string {
 			if t.IsZero() {
 				return "never"

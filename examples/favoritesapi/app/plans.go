@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/plan"
-	"github.com/apikit/apikit/problem"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -262,52 +260,21 @@ func (s *Server) userPlan(ctx context.Context, userID int64) (currentPlan, error
 	return cp, nil
 }
 
-type decisionKey struct{}
-
-// decisionFrom returns the plan decision of the request ctx belongs to.
-func decisionFrom(ctx context.Context) (*plan.Decision, bool) {
-	d, ok := ctx.Value(decisionKey{}).(*plan.Decision)
-	return d, ok
-}
-
-// planLimit decides each API request against the caller's plan — every
-// rate limit and the quota, with the request's cost, in one decision —
-// and answers 429 when the plan refuses it. Every response carries the
-// plan's RateLimit headers.
-func (s *Server) planLimit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		p, _ := apikey.PrincipalFrom(ctx)
-		cp, err := s.userPlan(ctx, p.UserID)
-		if err != nil {
-			s.internalError(w, r, err)
-			return
-		}
-		if cp.Plan == nil {
-			problem.Write(w, problem.New(http.StatusForbidden, "forbidden", s.noPlanDetail()))
-			return
-		}
-		d, err := s.decider.Decide(ctx, plan.Request{
-			Plan: cp.Plan, User: strconv.FormatInt(p.UserID, 10), Key: p.KeyID,
-			Cost: requestCost(r), Anchor: cp.Anchor,
-		})
-		if err != nil {
-			if errors.Is(err, plan.ErrUnavailable) {
-				s.logger.Warn("plan decision unavailable", "error", err)
-				w.Header().Set("Retry-After", "1")
-				problem.Write(w, problem.New(http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly."))
-				return
-			}
-			s.internalError(w, r, err)
-			return
-		}
-		d.WriteHeaders(w.Header())
-		if !d.Allowed {
-			plan.WriteRefused(w, &d)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, decisionKey{}, &d)))
-	})
+// planRequest is the decision request of an API call, for
+// plan.Middleware: the plan of the key's user (the free plan without a
+// subscription), whose budget is the user's or the key's as the plan
+// says, and the subscription's anchor for quotas per billing period.
+func (s *Server) planRequest(r *http.Request) (plan.Request, error) {
+	ctx := r.Context()
+	p, _ := apikey.PrincipalFrom(ctx)
+	cp, err := s.userPlan(ctx, p.UserID)
+	if err != nil {
+		return plan.Request{}, err // 503
+	}
+	if cp.Plan == nil {
+		return plan.Request{}, &plan.StatusError{Status: http.StatusForbidden, Code: "forbidden", Detail: s.noPlanDetail()}
+	}
+	return plan.Request{Plan: cp.Plan, User: strconv.FormatInt(p.UserID, 10), Key: p.KeyID, Anchor: cp.Anchor}, nil
 }
 
 // noPlanDetail says why a key whose owner has no plan is refused.
@@ -322,8 +289,7 @@ func (s *Server) quotaUsage(ctx context.Context, userID int64, cp currentPlan) (
 	if cp.Plan.Quota.IsZero() || cp.Plan.Budget != plan.PerUser {
 		return nil, nil
 	}
-	// A deferred decision spends nothing.
-	d, err := s.decider.Decide(ctx, plan.Request{Plan: cp.Plan, User: strconv.FormatInt(userID, 10), Deferred: true, Anchor: cp.Anchor})
+	d, err := s.decider.Peek(ctx, plan.Request{Plan: cp.Plan, User: strconv.FormatInt(userID, 10), Anchor: cp.Anchor})
 	if err != nil {
 		return nil, err
 	}

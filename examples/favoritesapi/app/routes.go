@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/problem"
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -79,7 +80,14 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 
 	root := http.NewServeMux()
-	root.Handle("/v1/", authn(s.planLimit(api)))
+	// One decision per request: the plan's limits and quota, the request's
+	// cost; the headers on every response; 429 when refused.
+	limit := plan.Middleware(s.decider, plan.MiddlewareOptions{
+		Request: s.planRequest,
+		Cost:    requestCost,
+		Logger:  s.logger,
+	})
+	root.Handle("/v1/", authn(limit(api)))
 	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.

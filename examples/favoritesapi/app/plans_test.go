@@ -1,0 +1,194 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/ratelimit"
+)
+
+// quotaLeft returns the remaining units of the quota policy in a
+// response's RateLimit header ("10000/month";r=9994;t=…), or -1.
+func quotaLeft(t testing.TB, r apiResponse, name string) int64 {
+	t.Helper()
+	for _, v := range r.header.Values("RateLimit") {
+		rest, ok := strings.CutPrefix(v, strconv.Quote(name)+";r=")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ';')], 10, 64)
+		if err != nil {
+			t.Fatalf("RateLimit %q: %v", v, err)
+		}
+		return n
+	}
+	return -1
+}
+
+// TestSharedBudgetAndCost: two keys of one hobby user spend one budget,
+// and saving a favorite costs 5 of it while a read costs 1, as the
+// RateLimit headers show.
+func TestSharedBudgetAndCost(t *testing.T) {
+	// A first limit of 12 an hour (RATE_LIMIT), so that the run cannot
+	// refill it.
+	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("12/h")})
+	c := newCustomer(t, s, "pair@example.com")
+	second := createKey(t, s, c.web, "second")
+
+	r := c.call(t, "GET", "/v1/favorites", "")
+	if r.status != 200 || quotaLeft(t, r, "12/h") != 11 || quotaLeft(t, r, "10000/month") != 9999 {
+		t.Fatalf("first read: %d %q", r.status, r.header.Values("RateLimit"))
+	}
+	// The second key sees the first key's spending: one budget, the user's.
+	r = call(t, s.URL, second, "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev/"}`)
+	if r.status != 201 || quotaLeft(t, r, "12/h") != 6 || quotaLeft(t, r, "10000/month") != 9994 {
+		t.Fatalf("a POST with the second key: %d %q; want 5 spent from the user's 11 and 9999", r.status, r.header.Values("RateLimit"))
+	}
+	if got := r.header.Get("X-RateLimit-Remaining"); got != "6" {
+		t.Errorf("X-RateLimit-Remaining %q, want 6 (the policy closest to exhaustion)", got)
+	}
+	// 6 left: a read with each key, then a POST of 5 is too much for 4.
+	for _, tok := range []string{c.token, second} {
+		if r := call(t, s.URL, tok, "GET", "/v1/me", ""); r.status != 200 {
+			t.Fatalf("read: %d", r.status)
+		}
+	}
+	r = c.call(t, "POST", "/v1/favorites", `{"name":"Go spec","url":"https://go.dev/ref/spec"}`)
+	if r.status != 429 || quotaLeft(t, r, "12/h") != 4 {
+		t.Fatalf("a POST costing 5 with 4 left: %d %q, want 429 spending nothing", r.status, r.header.Values("RateLimit"))
+	}
+	if p := r.problem(t); p["code"] != "rate_limited" || p["plan"] != "hobby" {
+		t.Errorf("problem %v", p)
+	}
+	// Reads still fit, 4 of them, from either key; then both are refused.
+	for i := range 4 {
+		if r := call(t, s.URL, []string{c.token, second}[i%2], "GET", "/v1/favorites", ""); r.status != 200 {
+			t.Fatalf("read %d of the last 4: %d", i+1, r.status)
+		}
+	}
+	for _, tok := range []string{c.token, second} {
+		if r := call(t, s.URL, tok, "GET", "/v1/favorites", ""); r.status != 429 {
+			t.Errorf("a read with the budget spent: %d, want 429", r.status)
+		}
+	}
+	// Another user's budget is untouched.
+	if r := newCustomer(t, s, "other@example.com").call(t, "GET", "/v1/me", ""); r.status != 200 {
+		t.Errorf("another user: %d", r.status)
+	}
+}
+
+// TestFreeQuota: a user without a subscription is on the free plan and
+// gets 100 requests a day; the 101st is a 429 quota-exceeded problem that
+// names the plan, with Retry-After at midnight UTC.
+func TestFreeQuota(t *testing.T) {
+	// The free plan's 1/s would make this test take 100 s: RATE_LIMIT
+	// replaces it, and leaves the quota.
+	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("1000/s")})
+	ctx := context.Background()
+	uid, _, err := s.Store().CreateUser(ctx, "free@example.com", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "free"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := tok.Reveal()
+	for i := range 100 {
+		r := call(t, s.URL, token, "GET", "/v1/favorites", "")
+		if r.status != 200 || quotaLeft(t, r, "100/day") != int64(99-i) {
+			t.Fatalf("request %d: %d %q", i+1, r.status, r.header.Values("RateLimit"))
+		}
+	}
+	r := call(t, s.URL, token, "GET", "/v1/me", "")
+	now := time.Now().UTC()
+	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+	if r.status != 429 {
+		t.Fatalf("the 101st request of the day: %d %s, want 429", r.status, r.body)
+	}
+	p := r.problem(t)
+	if p["type"] != plan.QuotaExceededType || p["code"] != "quota_exceeded" || p["plan"] != "free" {
+		t.Errorf("problem %v, want quota-exceeded on plan free", p)
+	}
+	ra, err := strconv.ParseInt(r.header.Get("Retry-After"), 10, 64)
+	if want := int64(midnight.Sub(now).Seconds()); err != nil || ra < want-2 || ra > want+2 {
+		t.Errorf("Retry-After %q, want about %d s (midnight UTC)", r.header.Get("Retry-After"), want)
+	}
+	if got := r.header.Values("RateLimit-Policy"); len(got) != 2 || got[1] != `"100/day";q=100;w=86400` {
+		t.Errorf("RateLimit-Policy %q", got)
+	}
+}
+
+// TestNoFreePlan: with plans that declare no free plan, a key whose user
+// has no subscription is refused with 403, as before plans.
+func TestNoFreePlan(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{Plans: plan.MustCatalog(
+		plan.Plan{Name: "only", Prices: []string{"price_dev_hobby"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(10)}},
+	)})
+	ctx := context.Background()
+	uid, _, err := s.Store().CreateUser(ctx, "nosub@example.com", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "support"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := call(t, s.URL, tok.Reveal(), "GET", "/v1/me", "")
+	if r.status != 403 {
+		t.Fatalf("unsubscribed key without a free plan: %d %s, want 403", r.status, r.body)
+	}
+	detail, _ := r.problem(t)["detail"].(string)
+	if !strings.HasSuffix(detail, "/app.") || strings.HasSuffix(detail, "..") {
+		t.Errorf("403 detail %q; want one sentence ending in one period", detail)
+	}
+	// A subscriber is on the plan.
+	c := newCustomer(t, s, "sub@example.com")
+	var me meBody
+	if r := c.call(t, "GET", "/v1/me", ""); r.status != 200 {
+		t.Fatalf("subscriber: %d %s", r.status, r.body)
+	} else if r.json(t, &me); me.Plan.Name != "only" || me.Plan.Quota != nil {
+		t.Errorf("subscriber's plan %+v", me.Plan)
+	}
+}
+
+// TestDashboardPlan: the dashboard shows the plan, its limits and the
+// quota used this period, without spending any of it, and offers the
+// other plans.
+func TestDashboardPlan(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	c := newCustomer(t, s, "dash@example.com")
+	c.call(t, "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev/"}`)
+	c.call(t, "GET", "/v1/favorites", "")
+	for range 2 { // looking twice spends nothing
+		p := get(t, c.web, s.URL+"/app")
+		for _, want := range []string{
+			`id="plan-name">hobby<`, `10/s, 10,000 requests a month`, `id="quota-used">6<`, `id="quota-remaining">9,994<`,
+			`All your keys share one budget`, `action="/billing/plan"`, `value="free"`, `value="pro"`,
+		} {
+			if !strings.Contains(p.body, want) {
+				t.Errorf("the dashboard does not show %s:\n%s", want, p.body)
+			}
+		}
+		if strings.Contains(p.body, `id="switch-hobby"`) {
+			t.Error("the dashboard offers to switch to the current plan")
+		}
+	}
+	if r := c.call(t, "GET", "/v1/me", ""); quotaLeft(t, r, "10000/month") != 9993 {
+		t.Errorf("after two dashboard views: %q, want 9993 left", r.header.Values("RateLimit"))
+	}
+	// The landing page offers every plan.
+	landing := get(t, browser(t), s.URL+"/").body
+	for _, name := range []string{"free", "hobby", "pro"} {
+		if !strings.Contains(landing, fmt.Sprintf(`name="plan" id="plan-%s" value="%s"`, name, name)) {
+			t.Errorf("the landing page does not offer %s", name)
+		}
+	}
+}
