@@ -296,3 +296,16 @@ func (s *Server) quotaUsage(ctx context.Context, userID int64, cp currentPlan) (
 	st := newPlanState(cp.Plan, "", &d)
 	return st.Quota, nil
 }
+
+// paidPrices lists the prices of the paid plans, but except.
+func paidPrices(c *plan.Catalog, except string) []string {
+	var prices []string
+	for _, p := range c.Plans() {
+		for _, price := range p.Prices {
+			if price != except {
+				prices = append(prices, price)
+			}
+		}
+	}
+	return prices
+}

@@ -267,7 +267,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.logger.Warn("billing in DEV MODE: no STRIPE_SECRET_KEY, so sign-ups are completed on a local page and no payment is taken")
 	}
 	if s.billing, err = billing.New(s.store, stripe, billing.Options{
-		PriceID:       cfg.StripePriceID,
+		PriceID: cfg.StripePriceID,
+		// Every paid plan's price entitles (STRIPE_PRO_PRICE_ID, or those
+		// of PLANS_FILE).
+		PriceIDs:      paidPrices(cfg.Plans, cfg.StripePriceID),
 		BaseURL:       cfg.BaseURL,
 		WebhookSecret: cfg.StripeWebhookSecret,
 		DevMode:       cfg.DevBilling(),
