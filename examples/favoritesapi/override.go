@@ -16,12 +16,6 @@ import (
 	"github.com/apikit/apikit/ratelimit"
 )
 
-// overrideStore is what the override command needs of the store.
-type overrideStore interface {
-	SetOverride(ctx context.Context, id plan.Identity, o plan.Override, at time.Time) error
-	DeleteOverride(ctx context.Context, id plan.Identity) error
-}
-
 // overrideCmd sets or clears the override of a user's budget (or of one
 // key's, for plans whose budgets are per key): a negotiated higher limit,
 // a larger quota. Running servers read overrides every
@@ -97,18 +91,19 @@ func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, std
 		}
 		id = plan.Identity{Budget: plan.PerKey, ID: k.ID}
 	}
-	ovs, ok := any(st).(overrideStore)
-	if !ok {
-		return errors.New("this database cannot keep plan overrides")
-	}
 	if *remove {
-		if err := ovs.DeleteOverride(ctx, id); err != nil {
+		found, err := st.DeleteOverride(ctx, id)
+		if err != nil {
 			return err
+		}
+		if !found {
+			fmt.Fprintf(stdout, "%s (%s) has no override\n", id, *email)
+			return nil
 		}
 		fmt.Fprintf(stdout, "cleared the override of %s (%s); running servers apply it within %v\n", id, *email, app.DefaultOverrideRefresh)
 		return nil
 	}
-	if err := ovs.SetOverride(ctx, id, o, time.Now()); err != nil {
+	if err := st.SetOverride(ctx, id, o, time.Now()); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s (%s): %s; running servers apply it within %v\n", id, *email, describeOverride(o), app.DefaultOverrideRefresh)

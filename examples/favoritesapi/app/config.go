@@ -141,8 +141,8 @@ func (c Config) withDefaults() (Config, error) {
 			"use ADDR=localhost:8080, or set STRIPE_SECRET_KEY, STRIPE_PRICE_ID and STRIPE_WEBHOOK_SECRET", c.Addr)
 	}
 	if c.StripeSecretKey != "" {
-		if c.StripePriceID == "" {
-			return Config{}, fmt.Errorf("STRIPE_PRICE_ID is required with STRIPE_SECRET_KEY")
+		if c.StripePriceID == "" && c.Plans == nil {
+			return Config{}, fmt.Errorf("STRIPE_PRICE_ID is required with STRIPE_SECRET_KEY (or a PLANS_FILE with prices)")
 		}
 		if c.StripeWebhookSecret == "" {
 			return Config{}, fmt.Errorf("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")

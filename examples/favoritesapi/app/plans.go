@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -225,39 +227,20 @@ func (o *liveOverrides) close() {
 type currentPlan struct {
 	Plan   *plan.Plan // nil: no plan, so no API
 	Anchor time.Time  // the subscription's billing cycle anchor, if any
-	Status string     // the subscription's status, or "none"
 }
 
-// userPlan returns the plan that userID's requests are decided under: the
-// plan of their entitling subscription's price, or else the free plan, if
-// there is one.
+// userPlan returns the plan that userID's requests are decided under
+// (billing decides, from its short entitlement cache): the plan of their
+// entitling subscription's price, or else the free plan, if there is one.
 func (s *Server) userPlan(ctx context.Context, userID int64) (currentPlan, error) {
-	cp := currentPlan{Status: "none"}
-	sub, found, err := s.billing.Subscription(ctx, userID)
+	cp, err := s.billing.Plan(ctx, userID)
+	if errors.Is(err, billing.ErrNoPlan) {
+		return currentPlan{}, nil
+	}
 	if err != nil {
-		return cp, fmt.Errorf("reading the subscription of user %d: %w", userID, err)
+		return currentPlan{}, fmt.Errorf("reading the plan of user %d: %w", userID, err)
 	}
-	if found {
-		cp.Status = sub.Status
-	}
-	entitled, err := s.billing.Entitled(ctx, userID)
-	if err != nil {
-		return cp, err
-	}
-	if entitled {
-		if p, ok := s.plans.ForPrice(sub.PriceID); ok {
-			cp.Plan, cp.Anchor = p, sub.CurrentPeriodStart
-			return cp, nil
-		}
-		for _, p := range s.plans.Plans() {
-			if !p.IsFree() {
-				cp.Plan, cp.Anchor = p, sub.CurrentPeriodStart
-				return cp, nil
-			}
-		}
-	}
-	cp.Plan, _ = s.plans.Free()
-	return cp, nil
+	return currentPlan{Plan: cp.Plan, Anchor: cp.Anchor}, nil
 }
 
 // planRequest is the decision request of an API call, for
@@ -297,15 +280,8 @@ func (s *Server) quotaUsage(ctx context.Context, userID int64, cp currentPlan) (
 	return st.Quota, nil
 }
 
-// paidPrices lists the prices of the paid plans, but except.
-func paidPrices(c *plan.Catalog, except string) []string {
-	var prices []string
-	for _, p := range c.Plans() {
-		for _, price := range p.Prices {
-			if price != except {
-				prices = append(prices, price)
-			}
-		}
-	}
-	return prices
+// hasFree reports whether c has a free plan.
+func hasFree(c *plan.Catalog) bool {
+	_, ok := c.Free()
+	return ok
 }

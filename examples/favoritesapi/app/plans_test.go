@@ -150,9 +150,9 @@ func TestNoFreePlan(t *testing.T) {
 		t.Errorf("403 detail %q; want one sentence ending in one period", detail)
 	}
 	// A subscriber is on the plan.
-	c := newCustomer(t, s, "sub@example.com")
+	web := signUpPlan(t, s, "sub@example.com", "only")
 	var me meBody
-	if r := c.call(t, "GET", "/v1/me", ""); r.status != 200 {
+	if r := call(t, s.URL, createKey(t, s, web, "k"), "GET", "/v1/me", ""); r.status != 200 {
 		t.Fatalf("subscriber: %d %s", r.status, r.body)
 	} else if r.json(t, &me); me.Plan.Name != "only" || me.Plan.Quota != nil {
 		t.Errorf("subscriber's plan %+v", me.Plan)

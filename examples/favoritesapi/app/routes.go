@@ -41,6 +41,8 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /signup", s.billing.CheckoutHandler())
 	site.Handle("GET /billing/success", s.billing.SuccessHandler())
 	site.Handle("/billing/portal", s.billing.PortalHandler())
+	// The dashboard's upgrade and downgrade buttons.
+	site.Handle("POST /billing/plan", s.billing.ChangePlanHandler())
 	if s.cfg.DevBilling() {
 		site.Handle("/billing/dev-checkout", s.billing.DevCheckoutHandler())
 	}

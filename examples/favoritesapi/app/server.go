@@ -190,14 +190,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 
 	// Quota usage survives restarts and lost Redis data: it is written to
 	// the database in batches and read back when a counter is missing.
-	// TODO(merge wt-billing2): the store implements both; drop the checks.
-	if us, ok := any(s.store).(plan.UsageStore); ok {
-		s.usage = plan.NewFlusher(us, plan.FlusherOptions{Interval: opts.UsageFlushInterval, Logger: s.logger})
-	}
-	if src, ok := any(s.store).(overrideSource); ok {
-		if s.overrides, err = newLiveOverrides(ctx, src, cmp.Or(opts.OverrideRefresh, DefaultOverrideRefresh), s.logger); err != nil {
-			return nil, err
-		}
+	s.usage = plan.NewFlusher(s.store, plan.FlusherOptions{Interval: opts.UsageFlushInterval, Logger: s.logger})
+	// Negotiated limits and quotas (the override command), read from the
+	// database now and every OverrideRefresh.
+	if s.overrides, err = newLiveOverrides(ctx, s.store, cmp.Or(opts.OverrideRefresh, DefaultOverrideRefresh), s.logger); err != nil {
+		return nil, err
 	}
 	if cfg.RedisURL != "" {
 		ropts, err := redis.ParseURL(cfg.RedisURL)
@@ -240,12 +237,15 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if s.login, err = magiclink.New(s.store, magiclink.Options{
-		ClientKey:         s.clientKey,
-		Templates:         signinPages,
-		BaseURL:           cfg.BaseURL,
-		Mailer:            mailer,
-		From:              cfg.MailFrom,
-		AppName:           "FavoritesAPI",
+		ClientKey: s.clientKey,
+		Templates: signinPages,
+		BaseURL:   cfg.BaseURL,
+		Mailer:    mailer,
+		From:      cfg.MailFrom,
+		AppName:   "FavoritesAPI",
+		// With a free plan, signing up is asking for a sign-in link: the
+		// account is created when the link is used.
+		AllowSignup:       hasFree(cfg.Plans),
 		SendLimiter:       s.abuseLimiter("login-mail", ratelimit.PerHour(5)),
 		SendClientLimiter: s.abuseLimiter("login-mail-client", ratelimit.PerHour(30)),
 		VerifyLimiter:     s.abuseLimiter("login-verify", ratelimit.PerMinute(20)),
@@ -268,9 +268,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	}
 	if s.billing, err = billing.New(s.store, stripe, billing.Options{
 		PriceID: cfg.StripePriceID,
-		// Every paid plan's price entitles (STRIPE_PRO_PRICE_ID, or those
-		// of PLANS_FILE).
-		PriceIDs:      paidPrices(cfg.Plans, cfg.StripePriceID),
+		// Every paid plan's price entitles, and selects the plan.
+		Plans:         cfg.Plans,
 		BaseURL:       cfg.BaseURL,
 		WebhookSecret: cfg.StripeWebhookSecret,
 		DevMode:       cfg.DevBilling(),
