@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -267,5 +270,116 @@ func TestPlans(t *testing.T) {
 	}
 	if out := stdout.String(); strings.Count(out, `"50/15min"`) != 3 || strings.Contains(out, `"10/s"`) {
 		t.Errorf("plans with RATE_LIMIT=50/15m:\n%s", out)
+	}
+}
+
+// TestOverride sets a user's limits and quota with the override command
+// while a server runs on the same database: the server applies it within
+// its refresh interval, and --clear gives the plan back.
+func TestOverride(t *testing.T) {
+	ctx := t.Context()
+	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
+	cfg, err := app.ConfigFromEnv(env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	srv, err := app.New(ctx, cfg, app.Options{
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Stderr: &logs, OverrideRefresh: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer func() {
+		hs.Close()
+		srv.Close(context.Background())
+	}()
+	token, err := srv.Provision(ctx, "ada@example.com", "k") // pro: 100/s, no quota
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := srv.Provision(ctx, "bob@example.com", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _ := apikey.Parse(other)
+	waitMe := func(why, limits, quota string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			req, _ := http.NewRequest("GET", hs.URL+"/v1/me", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var me struct {
+				Plan struct {
+					Name   string
+					Limits []struct{ Name string }
+					Quota  *struct{ Name string }
+				}
+			}
+			json.NewDecoder(resp.Body).Decode(&me)
+			resp.Body.Close()
+			var got []string
+			for _, l := range me.Plan.Limits {
+				got = append(got, l.Name)
+			}
+			gotQuota := ""
+			if me.Plan.Quota != nil {
+				gotQuota = me.Plan.Quota.Name
+			}
+			if strings.Join(got, ",") == limits && gotQuota == quota && me.Plan.Name == "pro" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: /v1/me plan %+v, want limits %s and quota %q", why, me.Plan, limits, quota)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitMe("before any override", "100/s", "")
+
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"override", "--email", "ADA@example.com", "--limits", "5/s, 100/h", "--quota", "1000/day"}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("override exited %d: %s", code, stderr.String())
+	}
+	if want := "user:1 (ADA@example.com): limits 5/s, 100/h; quota 1000/day;"; !strings.HasPrefix(stdout.String(), want) {
+		t.Errorf("override printed %q, want it to start %q", stdout.String(), want)
+	}
+	waitMe("after the override", "5/s,100/h", "1000/day")
+
+	// A key must be the user's own.
+	stderr.Reset()
+	if code := run(ctx, []string{"override", "--email", "ada@example.com", "--key", otherKey.ID, "--limits", "1/s"}, env(vars), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "has no key") {
+		t.Errorf("override of another user's key exited %d: %s", code, stderr.String())
+	}
+	// A per-key override is stored apart from the user's (the built-in
+	// plans' budgets are per user, so it does not apply to them).
+	own, _ := apikey.Parse(token)
+	stdout.Reset()
+	if code := run(ctx, []string{"override", "--email", "ada@example.com", "--key", own.ID, "--quota", "none"}, env(vars), &stdout, &stderr); code != 0 ||
+		!strings.HasPrefix(stdout.String(), "key:"+own.ID+" (ada@example.com): no quota") {
+		t.Errorf("override of a key exited %d: %q %s", code, stdout.String(), stderr.String())
+	}
+
+	stdout.Reset()
+	if code := run(ctx, []string{"override", "--email", "ada@example.com", "--clear"}, env(vars), &stdout, &stderr); code != 0 ||
+		!strings.HasPrefix(stdout.String(), "cleared the override of user:1") {
+		t.Fatalf("override --clear exited %d: %q %s", code, stdout.String(), stderr.String())
+	}
+	waitMe("after clearing the override", "100/s", "")
+	stdout.Reset()
+	if code := run(ctx, []string{"override", "--email", "ada@example.com", "--clear"}, env(vars), &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "has no override") {
+		t.Errorf("clearing again exited %d: %q", code, stdout.String())
+	}
+	stderr.Reset()
+	if code := run(ctx, []string{"override", "--email", "nobody@example.com", "--quota", "5/day"}, env(vars), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "no user") {
+		t.Errorf("override for an unknown user exited %d: %s", code, stderr.String())
 	}
 }

@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,23 +86,38 @@ func TestSharedBudgetAndCost(t *testing.T) {
 	}
 }
 
-// TestFreeQuota: a user without a subscription is on the free plan and
-// gets 100 requests a day; the 101st is a 429 quota-exceeded problem that
-// names the plan, with Retry-After at midnight UTC.
+// signUpFree signs up on the landing page with the free plan: no
+// Checkout, just the emailed link, which creates the account and signs the
+// browser in. It returns the signed-in browser.
+func signUpFree(t testing.TB, s *testServer, email string) *http.Client {
+	t.Helper()
+	c := browser(t)
+	p := submit(t, c, get(t, c, s.URL+"/"), "/signup", url.Values{"email": {email}, "plan": {"free"}})
+	if p.status != http.StatusOK || !strings.Contains(p.body, "We sent a sign-in link to") {
+		t.Fatalf("free sign-up = %d to %q, want 200 and the page that says a link was sent:\n%s", p.status, p.location, p.body)
+	}
+	if _, found, err := s.Store().UserByEmail(context.Background(), email); err != nil || found {
+		t.Fatalf("free sign-up created the account before the link was used (%v)", err)
+	}
+	followLink(t, c, s.Mail.waitLink(t, email, 1))
+	return c
+}
+
+// TestFreeQuota walks the free plan end to end: sign up without Checkout
+// (email, link, dashboard on the free plan), make the day's 100 requests,
+// get a 429 quota-exceeded problem naming the plan with Retry-After at
+// midnight UTC, upgrade on the dashboard (dev mode switches at once) and
+// be served on the very next request.
 func TestFreeQuota(t *testing.T) {
 	// The free plan's 1/s would make this test take 100 s: RATE_LIMIT
 	// replaces it, and leaves the quota.
 	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("1000/s")})
-	ctx := context.Background()
-	uid, _, err := s.Store().CreateUser(ctx, "free@example.com", time.Now())
-	if err != nil {
-		t.Fatal(err)
+	web := signUpFree(t, s, "free@example.com")
+	dash := get(t, web, s.URL+"/app")
+	if !strings.Contains(dash.body, `id="plan-name">free<`) || !strings.Contains(dash.body, `id="plan-status">none<`) {
+		t.Fatalf("the dashboard after a free sign-up does not show the free plan:\n%s", dash.body)
 	}
-	_, tok, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "free"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := tok.Reveal()
+	token := createKey(t, s, web, "free key")
 	for i := range 100 {
 		r := call(t, s.URL, token, "GET", "/v1/favorites", "")
 		if r.status != 200 || quotaLeft(t, r, "100/day") != int64(99-i) {
@@ -123,6 +140,35 @@ func TestFreeQuota(t *testing.T) {
 	}
 	if got := r.header.Values("RateLimit-Policy"); len(got) != 2 || got[1] != `"100/day";q=100;w=86400` {
 		t.Errorf("RateLimit-Policy %q", got)
+	}
+	if d := get(t, web, s.URL+"/app"); !strings.Contains(d.body, `id="quota-used">100<`) || !strings.Contains(d.body, `id="quota-remaining">0<`) {
+		t.Errorf("the dashboard does not show the spent quota:\n%s", d.body)
+	}
+
+	// Upgrade on the dashboard: dev mode switches at once, and the next
+	// request is decided under hobby.
+	up := submit(t, web, get(t, web, s.URL+"/app"), "/billing/plan", url.Values{"plan": {"hobby"}})
+	if up.status != http.StatusSeeOther || up.location != "/app" {
+		t.Fatalf("switching to hobby = %d to %q:\n%s", up.status, up.location, up.body)
+	}
+	r = call(t, s.URL, token, "GET", "/v1/me", "")
+	var me meBody
+	if r.status != 200 {
+		t.Fatalf("the first request after upgrading: %d %s", r.status, r.body)
+	}
+	if r.json(t, &me); me.Plan.Name != "hobby" || me.Plan.Status != "active" || me.Plan.Quota == nil || me.Plan.Quota.Name != "10000/month" {
+		t.Errorf("after upgrading, /v1/me plan %+v", me.Plan)
+	}
+	if d := get(t, web, s.URL+"/app"); !strings.Contains(d.body, `id="plan-name">hobby<`) {
+		t.Errorf("the dashboard after upgrading:\n%s", d.body)
+	}
+	// And back down: the free plan's quota is still spent today.
+	down := submit(t, web, get(t, web, s.URL+"/app"), "/billing/plan", url.Values{"plan": {"free"}})
+	if down.status != http.StatusSeeOther {
+		t.Fatalf("switching to free = %d:\n%s", down.status, down.body)
+	}
+	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 429 || r.problem(t)["plan"] != "free" {
+		t.Errorf("after downgrading with the day's free quota spent: %d %s, want 429 on free", r.status, r.body)
 	}
 }
 
@@ -190,5 +236,34 @@ func TestDashboardPlan(t *testing.T) {
 		if !strings.Contains(landing, fmt.Sprintf(`name="plan" id="plan-%s" value="%s"`, name, name)) {
 			t.Errorf("the landing page does not offer %s", name)
 		}
+	}
+}
+
+// TestQuotaSurvivesRestart: quota usage is written to the database (in
+// batches, and all of it on Close), so a restarted server does not hand
+// out a fresh quota mid-period.
+func TestQuotaSurvivesRestart(t *testing.T) {
+	cfg := app.Config{DatabaseURL: databaseURL(t, sqliteDB), RateLimit: ratelimit.MustParseLimit("1000/s")}
+	first := startServer(t, sqliteDB, cfg)
+	ctx := context.Background()
+	uid, _, err := first.Store().CreateUser(ctx, "durable@example.com", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := first.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		call(t, first.URL, tok.Reveal(), "GET", "/v1/favorites", "")
+	}
+	call(t, first.URL, tok.Reveal(), "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev/"}`) // 5
+	if err := first.Close(ctx); err != nil {                                                           // a graceful shutdown
+		t.Fatal(err)
+	}
+	second := startServer(t, sqliteDB, cfg)
+	r := call(t, second.URL, tok.Reveal(), "GET", "/v1/me", "")
+	if r.status != 200 || quotaLeft(t, r, "100/day") != 100-3-5-1 {
+		t.Errorf("after a restart: %d %q, want %d of 100/day left", r.status, r.header.Values("RateLimit"), 100-3-5-1)
 	}
 }
