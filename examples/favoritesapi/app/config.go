@@ -108,7 +108,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.PlansFile != "" {
 		plans, err := plan.LoadFile(c.PlansFile)
 		if err != nil {
-			return Config{}, fmt.Errorf("PLANS_FILE %s: %w", c.PlansFile, err)
+			return Config{}, fmt.Errorf("PLANS_FILE: %w", err)
 		}
 		c.Plans = plans
 	}
