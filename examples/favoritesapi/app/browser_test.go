@@ -20,7 +20,7 @@ import (
 // TestBrowserJourney walks a customer's whole journey in headless Chromium
 // against the server running in-process: sign up on the landing page,
 // complete the dev checkout, create a key and read it from #new-key, call
-// the API with it, sign out, sign back in through the link emailed over
+// the API with it, upgrade the plan on the dashboard, sign out, sign back in through the link emailed over
 // real SMTP, revoke the key and see the API refuse it. Each page is saved
 // as a screenshot in the test's temporary directory (or in
 // $APIKIT_SCREENSHOTS, to keep them), and any browser
@@ -158,6 +158,21 @@ func TestBrowserJourney(t *testing.T) {
 	}
 	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), email) {
 		t.Fatalf("API with the new key: %d %s", r.status, r.body)
+	}
+	// The landing page's default plan, shown with its quota; upgrade to
+	// pro on the dashboard, served on the next API request.
+	if got := text("#plan-name"); got != "hobby" {
+		t.Errorf("plan %q, want hobby", got)
+	}
+	do("upgraded",
+		chromedp.Click(chromedp.CSS("#switch-pro")),
+		chromedp.WaitNotPresent(chromedp.CSS("#switch-pro")),
+		chromedp.WaitVisible(chromedp.CSS("#switch-hobby")))
+	if got := text("#plan-name"); got != "pro" {
+		t.Errorf("plan after upgrading %q, want pro", got)
+	}
+	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), `"name":"pro"`) {
+		t.Errorf("API after upgrading: %d %s, want the pro plan", r.status, r.body)
 	}
 
 	do("signed out",

@@ -69,6 +69,7 @@ func TestStripeFlow(t *testing.T) {
 		StripeSecretKey:     "sk_test_favoritesapi",
 		StripeWebhookSecret: webhookSecret,
 		StripePriceID:       "price_favoritesapi",
+		StripeProPriceID:    "price_favoritesapi_pro",
 		StripeAPIURL:        mock,
 		// Polling /v1/me below must not be limited on any plan.
 		RateLimit: ratelimit.MustParseLimit("100/s"),
@@ -91,13 +92,14 @@ func TestStripeFlow(t *testing.T) {
 	stripe := &stripeSender{t: t, url: s.URL, base: time.Now().Add(-time.Minute)}
 	const customerID, subscriptionID = "cus_favoritesapi", "sub_favoritesapi"
 	periodEnd := time.Now().Add(30 * 24 * time.Hour).Unix()
+	price := "price_favoritesapi"
 	subscription := func(status string) map[string]any {
 		return map[string]any{
 			"id": subscriptionID, "object": "subscription", "customer": customerID, "status": status,
 			"current_period_end": periodEnd, "cancel_at_period_end": false,
 			"items": map[string]any{"object": "list", "data": []any{map[string]any{
 				"id": "si_favoritesapi", "object": "subscription_item",
-				"price": map[string]any{"id": "price_favoritesapi", "object": "price"},
+				"price": map[string]any{"id": price, "object": "price"},
 			}}},
 		}
 	}
@@ -135,11 +137,19 @@ func TestStripeFlow(t *testing.T) {
 		t.Errorf("portal = %d to %q, want 303 to Stripe", p.status, p.location)
 	}
 
+	// An upgrade in the portal: Stripe changes the price, and the webhook
+	// brings it; the pro price selects the pro plan.
+	price = "price_favoritesapi_pro"
+	if st := stripe.send("customer.subscription.updated", subscription("active")); st != 200 {
+		t.Fatalf("customer.subscription.updated to pro: %d", st)
+	}
+	waitPlan(t, s.URL, token, "pro", "after the upgrade to STRIPE_PRO_PRICE_ID")
+
 	// Payment fails: still entitled within the grace period.
 	if st := stripe.send("customer.subscription.updated", subscription("past_due")); st != 200 {
 		t.Fatalf("customer.subscription.updated: %d", st)
 	}
-	waitPlan(t, s.URL, token, "hobby", "past_due within the grace period")
+	waitPlan(t, s.URL, token, "pro", "past_due within the grace period")
 
 	// The subscription ends: the key falls back to the free plan.
 	if st := stripe.send("customer.subscription.deleted", subscription("canceled")); st != 200 {
