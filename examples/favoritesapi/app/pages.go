@@ -159,6 +159,15 @@ func (s *Server) handleLanding(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "landing", "FavoritesAPI — your bookmarks, as an API", p)
 }
 
+// handleQuotaProblem documents the quota-exceeded problem type.
+func (s *Server) handleQuotaProblem(w http.ResponseWriter, r *http.Request) {
+	var plans []planView
+	for _, p := range s.plans.Plans() {
+		plans = append(plans, viewPlan(p))
+	}
+	s.render(w, r, http.StatusOK, "quota-exceeded", "Quota exceeded — FavoritesAPI", plans)
+}
+
 // keyView is one row of the dashboard's key table.
 type keyView struct {
 	ID, Name, Prefix, State string

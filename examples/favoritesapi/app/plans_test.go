@@ -141,6 +141,11 @@ func TestFreeQuota(t *testing.T) {
 	if got := r.header.Values("RateLimit-Policy"); len(got) != 2 || got[1] != `"100/day";q=100;w=86400` {
 		t.Errorf("RateLimit-Policy %q", got)
 	}
+	// The problem type, relative to the API, is a page that explains it.
+	if doc := get(t, browser(t), resolve(t, s.URL+"/v1/me", p["type"].(string))); doc.status != 200 || !strings.Contains(doc.body, "Quota exceeded") ||
+		!strings.Contains(doc.body, "<td>100 requests a day</td>") {
+		t.Errorf("GET %s = %d:\n%s", p["type"], doc.status, doc.body)
+	}
 	if d := get(t, web, s.URL+"/app"); !strings.Contains(d.body, `id="quota-used">100<`) || !strings.Contains(d.body, `id="quota-remaining">0<`) {
 		t.Errorf("the dashboard does not show the spent quota:\n%s", d.body)
 	}

@@ -98,6 +98,9 @@ func (s *Server) routes() (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
 	})
+	// The quota-exceeded problem type is a relative URI: this page
+	// documents it (RFC 9457, section 3.1.1).
+	root.Handle("GET "+plan.QuotaExceededType, s.login.LoadUser(http.HandlerFunc(s.handleQuotaProblem)))
 	root.Handle("GET /static/", staticHandler())
 	root.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
