@@ -103,6 +103,11 @@ type checkoutRequest struct {
 const (
 	metaUserID      = "apikit_user_id"
 	metaSignupEmail = "apikit_signup_email"
+	// metaPriceID is the price the session sells, so that the provisional
+	// state of a completed Checkout has the right plan before Stripe's
+	// subscription event arrives. It is trusted only if it is a price
+	// the service sells.
+	metaPriceID = "apikit_price_id"
 )
 
 // CheckoutExpiry is how long a Checkout session created by sign-up stays
@@ -132,6 +137,7 @@ func (c *Client) createCheckout(ctx context.Context, r checkoutRequest) (*stripe
 	for k, v := range meta {
 		p.AddMetadata(k, v)
 	}
+	p.AddMetadata(metaPriceID, r.PriceID)
 	if r.UserID > 0 {
 		p.ClientReferenceID = stripe.String(strconv.FormatInt(r.UserID, 10))
 	}

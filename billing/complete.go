@@ -143,6 +143,12 @@ func (s *Service) afterCheckout(w http.ResponseWriter, r *http.Request, sessionI
 			s.stats.linksSent.Add(1)
 		}
 	}
+	s.linkSent(w, r, email, sent, false)
+}
+
+// linkSent shows where a sign-in link went (masked), or that it could not
+// be sent: after a checkout, or for a free sign-up.
+func (s *Service) linkSent(w http.ResponseWriter, r *http.Request, email string, sent, free bool) {
 	masked := maskEmail(email)
 	w.Header().Set("Cache-Control", "no-store")
 	if isJSON(r) {
@@ -155,7 +161,7 @@ func (s *Service) afterCheckout(w http.ResponseWriter, r *http.Request, sessionI
 		return
 	}
 	s.render(w, http.StatusOK, "linksent", map[string]any{
-		"Title": "Check your email", "Email": masked, "Sent": sent, "SignInURL": s.opts.SignInURL,
+		"Title": "Check your email", "Email": masked, "Sent": sent, "Free": free, "SignInURL": s.opts.SignInURL,
 	})
 }
 
@@ -211,12 +217,17 @@ func (s *Service) checkoutChange(ctx context.Context, cs *stripe.CheckoutSession
 	case stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
 		status = "trialing"
 	}
+	price := s.opts.PriceID
+	if p := cs.Metadata[metaPriceID]; s.sold[p] {
+		price = p
+	}
 	ch.Subscription = Subscription{
-		CustomerID: cs.Customer.ID, SubscriptionID: cs.Subscription.ID, Status: status, PriceID: s.opts.PriceID,
+		CustomerID: cs.Customer.ID, SubscriptionID: cs.Subscription.ID, Status: status, PriceID: price,
 	}
 	if strings.HasPrefix(cs.Subscription.ID, DevSubscriptionPrefix) {
 		start := s.opts.Now().UTC().Truncate(time.Second)
 		ch.Subscription.CurrentPeriodStart, ch.Subscription.CurrentPeriodEnd = start, start.Add(DevSubscriptionPeriod)
+		ch.Subscription.BillingCycleAnchor = start
 	}
 	ch.Mode = WriteIfAbsent
 	return ch, uid, nil

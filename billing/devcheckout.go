@@ -32,6 +32,7 @@ const (
 type devSession struct {
 	userID  int64
 	email   string
+	priceID string // the price to subscribe to: Options.PriceID or a plan's
 	expires time.Time
 }
 
@@ -100,8 +101,15 @@ func (s *Service) serveDevCheckout(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, http.StatusGone, ErrCheckoutInvalid)
 			return
 		}
+		planName := ""
+		if s.opts.Plans != nil {
+			if p, ok := s.opts.Plans.ForPrice(d.priceID); ok {
+				planName = p.Name
+			}
+		}
 		s.render(w, http.StatusOK, "devcheckout", map[string]any{
 			"Title": "DEV MODE — no payment taken", "Email": d.email, "Session": token,
+			"Plan": planName, "Price": d.priceID,
 			"Action": s.opts.DevCheckoutPath, "CancelURL": s.opts.CancelURL,
 		})
 	case http.MethodPost:
@@ -151,6 +159,9 @@ func (s *Service) completeDevCheckout(ctx context.Context, token string, d devSe
 		cs.Customer = &stripe.Customer{ID: "cus_dev_" + id}
 	} else {
 		cs.Customer = &stripe.Customer{ID: "cus_dev_" + suffix}
+	}
+	if d.priceID != "" {
+		cs.Metadata[metaPriceID] = d.priceID
 	}
 	ch, uid, err := s.checkoutChange(ctx, cs)
 	if err != nil {

@@ -18,7 +18,8 @@
 // [Options.SendSignInLink] once per session and says where the link went.
 // Stripe reports the purchase and every later change to
 // [Service.WebhookHandler]. [Service.PortalHandler] opens Stripe's Billing
-// Portal for the signed-in user. [Service.Register] mounts all of them on a
+// Portal for the signed-in user, and [Service.ChangePlanHandler] moves them
+// to another plan (see Plans). [Service.Register] mounts all of them on a
 // ServeMux; each handler also works alone on any router.
 //
 // A [Client] wraps stripe-go's client.API with its own key and base URL
@@ -81,17 +82,42 @@
 // # Entitlement
 //
 // A user is entitled while one of their subscriptions to a price this
-// service sells ([Options.PriceID], [Options.PriceIDs]) is active or
-// trialing, or past_due for less than [Options.PastDueGrace] since it
-// became past_due; subscriptions to other prices grant nothing.
+// service sells ([Options.PriceID], [Options.PriceIDs], the prices of
+// [Options.Plans]) is active or trialing, or past_due for less than
+// [Options.PastDueGrace] since it became past_due; subscriptions to other
+// prices grant nothing.
 // [Service.Entitled] caches answers for [Options.CacheTTL].
+//
+// # Plans
+//
+// With [Options.Plans] (a plan.Catalog: names, prices, limits, quotas; see
+// package plan) billing sells plans. Every price of every plan entitles,
+// and [Options.PriceID] defaults to the first paid plan's first price.
+// [Service.Plan] returns a user's [CurrentPlan]: the plan of the price of
+// their entitling subscription (with its billing-cycle anchor, where
+// quotas per billing period refill, and its status), else the catalog's
+// free plan, else [ErrNoPlan] (403). It is cached and invalidated with
+// [Service.Entitled]: a change applied by this Service (webhook, checkout,
+// dev plan change) is served on the user's next request, a change applied
+// by another instance within [Options.CacheTTL].
+//
+// The sign-up form takes an optional "plan": a paid plan goes to Checkout
+// for its first price (the session carries the price, so the provisional
+// state of a completed Checkout has the right plan before Stripe's
+// subscription event), and the free plan skips Checkout: a sign-in link
+// goes to the address and nothing is created until it is used. Signed-in
+// users change plans through [Service.ChangePlanHandler]: in dev mode at
+// once, with Stripe through Checkout (a first paid subscription) or the
+// Billing Portal (upgrades, downgrades and cancellation, which the webhook
+// then reports with the new price).
 //
 // # Dev mode
 //
 // With [Options.DevMode] there is no Stripe: sign-up leads to a local page
 // labelled "DEV MODE — no payment taken" ([Service.DevCheckoutHandler])
 // whose form drives the same state change as a completed checkout webhook,
-// and ends like the success page (a sign-in link, or the app). Pending dev
+// and ends like the success page (a sign-in link, or the app). Every paid
+// plan is offered, and the page names the plan; plan changes apply at once. Pending dev
 // checkouts live in memory, bounded in number and for an hour. The
 // subscriptions it grants are marked by their ids ([DevSubscriptionPrefix],
 // [Subscription.Dev]), last [DevSubscriptionPeriod] without renewal, and
@@ -105,9 +131,11 @@
 // session id, proves nothing about an address, so a completed Checkout
 // sends a sign-in link to the account's address ([Options.SendSignInLink])
 // unless the browser is signed in as that user already. Sign-up creates no
-// user and no stored state before Checkout completes, so a flood of
-// sign-ups leaves the users table unchanged. Sign-ups and dev checkouts
-// are limited per client ([Options.Limiter], [Options.ClientKey]; 429 with
+// user and no stored state before Checkout completes (nor does a free
+// sign-up, which only sends a link), so a flood of sign-ups leaves the
+// users table unchanged. A plan change acts on the signed-in user only:
+// nothing in its request names a user. Sign-ups, dev checkouts and plan
+// changes are limited per client ([Options.Limiter], [Options.ClientKey]; 429 with
 // Retry-After, failing closed). Every browser-facing handler refuses
 // cross-origin requests itself ([http.CrossOriginProtection]; 403 through
 // [Options.ErrorHandler]), whatever router mounts it; the webhook, which

@@ -2,7 +2,9 @@ package billing
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/apikit/apikit/internal/emailaddr"
 )
@@ -40,7 +42,33 @@ var (
 	// ErrInvalidSignature means a webhook's signature, timestamp, API
 	// version or payload was refused (400); nothing was changed.
 	ErrInvalidSignature = errors.New("billing: invalid webhook")
+	// ErrNoPlan means the user has no plan ([Service.Plan]): no entitling
+	// subscription, and [Options.Plans] has no free plan (or is not set).
+	// The API answers 403.
+	ErrNoPlan = errors.New("billing: no plan for this user")
+	// ErrUnknownPlan means a sign-up or plan change named a plan that
+	// [Options.Plans] does not have (400). The error's message, and
+	// [PublicMessage], name it.
+	ErrUnknownPlan = errors.New("billing: unknown plan")
 )
+
+// unknownPlanError is an [ErrUnknownPlan] for one name.
+type unknownPlanError struct{ name string }
+
+func (e *unknownPlanError) Error() string {
+	return fmt.Sprintf("%v %q", ErrUnknownPlan, e.name)
+}
+
+func (e *unknownPlanError) Is(target error) bool { return target == ErrUnknownPlan }
+
+// publicMessage names the plan, shortened: it is the client's own input.
+func (e *unknownPlanError) publicMessage() string {
+	name := e.name
+	if len(name) > 64 {
+		name = strings.ToValidUTF8(name[:64], "") + "…"
+	}
+	return fmt.Sprintf("There is no plan called %q: choose one of the plans offered.", name)
+}
 
 // errorTable is the one mapping from this package's errors to an HTTP
 // status, a stable machine-readable code and a sentence fit to show the
@@ -60,6 +88,8 @@ var errorTable = []struct {
 	{ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many attempts from your network. Wait a while and try again."},
 	{ErrNotSignedIn, http.StatusUnauthorized, "not_signed_in", "Please sign in first."},
 	{ErrNoCustomer, http.StatusNotFound, "no_billing_account", "There is no billing account for you yet: subscribe first."},
+	{ErrUnknownPlan, http.StatusBadRequest, "unknown_plan", "There is no such plan: choose one of the plans offered."},
+	{ErrNoPlan, http.StatusForbidden, "no_plan", "Your account has no plan that includes this: subscribe to continue."},
 	{ErrCheckoutInvalid, http.StatusGone, "checkout_invalid", "This checkout link is not valid any more. Sign in with your email address to continue."},
 	{ErrStripe, http.StatusBadGateway, "payment_provider_error", "The payment provider could not be reached. Nothing was charged; please try again in a moment."},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable. Please try again in a moment."},
@@ -75,10 +105,11 @@ func lookupError(err error) int {
 }
 
 // StatusCode maps an error from this package to an HTTP status: 400 for an
-// invalid email, request or webhook, 401 for no signed-in user, 403 for a
-// cross-origin request, 404 for no billing account, 410 for an invalid
-// checkout session, 429 when rate limited, 502 when Stripe failed and 503
-// for anything else (the store failed). nil is 200.
+// invalid email, request, webhook or plan name, 401 for no signed-in user,
+// 403 for a cross-origin request or a user without a plan, 404 for no
+// billing account, 410 for an invalid checkout session, 429 when rate
+// limited, 502 when Stripe failed and 503 for anything else (the store
+// failed). nil is 200.
 func StatusCode(err error) int {
 	if err == nil {
 		return http.StatusOK
@@ -98,6 +129,10 @@ func PublicMessage(err error) string {
 	var ee *emailaddr.Error
 	if errors.As(err, &ee) {
 		return "That email address cannot be used: " + ee.Reason + "."
+	}
+	var pe *unknownPlanError
+	if errors.As(err, &pe) {
+		return pe.publicMessage()
 	}
 	row := errorTable[lookupError(err)]
 	if row.message == "" {

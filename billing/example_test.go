@@ -9,8 +9,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
 )
 
@@ -115,4 +119,63 @@ func ExampleNewClient() {
 	})
 	fmt.Println(c.Live(), err)
 	// Output: false <nil>
+}
+
+// Sell plans: every price of every plan entitles, sign-up and the plan
+// change endpoint take a plan by name, and Service.Plan says which plan a
+// user's API requests are decided against (with package plan's deciders).
+// Here, in dev mode: a user starts on the free plan, upgrades to pro with
+// one POST, and the very next Plan call serves pro.
+func ExampleService_Plan() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, store.Keys, store.Login, store.Billing, store.Plans); err != nil {
+		log.Fatal(err)
+	}
+	plans := plan.MustCatalog(
+		plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.PerSecond(1)},
+			Quota: plan.Quota{Count: 100, Period: plan.Day}},
+		plan.Plan{Name: "hobby", Prices: []string{"price_hobby"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(10)},
+			Quota: plan.Quota{Count: 10_000, Period: plan.Month}},
+		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)}, Metered: true},
+	)
+	ada, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
+	svc, err := billing.New(st, nil, billing.Options{
+		BaseURL: "http://localhost:8080",
+		DevMode: true,
+		Plans:   plans, // PriceID defaults to hobby's price
+		SendSignInLink: func(ctx context.Context, email string) error {
+			return nil
+		},
+		// The application's session middleware says who is signed in;
+		// here, always ada.
+		CurrentUser: func(ctx context.Context) (int64, bool) { return ada, true },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Register(mux)
+
+	cur, err := svc.Plan(ctx, ada)
+	fmt.Println(cur.Plan.Name, cur.Status == "", err)
+
+	r := httptest.NewRequest(http.MethodPost, "/billing/plan", strings.NewReader("plan=pro"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, r)
+	fmt.Println(w.Code, w.Header().Get("Location"))
+
+	cur, err = svc.Plan(ctx, ada)
+	fmt.Println(cur.Plan.Name, cur.Status, cur.Plan.Limits, err)
+	// A request is then decided against it:
+	//   decider.Decide(ctx, plan.Request{Plan: cur.Plan, Anchor: cur.Anchor, User: …, Key: …, Cost: …})
+	// Output:
+	// free true <nil>
+	// 303 /app
+	// pro active [100/s] <nil>
 }

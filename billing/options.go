@@ -12,20 +12,32 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/internal/loopback"
+	"github.com/apikit/apikit/plan"
 )
 
 // Options configures a [Service]. Zero values of optional fields are the
 // documented defaults.
 type Options struct {
-	// PriceID is the Stripe price that sign-up subscribes to ("price_…").
-	// Required unless DevMode is set. It always entitles.
+	// PriceID is the Stripe price that sign-up subscribes to ("price_…")
+	// when the form names no plan. Required unless DevMode is set or Plans
+	// has a paid plan, whose first price is then the default. It always
+	// entitles.
 	PriceID string
 	// PriceIDs are further prices whose subscriptions entitle (older
-	// prices, other intervals). A subscription to any price not listed here
-	// nor in PriceID — another product of the same Stripe account — grants
-	// nothing: [Service.Entitled] is false for it and [Service.Subscription]
-	// ignores it.
+	// prices, other intervals). A subscription to any price not listed here,
+	// nor in PriceID, nor in a plan of Plans — another product of the same
+	// Stripe account — grants nothing: [Service.Entitled] is false for it
+	// and [Service.Subscription] ignores it.
 	PriceIDs []string
+	// Plans, if set, are the plans this service sells (see package plan):
+	// every price of every plan entitles, sign-up and [Service.ChangePlanHandler]
+	// take a plan by name, and [Service.Plan] tells which plan a user's
+	// requests are decided against: the plan of the price of their
+	// entitling subscription, else the catalog's free plan. PriceID and
+	// PriceIDs, when set, must each be a price of one of the plans, so that
+	// every entitling subscription has a plan ([New] says which price has
+	// none).
+	Plans *plan.Catalog
 	// BaseURL is the application's absolute origin, such as
 	// "https://favorites.example". Success and cancel URLs are built from
 	// it, never from the request's Host header. Required.
@@ -51,9 +63,9 @@ type Options struct {
 	// AppPath after Checkout. Required.
 	CurrentUser func(ctx context.Context) (userID int64, ok bool)
 
-	// Limiter limits sign-ups (POST SignupPath), dev checkout completions
-	// and success-page visits per client, keyed by ClientKey with a
-	// "signup:", "dev-checkout:" or "success:" prefix (default: in memory,
+	// Limiter limits sign-ups (POST SignupPath), dev checkout completions,
+	// success-page visits and plan changes per client, keyed by ClientKey
+	// with a "signup:", "dev-checkout:", "success:" or "plan:" prefix (default: in memory,
 	// 20 per hour for each key, [NewMemoryLimiter]). A refusal or an error (fail closed, logged)
 	// answers 429 with Retry-After.
 	Limiter Limiter
@@ -72,6 +84,9 @@ type Options struct {
 	PortalPath string
 	// SignupPath is the sign-up route (default "/signup").
 	SignupPath string
+	// ChangePlanPath is the plan-change route, [Service.ChangePlanHandler]
+	// (default "/billing/plan").
+	ChangePlanPath string
 	// WebhookPath is the Stripe webhook route (default "/webhooks/stripe").
 	WebhookPath string
 	// AppPath is where signed-in users go (default "/app"); it is also the
@@ -86,9 +101,10 @@ type Options struct {
 	// PastDueGrace is how long a past_due subscription stays entitled after
 	// it became past_due (default 72 hours).
 	PastDueGrace time.Duration
-	// CacheTTL is how long [Service.Entitled] answers from memory (default
-	// 10 seconds). Changes applied by this Service take effect at once;
-	// changes applied by another instance within CacheTTL.
+	// CacheTTL is how long [Service.Entitled] and [Service.Plan] answer
+	// from memory (default 10 seconds). Changes applied by this Service (a
+	// webhook, a dev checkout or plan change) take effect at once; changes
+	// applied by another instance within CacheTTL.
 	CacheTTL time.Duration
 	// EventRetention is how long applied webhook event ids are kept for
 	// duplicate detection by [Service.Prune] (default 30 days, well past
@@ -147,10 +163,11 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 	def(&o.DevCheckoutPath, "/billing/dev-checkout")
 	def(&o.PortalPath, "/billing/portal")
 	def(&o.SignupPath, "/signup")
+	def(&o.ChangePlanPath, "/billing/plan")
 	def(&o.WebhookPath, "/webhooks/stripe")
 	def(&o.AppPath, "/app")
 	def(&o.SignInURL, "/login")
-	for _, p := range []string{o.SuccessPath, o.DevCheckoutPath, o.PortalPath, o.SignupPath, o.WebhookPath, o.AppPath} {
+	for _, p := range []string{o.SuccessPath, o.DevCheckoutPath, o.PortalPath, o.SignupPath, o.ChangePlanPath, o.WebhookPath, o.AppPath} {
 		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
 			return o, optionsError("path %q must start with a single /", p)
 		}
@@ -192,6 +209,18 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 	if o.PriceID != "" {
 		o.PriceIDs = append(o.PriceIDs, o.PriceID)
 	}
+	if o.Plans != nil {
+		for _, p := range o.PriceIDs {
+			if _, ok := o.Plans.ForPrice(p); !ok {
+				return o, optionsError("price %q (Options.PriceID or PriceIDs) is the price of no plan in Options.Plans: add it to a plan's prices, so that its subscribers have a plan", p)
+			}
+		}
+		if o.PriceID == "" {
+			if p, ok := firstPaid(o.Plans); ok {
+				o.PriceID = p.Prices[0]
+			}
+		}
+	}
 	if o.DevMode {
 		if c.Live() {
 			return o, errors.New("billing: DevMode with a live Stripe key (sk_live_…) is refused: dev mode takes no payment")
@@ -205,7 +234,7 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 		return o, optionsError("a Client is required unless DevMode is set")
 	}
 	if o.PriceID == "" {
-		return o, optionsError("Options.PriceID is required")
+		return o, optionsError("Options.PriceID (or a paid plan in Options.Plans) is required")
 	}
 	if o.WebhookSecret == "" {
 		return o, optionsError("Options.WebhookSecret is required")
@@ -220,4 +249,14 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// firstPaid returns the first plan of c that has a price.
+func firstPaid(c *plan.Catalog) (*plan.Plan, bool) {
+	for _, p := range c.Plans() {
+		if !p.IsFree() {
+			return p, true
+		}
+	}
+	return nil, false
 }

@@ -33,22 +33,32 @@ func (s *Service) servePortal(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusOK, "devportal", map[string]any{"Title": "DEV MODE — no billing portal", "AppURL": s.opts.AppPath})
 		return
 	}
-	customer := ""
 	subs, err := s.store.Subscriptions(ctx, uid)
-	if err == nil {
-		if sub, ok := s.primary(subs); ok {
-			customer = sub.CustomerID
-		} else {
-			var cs []string
-			if cs, err = s.store.Customers(ctx, uid); err == nil && len(cs) > 0 {
-				customer = cs[0]
-			}
-		}
-	}
 	if err != nil {
 		s.stats.portalErrors.Add(1)
 		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
+	}
+	s.portal(w, r, uid, subs)
+}
+
+// portal answers 303 to a new Billing Portal session for the user's
+// Stripe customer (of their main subscription, else the newest linked).
+func (s *Service) portal(w http.ResponseWriter, r *http.Request, uid int64, subs []Subscription) {
+	ctx := r.Context()
+	customer := ""
+	if sub, ok := s.primary(subs); ok {
+		customer = sub.CustomerID
+	} else {
+		cs, err := s.store.Customers(ctx, uid)
+		if err != nil {
+			s.stats.portalErrors.Add(1)
+			s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err))
+			return
+		}
+		if len(cs) > 0 {
+			customer = cs[0]
+		}
 	}
 	if customer == "" {
 		s.fail(w, r, http.StatusNotFound, ErrNoCustomer)

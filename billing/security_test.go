@@ -445,6 +445,7 @@ func TestCrossOriginEveryHandler(t *testing.T) {
 	handlers := map[string]http.Handler{
 		"/signup": svc.CheckoutHandler(), "/billing/success": svc.SuccessHandler(),
 		"/billing/portal": svc.PortalHandler(), "/billing/dev-checkout": svc.DevCheckoutHandler(),
+		"/billing/plan": svc.ChangePlanHandler(),
 	}
 	chiRouter := chi.NewRouter()
 	for path, hd := range handlers {

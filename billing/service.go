@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apikit/apikit/plan"
 )
 
 // Service is sign-up through Stripe Checkout, the Stripe webhook, the
@@ -35,8 +37,12 @@ type Service struct {
 	closeOnce sync.Once
 }
 
+// entitlement is what one read of a user's subscriptions says, cached
+// for Options.CacheTTL: whether they are entitled and their plan.
 type entitlement struct {
 	ok      bool
+	plan    CurrentPlan
+	hasPlan bool
 	expires time.Time
 }
 
@@ -67,6 +73,13 @@ func New(st Store, c *Client, opts Options) (*Service, error) {
 	for _, p := range opts.PriceIDs {
 		s.sold[p] = true
 	}
+	if opts.Plans != nil {
+		for _, p := range opts.Plans.Plans() {
+			for _, price := range p.Prices {
+				s.sold[price] = true
+			}
+		}
+	}
 	s.startPruner()
 	s.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.stats.crossOrigin.Add(1)
@@ -84,12 +97,14 @@ func (s *Service) DevMode() bool { return s.opts.DevMode }
 //	POST     SignupPath       /signup             [Service.CheckoutHandler]
 //	GET      SuccessPath      /billing/success    [Service.SuccessHandler]
 //	GET,POST PortalPath       /billing/portal     [Service.PortalHandler]
+//	POST     ChangePlanPath   /billing/plan       [Service.ChangePlanHandler]
 //	POST     WebhookPath      /webhooks/stripe    [Service.WebhookHandler]
 //	GET,POST DevCheckoutPath  /billing/dev-checkout [Service.DevCheckoutHandler], in dev mode only
 func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+s.opts.SignupPath, s.CheckoutHandler())
 	mux.Handle("GET "+s.opts.SuccessPath, s.SuccessHandler())
 	mux.Handle(s.opts.PortalPath, s.PortalHandler())
+	mux.Handle("POST "+s.opts.ChangePlanPath, s.ChangePlanHandler())
 	mux.Handle("POST "+s.opts.WebhookPath, s.WebhookHandler())
 	if s.opts.DevMode {
 		mux.Handle(s.opts.DevCheckoutPath, s.DevCheckoutHandler())
@@ -97,39 +112,125 @@ func (s *Service) Register(mux *http.ServeMux) {
 }
 
 // Entitled reports whether the user may use the API now: whether one of
-// their subscriptions to a price sold ([Options.PriceID], [Options.PriceIDs])
-// is active or trialing, or past_due for less than [Options.PastDueGrace].
-// A subscription to any other price grants nothing; a dev subscription
-// ([Subscription.Dev]) grants only in dev mode, until its period ends. Answers are cached for [Options.CacheTTL]; an
-// error means the store failed (fail closed: do not serve).
+// their subscriptions to a price sold ([Options.PriceID], [Options.PriceIDs],
+// the prices of [Options.Plans]) is active or trialing, or past_due for
+// less than [Options.PastDueGrace]. A subscription to any other price
+// grants nothing; a dev subscription ([Subscription.Dev]) grants only in
+// dev mode, until its period ends. A user on the free plan has no
+// entitling subscription, so is not Entitled: with plans, ask
+// [Service.Plan]. Answers are cached for [Options.CacheTTL]; an error
+// means the store failed (fail closed: do not serve).
 func (s *Service) Entitled(ctx context.Context, userID int64) (bool, error) {
+	e, err := s.entitlement(ctx, userID)
+	return e.ok, err
+}
+
+// CurrentPlan is the plan a user's requests are decided against now.
+type CurrentPlan struct {
+	// Plan is the catalog's plan for the price of the user's entitling
+	// subscription, or the free plan.
+	Plan *plan.Plan
+	// Anchor is the subscription's billing-period anchor (Stripe's
+	// billing_cycle_anchor, else the start of its current period), for
+	// quotas per plan.BillingPeriod: plan.Request.Anchor. The zero time
+	// for the free plan (such quotas are then monthly).
+	Anchor time.Time
+	// Status is the subscription's status ("active", "trialing",
+	// "past_due"), "" for the free plan.
+	Status string
+}
+
+// Plan returns the user's current plan: the plan of the price of their
+// entitling subscription (the newest one, if several entitle; see
+// [Service.Entitled] for which do), found with [plan.Catalog.ForPrice],
+// else the catalog's free plan; an error wrapping [ErrNoPlan] (403) if
+// neither, and always without [Options.Plans]. A dev subscription whose
+// price is in no plan (one given away before plans were configured) has
+// the plan of [Options.PriceID].
+//
+// Answers are cached with [Service.Entitled]'s, from the same read of the
+// store, for [Options.CacheTTL], and dropped when this Service applies a
+// change to the user's subscriptions (a webhook, a checkout, a dev plan
+// change). So a plan change — upgrade, downgrade, cancellation — is
+// served on the user's next request by the instance that received it,
+// and on every other instance within CacheTTL. An error wrapping
+// [ErrUnavailable] means the store failed (503; fail closed).
+func (s *Service) Plan(ctx context.Context, userID int64) (CurrentPlan, error) {
+	e, err := s.entitlement(ctx, userID)
+	if err != nil {
+		return CurrentPlan{}, err
+	}
+	if !e.hasPlan {
+		if s.opts.Plans == nil {
+			return CurrentPlan{}, fmt.Errorf("%w: Options.Plans is not set", ErrNoPlan)
+		}
+		return CurrentPlan{}, ErrNoPlan
+	}
+	return e.plan, nil
+}
+
+// entitlement returns the user's cached entitlement, reading their
+// subscriptions on a miss.
+func (s *Service) entitlement(ctx context.Context, userID int64) (entitlement, error) {
 	now := s.opts.Now()
 	s.cacheMu.Lock()
 	e, ok := s.cache[userID]
 	s.cacheMu.Unlock()
 	if ok && now.Before(e.expires) {
 		s.stats.cacheHits.Add(1)
-		return e.ok, nil
+		return e, nil
 	}
 	s.stats.cacheMisses.Add(1)
 	subs, err := s.store.Subscriptions(ctx, userID)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return entitlement{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	entitled := false
-	for _, sub := range subs {
-		if s.grants(sub, now) {
-			entitled = true
-			break
-		}
-	}
+	e = s.entitle(subs, now)
+	e.expires = now.Add(s.opts.CacheTTL)
 	s.cacheMu.Lock()
 	if len(s.cache) >= maxCached {
 		clear(s.cache)
 	}
-	s.cache[userID] = entitlement{ok: entitled, expires: now.Add(s.opts.CacheTTL)}
+	s.cache[userID] = e
 	s.cacheMu.Unlock()
-	return entitled, nil
+	return e, nil
+}
+
+// entitle computes a user's entitlement and plan from their subscriptions
+// (newest first).
+func (s *Service) entitle(subs []Subscription, now time.Time) entitlement {
+	var e entitlement
+	for _, sub := range subs {
+		if !s.grants(sub, now) {
+			continue
+		}
+		e.ok = true
+		if p, ok := s.planOf(sub); ok {
+			e.plan = CurrentPlan{Plan: p, Anchor: sub.Anchor(), Status: sub.Status}
+			e.hasPlan = true
+			return e
+		}
+	}
+	if s.opts.Plans != nil {
+		if free, ok := s.opts.Plans.Free(); ok {
+			e.plan, e.hasPlan = CurrentPlan{Plan: free}, true
+		}
+	}
+	return e
+}
+
+// planOf returns the plan a subscription's price grants.
+func (s *Service) planOf(sub Subscription) (*plan.Plan, bool) {
+	if s.opts.Plans == nil {
+		return nil, false
+	}
+	if p, ok := s.opts.Plans.ForPrice(sub.PriceID); ok {
+		return p, true
+	}
+	if sub.Dev() {
+		return s.opts.Plans.ForPrice(s.opts.PriceID)
+	}
+	return nil, false
 }
 
 func (s *Service) forget(userID int64) {
@@ -195,6 +296,8 @@ type Stats struct {
 	PortalSessions   uint64
 	PortalErrors     uint64
 	DevCheckouts     uint64 // dev-mode checkouts completed
+	PlanChanges      uint64 // plan changes answered: applied (dev mode), or sent to Checkout or the portal
+	FreeSignups      uint64 // sign-ups for the free plan (a sign-in link, no Checkout)
 
 	WebhooksApplied   uint64 // events that changed state (or were recorded)
 	WebhooksDuplicate uint64 // redeliveries of applied events
@@ -211,7 +314,7 @@ type Stats struct {
 
 type counters struct {
 	checkouts, checkoutErrors, linksSent, linkErrors, successRefused, portals, portalErrors, devCheckouts atomic.Uint64
-	limited, crossOrigin                                                                                  atomic.Uint64
+	limited, crossOrigin, planChanges, freeSignups                                                        atomic.Uint64
 	applied, duplicate, ignored, invalid, failed                                                          atomic.Uint64
 	cacheHits, cacheMisses                                                                                atomic.Uint64
 	pruned, pruneErrors                                                                                   atomic.Uint64
@@ -225,6 +328,7 @@ func (s *Service) Stats() Stats {
 		SignInLinksSent: c.linksSent.Load(), SignInLinkErrors: c.linkErrors.Load(), SuccessRefused: c.successRefused.Load(),
 		RateLimited: c.limited.Load(), CrossOrigin: c.crossOrigin.Load(),
 		PortalSessions: c.portals.Load(), PortalErrors: c.portalErrors.Load(), DevCheckouts: c.devCheckouts.Load(),
+		PlanChanges: c.planChanges.Load(), FreeSignups: c.freeSignups.Load(),
 		WebhooksApplied: c.applied.Load(), WebhooksDuplicate: c.duplicate.Load(), WebhooksIgnored: c.ignored.Load(),
 		WebhooksInvalid: c.invalid.Load(), WebhooksFailed: c.failed.Load(),
 		EntitledCacheHits: c.cacheHits.Load(), EntitledCacheMisses: c.cacheMisses.Load(),

@@ -264,6 +264,9 @@ func subscriptionState(sub *stripe.Subscription, created time.Time) Subscription
 	if sub.CurrentPeriodEnd > 0 {
 		st.CurrentPeriodEnd = time.Unix(sub.CurrentPeriodEnd, 0).UTC()
 	}
+	if sub.BillingCycleAnchor > 0 {
+		st.BillingCycleAnchor = time.Unix(sub.BillingCycleAnchor, 0).UTC()
+	}
 	if sub.Items != nil && len(sub.Items.Data) > 0 && sub.Items.Data[0].Price != nil {
 		st.PriceID = sub.Items.Data[0].Price.ID
 	}

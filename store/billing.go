@@ -22,6 +22,7 @@ type subRow struct {
 	PriceID            string        `db:"price_id"`
 	CurrentPeriodStart sql.NullTime  `db:"current_period_start"`
 	CurrentPeriodEnd   sql.NullTime  `db:"current_period_end"`
+	BillingCycleAnchor sql.NullTime  `db:"billing_cycle_anchor"`
 	CancelAtPeriodEnd  bool          `db:"cancel_at_period_end"`
 	Ended              bool          `db:"ended"`
 	EventCreated       int64         `db:"event_created"`
@@ -30,14 +31,15 @@ type subRow struct {
 }
 
 const subColumns = `s.subscription_id, s.customer_id, s.status, s.price_id, s.current_period_start, s.current_period_end,
-	s.cancel_at_period_end, s.ended, s.event_created, s.updated_at, c.user_id`
+	s.billing_cycle_anchor, s.cancel_at_period_end, s.ended, s.event_created, s.updated_at, c.user_id`
 
 func (r subRow) subscription() subscription.Subscription {
 	return subscription.Subscription{
 		UserID: r.UserID.Int64, CustomerID: r.CustomerID, SubscriptionID: r.SubscriptionID,
 		Status: r.Status, PriceID: r.PriceID,
 		CurrentPeriodStart: fromNull(r.CurrentPeriodStart), CurrentPeriodEnd: fromNull(r.CurrentPeriodEnd),
-		CancelAtPeriodEnd: r.CancelAtPeriodEnd, Ended: r.Ended,
+		BillingCycleAnchor: fromNull(r.BillingCycleAnchor),
+		CancelAtPeriodEnd:  r.CancelAtPeriodEnd, Ended: r.Ended,
 		EventCreated: fromUnix(r.EventCreated),
 		UpdatedAt:    r.UpdatedAt.UTC(),
 	}
@@ -162,15 +164,15 @@ var tieRank = func() string {
 func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub subscription.Subscription, mode subscription.WriteMode, at time.Time) (subscription.Subscription, bool, error) {
 	ended := mode == subscription.WriteTerminal
 	insert := `INSERT INTO billing_subscriptions (subscription_id, customer_id, status, price_id,
-		current_period_start, current_period_end, cancel_at_period_end, ended, event_created, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) `
+		current_period_start, current_period_end, billing_cycle_anchor, cancel_at_period_end, ended, event_created, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) `
 	const set = `DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
 		price_id = excluded.price_id, current_period_start = excluded.current_period_start,
-		current_period_end = excluded.current_period_end,
+		current_period_end = excluded.current_period_end, billing_cycle_anchor = excluded.billing_cycle_anchor,
 		cancel_at_period_end = excluded.cancel_at_period_end, ended = excluded.ended,
 		updated_at = excluded.updated_at, event_created = excluded.event_created `
 	args := []any{sub.SubscriptionID, sub.CustomerID, sub.Status, sub.PriceID, ts(sub.CurrentPeriodStart),
-		ts(sub.CurrentPeriodEnd), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(at)}
+		ts(sub.CurrentPeriodEnd), ts(sub.BillingCycleAnchor), sub.CancelAtPeriodEnd, ended, unix(sub.EventCreated), ts(at)}
 	switch mode {
 	case subscription.WriteIfAbsent:
 		insert += `DO NOTHING`
@@ -186,7 +188,7 @@ func (s *Store) writeSubscription(ctx context.Context, tx *sqlx.Tx, sub subscrip
 		args = append(args, subscription.StatusPrecedence(sub.Status))
 	}
 	insert += ` RETURNING subscription_id, customer_id, status, price_id, current_period_start, current_period_end,
-		cancel_at_period_end, ended, event_created, updated_at`
+		billing_cycle_anchor, cancel_at_period_end, ended, event_created, updated_at`
 	var r subRow
 	ok, err := isFound(tx.GetContext(ctx, &r, tx.Rebind(insert), args...))
 	if !ok {

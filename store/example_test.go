@@ -9,6 +9,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/apikit/apikit/plan"
+	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
 )
@@ -130,4 +132,54 @@ func ExampleStore_Users() {
 	// 3 alan@example.com 2026-01-02
 	// deleted: true <nil>
 	// still there: false
+}
+
+// Quotas survive restarts: a plan.Flusher writes the usage deciders admit
+// to the store in batches (additive, so instances add up), and deciders
+// restore a counter they do not hold from it. Overrides of a customer's
+// limits are stored too, and loaded for the decider.
+func ExampleStore_AddUsage() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, store.Keys, store.Plans); err != nil {
+		log.Fatal(err)
+	}
+
+	// A negotiated deal for user 42: 50 requests a second.
+	vip := plan.Identity{Budget: plan.PerUser, ID: "42"}
+	if err := st.SetOverride(ctx, vip, plan.Override{Limits: []ratelimit.Limit{ratelimit.PerSecond(50)}}, time.Now()); err != nil {
+		log.Fatal(err)
+	}
+	// Deciders read overrides from memory; the cache reloads them every
+	// minute, so that a change made by the operator's CLI applies.
+	overrides, err := st.OverrideCache(ctx, time.Minute, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer overrides.Close()
+
+	usage := plan.NewFlusher(st, plan.FlusherOptions{})
+	decider := plan.NewMemory(plan.MemoryOptions{Usage: usage, Overrides: overrides})
+	hobby := &plan.Plan{Name: "hobby", Limits: []ratelimit.Limit{ratelimit.PerSecond(10)},
+		Quota: plan.Quota{Count: 10_000, Period: plan.Month}}
+	now := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+	for range 3 {
+		if _, err := decider.Decide(ctx, plan.Request{Plan: hobby, User: "42", Cost: 5, Now: now}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := usage.Close(ctx); err != nil { // at shutdown: nothing is lost
+		log.Fatal(err)
+	}
+
+	start, _ := plan.Month.Bounds(now, time.Time{})
+	used, err := st.Usage(ctx, vip.String(), plan.Month, start)
+	vipOverride, _ := overrides.Override(vip)
+	fmt.Println(used, err, vipOverride.Limits)
+	// Output:
+	// 15 <nil> [50/s]
 }

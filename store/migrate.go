@@ -24,13 +24,19 @@ const (
 	Keys    Feature = "keys"    // api_keys (package apikey)
 	Login   Feature = "login"   // login_tokens, sessions, email_changes (package magiclink)
 	Billing Feature = "billing" // billing_* (package billing)
+	Plans   Feature = "plans"   // plan_usage, plan_overrides (package plan: durable quotas, overrides)
 )
 
 // users is the base that every feature's tables refer to.
 const users Feature = "users"
 
 // features is every feature in the order Migrate applies them.
-var features = []Feature{users, Keys, Login, Billing}
+var features = []Feature{users, Keys, Login, Billing, Plans}
+
+// legacyFeatures are the features whose first migrations create the tables
+// of the legacy scope: adopting a legacy database records them as applied.
+// Features added later ([Plans]) are migrated as usual.
+var legacyFeatures = []Feature{users, Keys, Login, Billing}
 
 // legacyScope is the single scope of apikit's migrations before they were
 // split by feature: versions 0001 to 0004, kept in the "legacy" directory
@@ -102,7 +108,8 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // Migrate creates the tables of the given features (all of them when none
 // is given) and of the users they share, applying the migrations that have
 // not been applied yet. An application that uses only API keys migrates
-// [Keys]; adding [Login] or [Billing] later migrates their tables then.
+// [Keys]; adding [Login], [Billing] or [Plans] later migrates their tables
+// then.
 //
 // Each migration runs in its own transaction together with its row in
 // schema_migrations (stamped by the database's clock), so that a failed
@@ -112,13 +119,14 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 //
 // A database migrated by an earlier release, under the single scope
 // "apikit", is brought up to that scope's last version and then recorded
-// as having every feature's first migration, which creates the same
-// tables; later migrations of each feature apply as usual.
+// as having the first migration of users, keys, login and billing, which
+// create the same tables; later migrations (and the plans feature, which
+// came later) apply as usual.
 func (s *Store) Migrate(ctx context.Context, feats ...Feature) ([]Migration, error) {
 	want := map[Feature]bool{users: true}
 	for _, f := range feats {
 		if f == users || !slices.Contains(features, f) {
-			return nil, fmt.Errorf("store: Migrate: unknown feature %q (want store.Keys, store.Login or store.Billing)", f)
+			return nil, fmt.Errorf("store: Migrate: unknown feature %q (want store.Keys, store.Login, store.Billing or store.Plans)", f)
 		}
 		want[f] = true
 	}
@@ -196,7 +204,7 @@ func (s *Store) adoptLegacy(ctx context.Context) ([]Migration, error) {
 		return applied, err
 	}
 	var firsts []Migration
-	for _, f := range features {
+	for _, f := range legacyFeatures {
 		fm, err := s.dialectMigrations(string(f))
 		if err != nil {
 			return applied, err

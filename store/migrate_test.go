@@ -173,7 +173,8 @@ func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
 				for _, m := range applied {
 					got = append(got, m.Scope+"/"+m.Name)
 				}
-				wantApplied := []string{"apikit/login/0002_email_changes.sql"}
+				wantApplied := []string{"apikit/login/0002_email_changes.sql", "apikit/billing/0002_billing_cycle_anchor.sql",
+					"apikit/plans/0001_plans.sql"}
 				if last == 2 {
 					wantApplied = append([]string{"apikit/0003_billing.sql", "apikit/0004_verified_email.sql"}, wantApplied...)
 				}
@@ -239,11 +240,23 @@ func TestMigrateFeatures(t *testing.T) {
 			t.Errorf("DeleteUser on a keys-only database = %v, %v", found, err)
 		}
 		applied, err := st.Migrate(ctx, store.Keys, store.Billing)
-		if err != nil || len(applied) != 1 || applied[0].Scope != "apikit/billing" {
-			t.Errorf("Migrate(Keys, Billing) = %v, %v; want billing's migration only", applied, err)
+		if err != nil || len(applied) == 0 {
+			t.Errorf("Migrate(Keys, Billing) = %v, %v; want billing's migrations", applied, err)
 		}
-		if !exists("billing_customers") || exists("sessions") {
-			t.Error("after adding Billing: want billing tables and still no login tables")
+		for _, m := range applied {
+			if m.Scope != "apikit/billing" {
+				t.Errorf("Migrate(Keys, Billing) applied %s/%s; want billing's migrations only", m.Scope, m.Name)
+			}
+		}
+		if !exists("billing_customers") || exists("sessions") || exists("plan_usage") {
+			t.Error("after adding Billing: want billing tables and still no login or plan tables")
+		}
+		applied, err = st.Migrate(ctx, store.Plans)
+		if err != nil || len(applied) != 1 || applied[0].Scope != "apikit/plans" {
+			t.Errorf("Migrate(Plans) = %v, %v; want the plans migration only", applied, err)
+		}
+		if !exists("plan_usage") || !exists("plan_overrides") {
+			t.Error("after adding Plans: want plan_usage and plan_overrides")
 		}
 		if _, err := st.Migrate(ctx, store.Feature("audit")); err == nil || !strings.Contains(err.Error(), `"audit"`) {
 			t.Errorf("Migrate(unknown feature) = %v; want an error naming it", err)

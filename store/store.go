@@ -1,7 +1,9 @@
 // Package store is apikit's SQL storage: one implementation over sqlx of the
-// Store interfaces that packages apikey, magiclink and billing declare, and
-// of apikit's users ([Store.CreateUser], [Store.User], [Store.Users],
-// [Store.DeleteUser]).
+// Store interfaces that packages apikey, magiclink and billing declare, of
+// package plan's durable state (quota usage, [Store.AddUsage] and
+// [Store.Usage] for a plan.Flusher, and per-identity overrides,
+// [Store.SetOverride], [Store.Overrides]), and of apikit's users
+// ([Store.CreateUser], [Store.User], [Store.Users], [Store.DeleteUser]).
 //
 // Open a database with store/sqlite (embedded, the default, with cgo),
 // store/sqlite/puresqlite (embedded, without cgo) or store/postgres; each

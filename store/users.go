@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/apikit/apikit/plan"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -144,9 +146,10 @@ type DeleteUserOptions struct {
 // subscriptions of those customers. found reports whether the user
 // existed. It does not delete rows of the application's own tables, and
 // it cancels nothing at Stripe: cancel the user's subscriptions first (in
-// the Billing Portal or the Stripe API) if they should stop billing. The
-// customer links go with the user, so webhooks about those customers no
-// longer reach any user.
+// the Billing Portal or the Stripe API) if they should stop billing. With
+// [Plans] migrated it also deletes the plan overrides and quota usage of
+// the user and of their keys. The customer links go with the user, so
+// webhooks about those customers no longer reach any user.
 func (s *Store) DeleteUser(ctx context.Context, id int64, opts DeleteUserOptions) (found bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		q := `SELECT email FROM users WHERE id = ?`
@@ -160,6 +163,21 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, opts DeleteUserOptions
 		migrated, err := migratedVersions(ctx, tx)
 		if err != nil {
 			return err
+		}
+		if migrated[Plans] > 0 {
+			// The overrides and quota usage of the user and of their keys.
+			user := plan.Identity{Budget: plan.PerUser, ID: strconv.FormatInt(id, 10)}.String()
+			for _, table := range []string{"plan_overrides", "plan_usage"} {
+				if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM `+table+` WHERE identity = ?`), user); err != nil {
+					return err
+				}
+				if migrated[Keys] > 0 {
+					if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM `+table+` WHERE identity IN
+						(SELECT 'key:' || id FROM api_keys WHERE user_id = ?)`), id); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		var stmts []string
 		if migrated[Keys] > 0 {

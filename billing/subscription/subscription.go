@@ -170,6 +170,11 @@ type Subscription struct {
 	// past_due subscription, when the renewal payment that failed was due.
 	CurrentPeriodStart time.Time
 	CurrentPeriodEnd   time.Time
+	// BillingCycleAnchor is Stripe's billing_cycle_anchor: the instant
+	// whose day and time of month the billing periods start at, where
+	// quotas per billing period refill. The zero time when the event did
+	// not carry it (the provisional state from a completed Checkout).
+	BillingCycleAnchor time.Time
 	CancelAtPeriodEnd  bool
 	// Ended is set once customer.subscription.deleted has been applied;
 	// an ended subscription never changes again.
@@ -207,6 +212,16 @@ func (s Subscription) Entitling(now time.Time, grace time.Duration) bool {
 // DevPrefix starts the id of every dev-mode subscription ("sub_dev_…"),
 // which no Stripe object can have (Stripe's ids have no second underscore).
 const DevPrefix = "sub_dev_"
+
+// Anchor returns the subscription's billing-period anchor: its
+// BillingCycleAnchor, else its CurrentPeriodStart (a dev subscription's
+// start), else the zero time.
+func (s Subscription) Anchor() time.Time {
+	if !s.BillingCycleAnchor.IsZero() {
+		return s.BillingCycleAnchor
+	}
+	return s.CurrentPeriodStart
+}
 
 // Dev reports whether the subscription was granted by billing's dev mode,
 // without payment (its id starts with [DevPrefix]).

@@ -18,3 +18,23 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	dsn := testdb.PostgresDSN(t)
 	testdb.MigrateConcurrently(t, func(ctx context.Context) (*store.Store, error) { return postgres.Open(ctx, dsn) })
 }
+
+// Two connection pools on one database, as two instances would have.
+func TestPlansAcrossInstances(t *testing.T) {
+	storetest.RunInstances(t, func(t *testing.T) (storetest.PlanStore, storetest.PlanStore) {
+		dsn := testdb.PostgresDSN(t)
+		open := func() *store.Store {
+			st, err := postgres.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Plans); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}

@@ -19,3 +19,23 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.db")
 	testdb.MigrateConcurrently(t, func(ctx context.Context) (*store.Store, error) { return sqlite.Open(ctx, path) })
 }
+
+// Two handles on one database file, as two processes would have.
+func TestPlansAcrossInstances(t *testing.T) {
+	storetest.RunInstances(t, func(t *testing.T) (storetest.PlanStore, storetest.PlanStore) {
+		path := filepath.Join(t.TempDir(), "shared.db")
+		open := func() *store.Store {
+			st, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Plans); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}

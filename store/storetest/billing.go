@@ -33,6 +33,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			CustomerID: "cus_1", SubscriptionID: "sub_1", Status: status, PriceID: "price_1",
 			CurrentPeriodStart: epoch.Truncate(time.Second),
 			CurrentPeriodEnd:   epoch.Add(30 * 24 * time.Hour).Truncate(time.Second), EventCreated: created,
+			BillingCycleAnchor: epoch.Add(-45 * 24 * time.Hour).Truncate(time.Second),
 		}
 	}
 	apply := func(t *testing.T, b Backend, e subscription.Event, ch subscription.Change) subscription.Applied {
@@ -76,7 +77,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		want := sub("active", t0)
 		if s.UserID != uid || s.CustomerID != want.CustomerID || s.SubscriptionID != want.SubscriptionID ||
 			s.Status != "active" || s.PriceID != want.PriceID || !s.CurrentPeriodEnd.Equal(want.CurrentPeriodEnd) ||
-			!s.CurrentPeriodStart.Equal(want.CurrentPeriodStart) ||
+			!s.CurrentPeriodStart.Equal(want.CurrentPeriodStart) || !s.BillingCycleAnchor.Equal(want.BillingCycleAnchor) ||
 			s.CancelAtPeriodEnd || s.Ended || !s.EventCreated.Equal(t0) || s.UpdatedAt.IsZero() ||
 			s.CurrentPeriodEnd.Location() != time.UTC || s.EventCreated.Location() != time.UTC {
 			t.Errorf("stored %+v; want %+v for user %d, in UTC", s, want, uid)

@@ -35,8 +35,8 @@ type Users interface {
 }
 
 // Backend is everything an apikit store must implement. Run also tests the
-// optional interfaces a backend implements: [UserDirectory] and
-// magiclink.EmailChangeStore.
+// optional interfaces a backend implements: [UserDirectory],
+// magiclink.EmailChangeStore and [PlanStore].
 type Backend interface {
 	Users
 	apikey.Store
@@ -54,6 +54,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("Billing", func(t *testing.T) { testBilling(t, newBackend) })
 	t.Run("UserDirectory", func(t *testing.T) { testUserDirectory(t, newBackend) })
 	t.Run("EmailChange", func(t *testing.T) { testEmailChange(t, newBackend) })
+	t.Run("Plans", func(t *testing.T) { testPlans(t, newBackend) })
 }
 
 // epoch is a fixed instant, microsecond-aligned, that tests build times from.

@@ -6,7 +6,7 @@ package migrations
 
 import "embed"
 
-// FS holds the directories users, keys, login, billing and legacy.
+// FS holds the directories users, keys, login, billing, plans and legacy.
 //
-//go:embed users keys login billing legacy
+//go:embed users keys login billing plans legacy
 var FS embed.FS
