@@ -1,18 +1,24 @@
--- One decision of a plan: every limit (GCRA) and the quota, atomically.
+-- One decision of a plan: every limit (GCRA) and the quota, atomically,
+-- in one hash per identity, read once (HMGET) and written once (HSET,
+-- PEXPIRE). Times are whole microseconds: the script works in integers
+-- (exact in Lua's doubles up to 2^53) and formats no floats.
 --
--- KEYS: one key per limit (its theoretical arrival time, TAT, in
--- microseconds since 1970), then the quota's counter if there is a quota.
+-- KEYS[1]: the identity's hash. Its fields: one per limit, named by the
+-- caller (the limit's theoretical arrival time, TAT, in microseconds since
+-- 1970), and for the quota "q" (units used) and "qp" (the period they were
+-- used in).
 -- ARGV: mode ("d" decide and spend, "a" admit if one unit is left and
 -- spend nothing, "c" charge unconditionally, "p" decide as "d" and spend
--- nothing), the number of limits, the
--- cost, the time in microseconds (0: Redis's clock); for each limit its
--- emission interval in microseconds and its burst; then, with a quota,
--- its count, its period's end in Unix milliseconds (when the counter
--- expires, by the clock of the decision), and the used count to start a missing counter from (-1:
--- unknown, answer {-1} so that the caller restores it).
+-- nothing), the number of limits, the cost, the time in microseconds (0:
+-- Redis's clock); for each limit its field, its emission interval in whole
+-- microseconds and its burst; then, with a quota, its count, its period's
+-- name, its period's end in microseconds, and the used count to start a
+-- missing counter from (-1: unknown, answer {-1} so that the caller
+-- restores it).
 --
--- Reply: {allowed, quota used after, now, then for each limit: admitted,
--- microseconds until its bucket was full before this request}.
+-- Reply: {flags, quota used after, then for each limit the microseconds
+-- until its bucket was full before this request}; flags has bit 0 set if
+-- the request is admitted and bit i if limit i admits it.
 local mode = ARGV[1]
 local nl = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -24,60 +30,85 @@ if now == 0 then
 end
 local need = cost
 if mode == 'a' then need = 1 end
+local qarg = 5 + 3 * nl
+local hasq = #ARGV >= qarg
+
+local fields = {}
+for i = 1, nl do fields[i] = ARGV[2 + 3 * i] end
+if hasq then
+  fields[nl + 1] = 'q'
+  fields[nl + 2] = 'qp'
+end
+local vals = redis.call('HMGET', KEYS[1], unpack(fields))
 
 local allowed = true
-local tats, ivs, oks = {}, {}, {}
+local flags = 0
+local reply = {0, 0}
+local tats, ivs = {}, {}
 for i = 1, nl do
-  local iv = tonumber(ARGV[3 + 2 * i])
-  local burst = tonumber(ARGV[4 + 2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or 0)
+  local iv = tonumber(ARGV[3 + 3 * i])
+  local burst = tonumber(ARGV[4 + 3 * i])
+  local tat = tonumber(vals[i]) or 0
   if tat < now then tat = now end
   tats[i], ivs[i] = tat, iv
-  -- Admitted if need units fit in the bucket; the epsilon (a nanosecond)
-  -- absorbs float rounding of intervals that are not whole microseconds.
-  local ok = mode == 'c' or (tat - now) + need * iv <= burst * iv + 0.001
-  oks[i] = ok
-  if not ok then allowed = false end
+  if mode == 'c' or (tat - now) + need * iv <= burst * iv then
+    flags = flags + 2 ^ i
+  else
+    allowed = false
+  end
+  reply[2 + i] = tat - now
 end
 
 local used = 0
-local qkey, qttl
-if #KEYS > nl then
-  qkey = KEYS[nl + 1]
-  local count = tonumber(ARGV[5 + 2 * nl])
-  -- The counter expires at the period's end, by the decision's clock.
-  qttl = math.ceil(tonumber(ARGV[6 + 2 * nl]) - now / 1000)
-  if qttl < 1 then qttl = 1 end
-  local v = redis.call('GET', qkey)
-  if v then
-    used = tonumber(v)
+local qttl = 0
+local qwrite = false
+local period
+if hasq then
+  local count = tonumber(ARGV[qarg])
+  period = ARGV[qarg + 1]
+  qttl = math.ceil((tonumber(ARGV[qarg + 2]) - now) / 1000)
+  if vals[nl + 1] and vals[nl + 2] == period then
+    used = tonumber(vals[nl + 1])
   else
-    local base = tonumber(ARGV[7 + 2 * nl])
+    local base = tonumber(ARGV[qarg + 3])
     if base < 0 then return {-1} end
     used = base
-    redis.call('SET', qkey, used, 'PX', qttl)
+    qwrite = true
   end
   if mode ~= 'c' and used + need > count then allowed = false end
 end
 
 local spend = mode == 'c' or (allowed and mode == 'd')
-local reply = {allowed and 1 or 0, 0, string.format('%.17g', now)}
-for i = 1, nl do
-  local tat = tats[i]
-  reply[#reply + 1] = oks[i] and 1 or 0
-  reply[#reply + 1] = string.format('%.17g', tat - now)
-  if spend then
-    tat = tat + cost * ivs[i]
-    local ttl = math.ceil((tat - now) / 1000)
-    if ttl < 1 then ttl = 1 end
-    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', ttl)
+local set = {}
+if spend then
+  for i = 1, nl do
+    tats[i] = tats[i] + cost * ivs[i]
+    set[#set + 1] = fields[i]
+    set[#set + 1] = tats[i]
+  end
+  if hasq then
+    used = used + cost
+    qwrite = true
   end
 end
-if qkey then
-  if spend then
-    used = redis.call('INCRBY', qkey, cost)
-    redis.call('PEXPIRE', qkey, qttl)
-  end
-  reply[2] = used
+if qwrite then
+  set[#set + 1] = 'q'
+  set[#set + 1] = used
+  set[#set + 1] = 'qp'
+  set[#set + 1] = period
 end
+if #set > 0 then
+  -- The hash lives while a bucket refills or the quota's period lasts.
+  local ttl = 1
+  if qwrite and qttl > ttl then ttl = qttl end
+  for i = 1, nl do
+    local t = math.ceil((tats[i] - now) / 1000)
+    if t > ttl then ttl = t end
+  end
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+if allowed then flags = flags + 1 end
+reply[1] = flags
+reply[2] = used
 return reply
