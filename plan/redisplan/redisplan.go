@@ -107,8 +107,8 @@ type Decider struct {
 	usage      *plan.Flusher
 
 	direct  bool     // the client honours context deadlines
-	fields  sync.Map // ratelimit.Limit → its field name
-	nfields atomic.Int64
+	limits  sync.Map // ratelimit.Limit → *limitArgs
+	nlimits atomic.Int64
 
 	allowed, rateLimited, quotaExceeded, errors, failedOpen atomic.Uint64
 	lastLog                                                 atomic.Int64
@@ -198,14 +198,20 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 		return plan.Decision{}, err
 	}
 	keys := []string{r.prefix + "{" + c.id.Budget.String() + ":" + c.id.ID + "}"}
-	args := make([]any, 0, 4+3*len(c.limits)+4)
+	args := make([]any, 0, 4+len(c.limits)+3+2*len(c.limits)+4)
 	var nowArg int64 // microseconds; 0: Redis's clock
 	if r.now != nil || !req.Now.IsZero() {
 		nowArg = c.now.UnixMicro()
 	}
 	args = append(args, mode, len(c.limits), c.cost, nowArg)
-	for _, l := range c.limits {
-		args = append(args, r.field(l), intervalMicros(l), l.BurstSize())
+	var las [plan.MaxLimits]*limitArgs
+	for i, l := range c.limits {
+		las[i] = r.limitArgs(l)
+		args = append(args, las[i].field)
+	}
+	args = append(args, "q", "qp", "x")
+	for _, la := range las[:len(c.limits)] {
+		args = append(args, la.interval, la.capacity)
 	}
 	base := int64(0)
 	if !c.quota.IsZero() {
@@ -277,23 +283,29 @@ func intervalMicros(l ratelimit.Limit) int64 {
 	return int64(l.Period/time.Microsecond) / int64(l.Count)
 }
 
-// maxFields bounds the cache of limits' field names.
-const maxFields = 1024
+// maxCachedLimits bounds the cache of limits' script arguments.
+const maxCachedLimits = 1024
 
-// field returns the name of l's field in an identity's hash: "l:" and the
-// limit, so that a limit's state carries over to a new plan with the same
-// limit.
-func (r *Decider) field(l ratelimit.Limit) string {
-	if f, ok := r.fields.Load(l); ok {
-		return f.(string)
+// limitArgs are a limit's arguments to the script, boxed once.
+type limitArgs struct {
+	field    any // "l:" and the limit, so that a limit's state carries over to a new plan with the same limit
+	interval any // intervalMicros
+	capacity any // the burst times the interval
+}
+
+// limitArgs returns l's arguments, from the cache if they are there.
+func (r *Decider) limitArgs(l ratelimit.Limit) *limitArgs {
+	if la, ok := r.limits.Load(l); ok {
+		return la.(*limitArgs)
 	}
-	f := "l:" + l.String()
-	if r.nfields.Load() < maxFields {
-		if _, loaded := r.fields.LoadOrStore(l, f); !loaded {
-			r.nfields.Add(1)
+	iv := intervalMicros(l)
+	la := &limitArgs{field: "l:" + l.String(), interval: iv, capacity: iv * int64(l.BurstSize())}
+	if r.nlimits.Load() < maxCachedLimits {
+		if _, loaded := r.limits.LoadOrStore(l, la); !loaded {
+			r.nlimits.Add(1)
 		}
 	}
-	return f
+	return la
 }
 
 // decision builds the Decision from the script's reply: {flags, used,
