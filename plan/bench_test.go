@@ -2,6 +2,8 @@ package plan_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/apikit/apikit/plan"
@@ -51,5 +53,37 @@ func BenchmarkDecide(b *testing.B) {
 				m.Decide(ctx, req)
 			}
 		})
+	})
+}
+
+// BenchmarkMiddleware measures Middleware with two limits and a quota in
+// memory around a handler that does nothing, against that handler alone
+// and ratelimit.Middleware with one limit, in the same run. The ResponseWriter keeps its header map, so that only
+// the middleware's own allocations count.
+func BenchmarkMiddleware(b *testing.B) {
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	r := httptest.NewRequest("GET", "/v1/favorites", nil)
+	run := func(b *testing.B, h http.Handler) {
+		w := &headerWriter{h: make(http.Header, 8)}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(w.h)
+			h.ServeHTTP(w, r)
+		}
+	}
+	b.Run("bare", func(b *testing.B) { run(b, bare) })
+	b.Run("plan-2limits+quota", func(b *testing.B) {
+		m := plan.NewMemory(plan.MemoryOptions{})
+		run(b, plan.Middleware(m, plan.MiddlewareOptions{
+			Request: func(*http.Request) (plan.Request, error) {
+				return plan.Request{Plan: benchPlan, User: "u00000000001"}, nil
+			},
+		})(bare))
+	})
+	b.Run("ratelimit-1limit", func(b *testing.B) {
+		run(b, ratelimit.Middleware(ratelimit.NewMemory(ratelimit.MemoryOptions{}), ratelimit.MiddlewareOptions{
+			KeyFunc: func(*http.Request) (string, error) { return "k00000000001", nil },
+			Limit:   benchLimit,
+		})(bare))
 	})
 }

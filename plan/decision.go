@@ -45,6 +45,14 @@ type Decider interface {
 	// but not yet charged. The Decision reports the state after the charge,
 	// with Allowed true.
 	Charge(ctx context.Context, req Request) (Decision, error)
+	// Peek reports the state of req's budgets without deciding: every
+	// limit's and the quota's remaining units and reset (the quota used
+	// this period, for a dashboard or GET /v1/me), spending nothing and
+	// counting nothing in the decider's statistics. Allowed and Refusal
+	// say whether a request of req.Cost (1 if Deferred) would be admitted
+	// now. Like Decide, it may restore a quota counter from the usage
+	// store.
+	Peek(ctx context.Context, req Request) (Decision, error)
 }
 
 // Request is one request to decide. Plan and the identity its Budget names

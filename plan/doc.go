@@ -57,4 +57,14 @@
 // [ratelimit.Middleware]. [WriteRefused] answers 429 with an RFC 9457
 // problem: type [QuotaExceededType] with the plan's name for a spent
 // quota, "rate_limited" for a rate limit.
+//
+// [Middleware] does all of it for every request: it builds the Request
+// with a function of the application's (the plan and identity, typically
+// from the API key's principal and the user's subscription; plan imports
+// neither), decides, sets the headers, and refuses or calls the handler,
+// which finds the decision with [DecisionFrom] (GET /v1/me). A cost known
+// only after the handler ran is set with [SetCost] on a request the
+// middleware was told is deferred ([MiddlewareOptions].Deferred), and
+// charged when the handler returns. [Decider.Peek] reports an identity's
+// budgets without spending, for a dashboard.
 package plan

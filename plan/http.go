@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/apikit/apikit/ratelimit"
 )
 
 // QuotaExceededType is the problem type of a response refused because the
@@ -47,39 +49,143 @@ const (
 // also gets Retry-After: d.RetryAfterSeconds(). Headers already set by an
 // outer limiter are kept, as ratelimit's middleware keeps them.
 func (d *Decision) WriteHeaders(h http.Header) {
+	// Every value is a substring of one string, and every field's values
+	// a part of one slice: two allocations, whatever the policies.
+	n := int(d.n)
 	closest := d.closest()
 	at := d.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	for i := range d.Policies() {
+	var stack [1024]byte
+	b := stack[:0]
+	var ends [2*maxPolicies + 4]int // the end in b of each value
+	nv := 0
+	for i := 0; i < n; i++ {
 		p := &d.policies[i]
-		name := strconv.Quote(p.Name()) // names are printable ASCII without '"' or '\'
+		b = appendPolicyName(b, p)
+		b = append(b, ";q="...)
+		b = strconv.AppendInt(b, p.Count(), 10)
+		b = append(b, ";w="...)
+		b = strconv.AppendInt(b, max(1, ceilSeconds(p.Window)), 10)
+		ends[nv], nv = len(b), nv+1
+	}
+	var closestT int64
+	for i := 0; i < n; i++ {
+		p := &d.policies[i]
 		t := ceilSeconds(p.Reset)
 		if p.RetryAfter > 0 {
 			t = max(1, ceilSeconds(p.RetryAfter))
 		}
-		window := max(1, ceilSeconds(p.Window))
-		h[headerPolicy] = append(h[headerPolicy], name+";q="+strconv.FormatInt(p.Count(), 10)+";w="+strconv.FormatInt(window, 10))
-		h[headerRateLimit] = append(h[headerRateLimit], name+";r="+strconv.FormatInt(p.Remaining, 10)+";t="+strconv.FormatInt(t, 10))
 		if i == closest {
-			if old := h[headerRemaining]; len(old) == 0 || moreThan(old[0], p.Remaining) {
-				reset := at.Unix() + t
-				if at.Nanosecond() != 0 {
-					reset++
-				}
-				h[headerLimit] = []string{strconv.FormatInt(p.Count(), 10)}
-				h[headerRemaining] = []string{strconv.FormatInt(p.Remaining, 10)}
-				h[headerReset] = []string{strconv.FormatInt(reset, 10)}
+			closestT = t
+		}
+		b = appendPolicyName(b, p)
+		b = append(b, ";r="...)
+		b = strconv.AppendInt(b, p.Remaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, t, 10)
+		ends[nv], nv = len(b), nv+1
+	}
+	xrl := false
+	if closest >= 0 {
+		p := &d.policies[closest]
+		if old := h[headerRemaining]; len(old) == 0 || moreThan(old[0], p.Remaining) {
+			xrl = true
+			reset := at.Unix() + closestT
+			if at.Nanosecond() != 0 {
+				reset++
 			}
+			b = strconv.AppendInt(b, p.Count(), 10)
+			ends[nv], nv = len(b), nv+1
+			b = strconv.AppendInt(b, p.Remaining, 10)
+			ends[nv], nv = len(b), nv+1
+			b = strconv.AppendInt(b, reset, 10)
+			ends[nv], nv = len(b), nv+1
 		}
 	}
-	if !d.Allowed && d.n > 0 {
+	retry := false
+	if !d.Allowed && n > 0 {
 		ra := d.RetryAfterSeconds()
 		if old := h[headerRetryAfter]; len(old) == 0 || !moreThan(old[0], ra) {
-			h[headerRetryAfter] = []string{strconv.FormatInt(ra, 10)}
+			retry = true
+			b = strconv.AppendInt(b, ra, 10)
+			ends[nv], nv = len(b), nv+1
 		}
 	}
+	if nv == 0 {
+		return
+	}
+	all := string(b)
+	vals := make([]string, nv)
+	for i, start := 0, 0; i < nv; i++ {
+		vals[i], start = all[start:ends[i]], ends[i]
+	}
+	addValues(h, headerPolicy, vals[:n:n])
+	addValues(h, headerRateLimit, vals[n:2*n:2*n])
+	i := 2 * n
+	if xrl {
+		h[headerLimit], h[headerRemaining], h[headerReset] = vals[i:i+1:i+1], vals[i+1:i+2:i+2], vals[i+2:i+3:i+3]
+		i += 3
+	}
+	if retry {
+		h[headerRetryAfter] = vals[i : i+1 : i+1]
+	}
+}
+
+// addValues adds vals to the values of the field key of h, using vals
+// itself if h has none.
+func addValues(h http.Header, key string, vals []string) {
+	if len(vals) == 0 {
+		return
+	}
+	if old := h[key]; len(old) > 0 {
+		vals = append(old, vals...)
+	}
+	h[key] = vals
+}
+
+// appendPolicyName appends the policy's name, quoted, as in the
+// RateLimit headers: "10/s", "10000/month". Names are printable ASCII
+// without '"' or '\', so quoting is adding quotes.
+func appendPolicyName(b []byte, p *Policy) []byte {
+	b = append(b, '"')
+	if p.IsQuota() {
+		b = strconv.AppendInt(b, p.Quota.Count, 10)
+		b = append(b, '/')
+		b = append(b, p.Quota.Period.String()...)
+	} else {
+		b = appendLimit(b, p.Limit)
+	}
+	return append(b, '"')
+}
+
+// appendLimit appends l in the syntax of [ratelimit.Limit.String], without
+// allocating, for a valid l.
+func appendLimit(b []byte, l ratelimit.Limit) []byte {
+	if !validLimit(l) {
+		return append(b, l.String()...)
+	}
+	b = strconv.AppendInt(b, int64(l.Count), 10)
+	b = append(b, '/')
+	unit, name := time.Second, "s"
+	switch {
+	case l.Period%(24*time.Hour) == 0:
+		unit, name = 24*time.Hour, "d"
+	case l.Period%time.Hour == 0:
+		unit, name = time.Hour, "h"
+	case l.Period%time.Minute == 0:
+		unit, name = time.Minute, "min"
+	}
+	if n := l.Period / unit; n != 1 {
+		b = strconv.AppendInt(b, int64(n), 10)
+	}
+	b = append(b, name...)
+	if l.Burst != 0 {
+		b = append(b, " burst "...)
+		b = strconv.AppendInt(b, int64(l.Burst), 10)
+	}
+	return b
 }
 
 // moreThan reports whether the integer in s is more than n; a value that

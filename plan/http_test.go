@@ -88,3 +88,25 @@ func TestWriteHeadersAfterRatelimit(t *testing.T) {
 		t.Errorf("X-RateLimit-Remaining = %s; want 4 (the plan's, the tighter)", got)
 	}
 }
+
+// TestPolicyNames: the names in the headers are the limits' and quotas'
+// String, which WriteHeaders writes without calling them.
+func TestPolicyNames(t *testing.T) {
+	for _, s := range []string{"1/s", "10/s", "100/min", "50/15min", "1000/h", "5/2h", "100/d", "7/3d", "100/min burst 20", "1000000000/90s"} {
+		l := ratelimit.MustParseLimit(s)
+		p := &plan.Plan{Name: "p", Limits: []ratelimit.Limit{l}, Quota: plan.Quota{Count: 12345, Period: plan.BillingPeriod}}
+		d, err := plan.NewMemory(plan.MemoryOptions{}).Peek(context.Background(), plan.Request{Plan: p, User: "u"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		d.WriteHeaders(h)
+		pols := h["Ratelimit-Policy"]
+		if want := `"` + l.String() + `";`; len(pols) != 2 || pols[0][:len(want)] != want {
+			t.Errorf("%s: RateLimit-Policy %q; want it to start with %s", s, pols, want)
+		}
+		if want := `"12345/period";`; pols[1][:len(want)] != want {
+			t.Errorf("quota: %q", pols[1])
+		}
+	}
+}

@@ -166,23 +166,42 @@ func NewMemory(opts MemoryOptions) *Memory {
 // except to restore a quota counter it does not hold (see
 // MemoryOptions.Usage).
 func (m *Memory) Decide(ctx context.Context, req Request) (d Decision, err error) {
-	err = m.decide(ctx, &req, false, &d)
+	err = m.decide(ctx, &req, modeDecide, &d)
 	return d, err
 }
 
 // Charge implements [Decider].
 func (m *Memory) Charge(ctx context.Context, req Request) (d Decision, err error) {
-	err = m.decide(ctx, &req, true, &d)
+	err = m.decide(ctx, &req, modeCharge, &d)
 	return d, err
 }
 
-func (m *Memory) decide(ctx context.Context, req *Request, charge bool, d *Decision) error {
+// Peek implements [Decider]. It does not start tracking an identity it
+// does not hold, and counts nothing in [Memory.Stats].
+func (m *Memory) Peek(ctx context.Context, req Request) (d Decision, err error) {
+	err = m.decide(ctx, &req, modePeek, &d)
+	return d, err
+}
+
+// mode is what Memory.decide does.
+type mode uint8
+
+const (
+	modeDecide mode = iota
+	modeCharge
+	modePeek
+)
+
+func (m *Memory) decide(ctx context.Context, req *Request, mode mode, d *Decision) error {
+	charge := mode == modeCharge
 	r, err := Resolve(req, m.overrides, charge)
 	s := &m.shards[(maphash.String(m.seed, r.Identity.ID)+uint64(r.Identity.Budget))&m.mask]
 	if err != nil {
-		s.mu.Lock()
-		s.stats.Errors++
-		s.mu.Unlock()
+		if mode != modePeek {
+			s.mu.Lock()
+			s.stats.Errors++
+			s.mu.Unlock()
+		}
 		return err
 	}
 	var anchor int64
@@ -203,7 +222,9 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool, d *Decis
 			s.nextSweep = ns + m.sweepEvery
 		}
 		e := s.m[r.Identity]
-		if e == nil {
+		if e == nil && mode == modePeek {
+			e = &memEntry{id: r.Identity} // a stand-in, not tracked
+		} else if e == nil {
 			if e = s.add(r.Identity, ns, m.perShard); e == nil {
 				s.stats.Overflowed++
 				s.stats.Limited++
@@ -211,7 +232,7 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool, d *Decis
 				overflowDecision(req, &r, now, d)
 				return nil
 			}
-		} else {
+		} else if mode != modePeek {
 			s.moveToFront(e)
 		}
 		if !r.Quota.IsZero() && !e.q.holds(r.Quota.Period, anchor, ns) {
@@ -230,7 +251,9 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool, d *Decis
 				n, err := m.usage.Restore(ctx, r.Identity, q.period, start)
 				s.mu.Lock()
 				if err != nil {
-					s.stats.Errors++
+					if mode != modePeek {
+						s.stats.Errors++
+					}
 					s.mu.Unlock()
 					return err
 				}
@@ -238,8 +261,10 @@ func (m *Memory) decide(ctx context.Context, req *Request, charge bool, d *Decis
 				continue // the shard may have changed meanwhile
 			}
 		}
-		m.apply(e, &r, req, charge, now, ns, d)
-		s.stats.count(d)
+		m.apply(e, &r, req, mode, now, ns, d)
+		if mode != modePeek {
+			s.stats.count(d)
+		}
 		s.mu.Unlock()
 		return nil
 	}
@@ -252,7 +277,8 @@ func (q *quotaState) holds(p Period, anchor, ns int64) bool {
 }
 
 // apply decides for e and spends. The shard's lock must be held.
-func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now time.Time, ns int64, d *Decision) {
+func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, mode mode, now time.Time, ns int64, d *Decision) {
+	charge := mode == modeCharge
 	e.setLimits(r.Limits, ns)
 	cost := float64(r.Cost)
 	var avail [MaxLimits]float64
@@ -266,7 +292,7 @@ func (m *Memory) apply(e *memEntry, r *Resolved, req *Request, charge bool, now 
 	hasQuota := !r.Quota.IsZero()
 	quotaOK := charge || !hasQuota || e.q.used+int64(r.Cost) <= r.Quota.Count
 	allowed = allowed && quotaOK
-	spend := charge || allowed && !req.Deferred
+	spend := charge || allowed && !req.Deferred && mode != modePeek
 	b := BuildDecision(d, req.Plan.Name, r.Cost, now)
 	var keep int64
 	for i := 0; i < e.nb; i++ {

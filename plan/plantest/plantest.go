@@ -256,6 +256,54 @@ func Run(t *testing.T, newDecider NewDecider) {
 		}
 	})
 
+	t.Run("Peek", func(t *testing.T) {
+		clock := NewClock(epoch)
+		store := NewUsageStore()
+		f1 := plan.NewFlusher(store, plan.FlusherOptions{Interval: time.Hour})
+		d := newDecider(t, Options{Now: clock.Now, Usage: f1})
+		p := &plan.Plan{Name: "peek", Limits: []ratelimit.Limit{lim("10/min")}, Quota: plan.Quota{Count: 6, Period: plan.Day}}
+		req := plan.Request{Plan: p, User: "u1", Cost: 4}
+		peek := func(req plan.Request, what string) plan.Decision {
+			t.Helper()
+			dec, err := d.Peek(ctx, req)
+			if err != nil {
+				t.Fatalf("Peek %s: %v", what, err)
+			}
+			return dec
+		}
+		dec := peek(req, "a fresh identity")
+		if !dec.Allowed || dec.Plan != "peek" || dec.Cost != 4 {
+			t.Errorf("Peek of a fresh identity = %+v; want allowed", dec)
+		}
+		wantRemaining(t, dec, 10, 6)
+		// Peeking spends nothing, however often.
+		peek(req, "again")
+		dec = mustAllow(t, ctx, d, req, "cost 4 after peeking")
+		wantRemaining(t, dec, 6, 2)
+		dec = peek(req, "after spending")
+		wantRemaining(t, dec, 6, 2)
+		if dec.Allowed || dec.Refusal != plan.QuotaExceeded || dec.RetryAfter <= 0 {
+			t.Errorf("Peek of cost 4 with 2 left: %+v; want refused by the quota", dec)
+		}
+		req.Cost = 2
+		if dec = peek(req, "cost 2"); !dec.Allowed {
+			t.Errorf("Peek of cost 2 with 2 left: refused (%v)", dec.Refusal)
+		}
+		wantRemaining(t, dec, 6, 2)
+		// The quota used survives a restart, for Peek as for Decide.
+		if err := f1.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f2 := plan.NewFlusher(store, plan.FlusherOptions{Interval: time.Hour})
+		t.Cleanup(func() { f2.Close(ctx) })
+		d = newDecider(t, Options{Now: clock.Now, Usage: f2})
+		dec = peek(req, "after a restart")
+		wantRemaining(t, dec, 10, 2)
+		if _, err := d.Peek(ctx, plan.Request{Plan: p}); !errors.Is(err, plan.ErrInvalidRequest) {
+			t.Errorf("Peek without an identity: err = %v; want ErrInvalidRequest", err)
+		}
+	})
+
 	t.Run("Overrides", func(t *testing.T) {
 		clock := NewClock(epoch)
 		bigger := plan.Quota{Count: 3, Period: plan.Day}
