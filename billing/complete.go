@@ -149,7 +149,7 @@ func (s *Service) afterCheckout(w http.ResponseWriter, r *http.Request, sessionI
 // linkSent shows where a sign-in link went (masked), or that it could not
 // be sent: after a checkout, or for a free sign-up.
 func (s *Service) linkSent(w http.ResponseWriter, r *http.Request, email string, sent, free bool) {
-	masked := maskEmail(email)
+	masked := emailaddr.Mask(email)
 	w.Header().Set("Cache-Control", "no-store")
 	if isJSON(r) {
 		status := "sign_in_link_sent"

@@ -2,10 +2,9 @@ package billing
 
 import (
 	"context"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/apikit/apikit/internal/memlimit"
 )
 
 // Limiter decides whether an action identified by key may happen now; it
@@ -32,52 +31,15 @@ const MemoryLimiterMaxKeys = 50_000
 // forgets only keys whose bucket has refilled (they are as good as new),
 // and while it is still full every further new key shares one overflow
 // bucket of n per period, so a flood of new keys limits itself.
-type MemoryLimiter struct {
-	n   int
-	per time.Duration
-	now func() time.Time
-
-	mu       sync.Mutex
-	keys     map[string]*rate.Limiter
-	overflow *rate.Limiter
-	swept    time.Time
-}
+type MemoryLimiter struct{ l *memlimit.Limiter }
 
 // NewMemoryLimiter returns a limiter of n actions per period for each key
 // (a burst of n, refilled evenly). now is the clock (nil: time.Now).
 func NewMemoryLimiter(n int, per time.Duration, now func() time.Time) *MemoryLimiter {
-	if n <= 0 || per <= 0 {
-		panic("billing: NewMemoryLimiter needs a positive count and period")
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &MemoryLimiter{n: n, per: per, now: now, keys: make(map[string]*rate.Limiter),
-		overflow: rate.NewLimiter(rate.Every(per/time.Duration(n)), n)}
+	return &MemoryLimiter{memlimit.New("billing", n, per, now, MemoryLimiterMaxKeys, memlimit.Share)}
 }
 
 // Allow implements [Limiter]; it never fails.
 func (m *MemoryLimiter) Allow(_ context.Context, key string) (bool, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.keys[key]
-	if l == nil {
-		// Sweep at most once a second, so that a flood of new keys
-		// against a full map costs no more than a map lookup each.
-		if len(m.keys) >= MemoryLimiterMaxKeys && now.Sub(m.swept) >= time.Second {
-			m.swept = now
-			for k, b := range m.keys {
-				if b.TokensAt(now) >= float64(m.n) {
-					delete(m.keys, k)
-				}
-			}
-		}
-		if len(m.keys) >= MemoryLimiterMaxKeys {
-			return m.overflow.AllowN(now, 1), nil
-		}
-		l = rate.NewLimiter(rate.Every(m.per/time.Duration(m.n)), m.n)
-		m.keys[key] = l
-	}
-	return l.AllowN(now, 1), nil
+	return m.l.Allow(key), nil
 }

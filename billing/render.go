@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/apikit/apikit/problem"
 )
@@ -80,22 +79,6 @@ func (s *Service) render(w http.ResponseWriter, status int, name string, data an
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
-}
-
-// maskEmail shows an address the way the "we sent a link" page does: the
-// first character of the local part, then "•••", then the domain
-// ("a•••@example.org"), so that the page tells its reader where to look
-// without spelling out the address to whoever else sees it.
-func maskEmail(email string) string {
-	at := strings.LastIndexByte(email, '@')
-	if at <= 0 {
-		return "•••"
-	}
-	first, _ := utf8.DecodeRuneInString(email)
-	if first == utf8.RuneError {
-		first = '•'
-	}
-	return string(first) + "•••" + email[at:]
 }
 
 func isJSON(r *http.Request) bool {

@@ -2,10 +2,9 @@ package magiclink
 
 import (
 	"context"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/apikit/apikit/internal/memlimit"
 )
 
 // Limiter decides whether an action identified by key may happen now. It
@@ -33,67 +32,21 @@ func (f LimiterFunc) Allow(ctx context.Context, key string) (bool, error) { retu
 // can reset an address's or a client's limit by filling the limiter with
 // new keys. When it holds 100,000 keys none of which has refilled, a new
 // key is refused (fail closed) and counted ([MemoryLimiter.Overflowed]).
-type MemoryLimiter struct {
-	n          int
-	per        time.Duration
-	now        func() time.Time
-	mu         sync.Mutex
-	keys       map[string]*rate.Limiter
-	max        int
-	nextSweep  time.Time
-	overflowed uint64
-}
+type MemoryLimiter struct{ l *memlimit.Limiter }
 
 const memoryLimiterMaxKeys = 100_000
 
 // NewMemoryLimiter returns a [MemoryLimiter] allowing n actions per period
 // per key. now is the clock (nil for time.Now).
 func NewMemoryLimiter(n int, per time.Duration, now func() time.Time) *MemoryLimiter {
-	if n <= 0 || per <= 0 {
-		panic("magiclink: NewMemoryLimiter needs a positive count and period")
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &MemoryLimiter{n: n, per: per, now: now, keys: make(map[string]*rate.Limiter), max: memoryLimiterMaxKeys}
+	return &MemoryLimiter{memlimit.New("magiclink", n, per, now, memoryLimiterMaxKeys, memlimit.Refuse)}
 }
 
 // Allow implements [Limiter]; it never fails.
 func (m *MemoryLimiter) Allow(_ context.Context, key string) (bool, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.keys[key]
-	if l == nil {
-		if len(m.keys) >= m.max && !now.Before(m.nextSweep) {
-			// At most once a second, so that a flood of new keys at a
-			// full limiter costs one sweep a second, not one per key.
-			m.sweep(now)
-			m.nextSweep = now.Add(time.Second)
-		}
-		if len(m.keys) >= m.max {
-			m.overflowed++
-			return false, nil
-		}
-		l = rate.NewLimiter(rate.Every(m.per/time.Duration(m.n)), m.n)
-		m.keys[key] = l
-	}
-	return l.AllowN(now, 1), nil
+	return m.l.Allow(key), nil
 }
 
 // Overflowed returns how many times a new key was refused because the
 // limiter was full of keys that had not refilled.
-func (m *MemoryLimiter) Overflowed() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.overflowed
-}
-
-// sweep forgets keys whose bucket is full again: they are as good as new.
-func (m *MemoryLimiter) sweep(now time.Time) {
-	for k, l := range m.keys {
-		if l.TokensAt(now) >= float64(m.n) {
-			delete(m.keys, k)
-		}
-	}
-}
+func (m *MemoryLimiter) Overflowed() uint64 { return m.l.Overflowed() }

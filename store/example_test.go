@@ -154,10 +154,13 @@ func ExampleStore_AddUsage() {
 	if err := st.SetOverride(ctx, vip, plan.Override{Limits: []ratelimit.Limit{ratelimit.PerSecond(50)}}, time.Now()); err != nil {
 		log.Fatal(err)
 	}
-	overrides, err := st.Overrides(ctx)
+	// Deciders read overrides from memory; the cache reloads them every
+	// minute, so that a change made by the operator's CLI applies.
+	overrides, err := st.OverrideCache(ctx, time.Minute, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer overrides.Close()
 
 	usage := plan.NewFlusher(st, plan.FlusherOptions{})
 	decider := plan.NewMemory(plan.MemoryOptions{Usage: usage, Overrides: overrides})
@@ -175,7 +178,8 @@ func ExampleStore_AddUsage() {
 
 	start, _ := plan.Month.Bounds(now, time.Time{})
 	used, err := st.Usage(ctx, vip.String(), plan.Month, start)
-	fmt.Println(used, err, overrides[vip].Limits)
+	vipOverride, _ := overrides.Override(vip)
+	fmt.Println(used, err, vipOverride.Limits)
 	// Output:
 	// 15 <nil> [50/s]
 }

@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apikit/apikit/plan"
@@ -111,9 +114,9 @@ type overrideRow struct {
 
 // SetOverride stores o as the override of id's limits or quota, replacing
 // any it had, stamped with at. It refuses an invalid identity or override
-// (the error says why). Deciders read overrides from memory: load them with
-// [Store.Overrides] and hand the result to the decider (plan.MemoryOptions
-// Overrides) when they change.
+// (the error says why). Deciders read overrides from memory: give them an
+// [OverrideCache], which reloads them periodically, or the map of
+// [Store.Overrides].
 func (s *Store) SetOverride(ctx context.Context, id plan.Identity, o plan.Override, at time.Time) error {
 	if err := validIdentity(id); err != nil {
 		return err
@@ -217,4 +220,87 @@ func validIdentity(id plan.Identity) error {
 		return fmt.Errorf("store: invalid plan identity %v: want a user or key id of 1 to 255 bytes", id)
 	}
 	return nil
+}
+
+// OverrideCache is a [plan.Overrides] over the store's overrides, for a
+// decider (plan.MemoryOptions.Overrides, or redisplan's): it answers from
+// memory, without locking or allocating, and reloads the whole table every
+// interval, so that an override set by another process (an operator's
+// CLI, another instance) applies within one interval. A failed reload
+// keeps the overrides loaded before, and is logged. Create it with
+// [Store.OverrideCache] and stop it with Close.
+type OverrideCache struct {
+	st      *Store
+	timeout time.Duration
+	log     *slog.Logger
+	cur     atomic.Pointer[plan.OverrideMap]
+
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+}
+
+var _ plan.Overrides = (*OverrideCache)(nil)
+
+// OverrideCache loads the overrides (an error if that fails: a decider
+// should not start without them) and returns a cache of them that reloads
+// every interval until closed; interval <= 0 means only on
+// [OverrideCache.Reload]. logger receives failed reloads (nil: none).
+func (s *Store) OverrideCache(ctx context.Context, interval time.Duration, logger *slog.Logger) (*OverrideCache, error) {
+	c := &OverrideCache{st: s, timeout: 10 * time.Second, log: logger, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := c.Reload(ctx); err != nil {
+		return nil, err
+	}
+	if interval <= 0 {
+		close(c.done)
+		return c, nil
+	}
+	go c.loop(interval)
+	return c, nil
+}
+
+func (c *OverrideCache) loop(every time.Duration) {
+	defer close(c.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), min(c.timeout, every))
+			if err := c.Reload(ctx); err != nil && c.log != nil {
+				c.log.LogAttrs(ctx, slog.LevelWarn, "store: reloading plan overrides failed; keeping the ones loaded before",
+					slog.String("error", err.Error()))
+			}
+			cancel()
+		}
+	}
+}
+
+// Reload reads the overrides from the store now, and serves them from
+// then on. On failure the overrides loaded before stay in use.
+func (c *OverrideCache) Reload(ctx context.Context) error {
+	m, err := c.st.Overrides(ctx)
+	if err != nil {
+		return err
+	}
+	c.cur.Store(&m)
+	return nil
+}
+
+// Override implements [plan.Overrides].
+func (c *OverrideCache) Override(id plan.Identity) (plan.Override, bool) {
+	o, ok := (*c.cur.Load())[id]
+	return o, ok
+}
+
+// Len returns the number of overrides loaded.
+func (c *OverrideCache) Len() int { return len(*c.cur.Load()) }
+
+// Close stops the periodic reloads; the cache keeps answering with the
+// overrides loaded last. Close is idempotent.
+func (c *OverrideCache) Close() {
+	c.closed.Do(func() { close(c.stop) })
+	<-c.done
 }

@@ -94,3 +94,59 @@ func TestPruneUsage(t *testing.T) {
 		}
 	})
 }
+
+// The cache serves overrides set by another process after its next reload,
+// and keeps the last ones while the store fails.
+func TestOverrideCache(t *testing.T) {
+	freshBackends(t, func(t *testing.T, open func() *store.Store) {
+		ctx := context.Background()
+		st := open()
+		if _, err := st.Migrate(ctx, store.Plans); err != nil {
+			t.Fatal(err)
+		}
+		ada := plan.Identity{Budget: plan.PerUser, ID: "1"}
+		if err := st.SetOverride(ctx, ada, plan.Override{Limits: []ratelimit.Limit{ratelimit.PerSecond(5)}}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.OverrideCache(ctx, 20*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if o, ok := c.Override(ada); !ok || o.Limits[0] != ratelimit.PerSecond(5) {
+			t.Fatalf("Override(ada) = %+v, %v", o, ok)
+		}
+		if allocs := testing.AllocsPerRun(100, func() { c.Override(ada) }); allocs != 0 {
+			t.Errorf("Override allocates %v times", allocs)
+		}
+		// Another process changes the table.
+		grace := plan.Identity{Budget: plan.PerKey, ID: "k"}
+		if err := st.SetOverride(ctx, grace, plan.Override{Quota: &plan.Quota{}}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.DeleteOverride(ctx, ada); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, hasAda := c.Override(ada)
+			_, hasGrace := c.Override(grace)
+			if !hasAda && hasGrace {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the cache did not reload the overrides")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The store failing: the last overrides stay.
+		c.Close()
+		st.Close()
+		if err := c.Reload(ctx); err == nil {
+			t.Error("Reload on a closed store succeeded")
+		}
+		if _, ok := c.Override(grace); !ok || c.Len() != 1 {
+			t.Error("a failed reload dropped the overrides")
+		}
+	})
+}

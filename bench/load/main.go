@@ -6,7 +6,7 @@
 // run.
 //
 //	go run ./bench/load                                # every scenario that can run here
-//	go run ./bench/load -scenarios bare,auth,auth+limit -duration 10s -rounds 3
+//	go run ./bench/load -scenarios bare,auth,auth+limit,auth+plan -duration 10s -rounds 3
 //	go run ./bench/load -url https://api.example.com -key "$KEY" -scenarios remote
 //	go run ./bench/load -json results.json
 //
@@ -15,6 +15,7 @@
 //	bare               a trivial handler, no middleware: the physical limit
 //	auth               apikey middleware, cache hit
 //	auth+limit         plus the per-key in-memory rate limiter
+//	auth+plan          auth plus plan.Middleware: two limits and a monthly quota per user, in memory
 //	auth+limit+redis   with the Redis limiter (needs -redis or REDIS_URL)
 //	favorites-read     GET /v1/favorites of the full FavoritesAPI, SQLite
 //	favorites-write    POST /v1/favorites of the full FavoritesAPI, SQLite

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/ratelimit/redislimit"
 	"github.com/apikit/apikit/store"
@@ -60,7 +62,10 @@ func scenarios(o options) []scenario {
 			return startMiddleware(ctx, dir, nil, 1)
 		}},
 		{name: "auth+limit", start: func(ctx context.Context, o options, dir string) (*target, error) {
-			return startMiddleware(ctx, dir, ratelimit.NewMemory(ratelimit.MemoryOptions{}), 1)
+			return startMiddleware(ctx, dir, limitMiddleware(ratelimit.NewMemory(ratelimit.MemoryOptions{})), 1)
+		}},
+		{name: "auth+plan", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startMiddleware(ctx, dir, planMiddleware(plan.NewMemory(plan.MemoryOptions{})), 1)
 		}},
 		{name: "auth+limit+redis", needs: redisNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
 			ropts, err := redis.ParseURL(o.redisURL)
@@ -68,7 +73,7 @@ func scenarios(o options) []scenario {
 				return nil, err
 			}
 			rdb := redis.NewClient(ropts)
-			t, err := startMiddleware(ctx, dir, redislimit.New(rdb, redislimit.Options{Prefix: "apikit-load:" + rand8() + ":"}), 1)
+			t, err := startMiddleware(ctx, dir, limitMiddleware(redislimit.New(rdb, redislimit.Options{Prefix: "apikit-load:" + rand8() + ":"})), 1)
 			if err != nil {
 				rdb.Close()
 				return nil, err
@@ -78,7 +83,7 @@ func scenarios(o options) []scenario {
 			return t, nil
 		}},
 		{name: "many-keys", start: func(ctx context.Context, o options, dir string) (*target, error) {
-			return startMiddleware(ctx, dir, ratelimit.NewMemory(ratelimit.MemoryOptions{}), o.manyKeys)
+			return startMiddleware(ctx, dir, limitMiddleware(ratelimit.NewMemory(ratelimit.MemoryOptions{})), o.manyKeys)
 		}},
 		{name: "favorites-read", start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startFavorites(ctx, filepath.Join(dir, "favorites.db"), false)
@@ -128,10 +133,44 @@ func startBare(ctx context.Context, o options, dir string) (*target, error) {
 	return &target{targeter: get(base+"/v1/me", ""), ok: http.StatusOK, close: stop}, nil
 }
 
-// startMiddleware serves okHandler behind the key middleware (and the
-// limiter, if not nil), with n keys issued on a SQLite store; requests
-// rotate through the keys.
-func startMiddleware(ctx context.Context, dir string, limiter ratelimit.Limiter, n int) (*target, error) {
+// limitMiddleware limits each key to unlimited with limiter.
+func limitMiddleware(limiter ratelimit.Limiter) func(http.Handler) http.Handler {
+	return ratelimit.Middleware(limiter, ratelimit.MiddlewareOptions{
+		KeyFunc: func(r *http.Request) (string, error) {
+			p, _ := apikey.PrincipalFrom(r.Context())
+			return p.KeyID, nil
+		},
+		Limit: unlimited, Policy: "per-key",
+	})
+}
+
+// loadPlan has two limits and a quota, as a paid plan does, all out of
+// reach of one machine's load, per user.
+var loadPlan = &plan.Plan{
+	Name:   "load",
+	Limits: []ratelimit.Limit{unlimited, ratelimit.MustParseLimit("1000000000/h")},
+	Quota:  plan.Quota{Count: plan.MaxQuota, Period: plan.Month},
+}
+
+// planMiddleware decides every request under loadPlan for the key's user,
+// with the plan middleware as an application wires it (without the
+// example's plan selection from subscriptions).
+func planMiddleware(d plan.Decider) func(http.Handler) http.Handler {
+	return plan.Middleware(d, plan.MiddlewareOptions{
+		Request: func(r *http.Request) (plan.Request, error) {
+			p, ok := apikey.PrincipalFrom(r.Context())
+			if !ok {
+				return plan.Request{}, &plan.StatusError{Status: http.StatusUnauthorized, Code: "unauthorized"}
+			}
+			return plan.Request{Plan: loadPlan, User: strconv.FormatInt(p.UserID, 10), Key: p.KeyID}, nil
+		},
+	})
+}
+
+// startMiddleware serves okHandler behind the key middleware (and mw, if
+// not nil), with n keys issued on a SQLite store; requests rotate through
+// the keys.
+func startMiddleware(ctx context.Context, dir string, mw func(http.Handler) http.Handler, n int) (*target, error) {
 	st, err := sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("keys-%d-%s.db", n, rand8())))
 	if err != nil {
 		return nil, err
@@ -147,14 +186,8 @@ func startMiddleware(ctx context.Context, dir string, limiter ratelimit.Limiter,
 	}
 	v := apikey.NewVerifier(st, apikey.VerifierOptions{})
 	h := http.Handler(okHandler)
-	if limiter != nil {
-		h = ratelimit.Middleware(limiter, ratelimit.MiddlewareOptions{
-			KeyFunc: func(r *http.Request) (string, error) {
-				p, _ := apikey.PrincipalFrom(r.Context())
-				return p.KeyID, nil
-			},
-			Limit: unlimited, Policy: "per-key",
-		})(h)
+	if mw != nil {
+		h = mw(h)
 	}
 	h = apikey.Middleware(v, apikey.MiddlewareOptions{})(h)
 	base, stop, err := serve(h)

@@ -15,7 +15,12 @@ import (
 // A fleet shares each user's budget through Redis; quota usage is also
 // written to the store, so a lost Redis gives no one a fresh quota.
 func Example() {
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	client := redis.NewClient(&redis.Options{
+		Addr: "127.0.0.1:6379",
+		// Gives up at each decision's deadline, without a goroutine to
+		// wait for it.
+		ContextTimeoutEnabled: true,
+	})
 	var store plan.UsageStore // the SQL store, in the application
 	if store == nil {
 		return

@@ -6,14 +6,21 @@
 // Each decision is one Lua script run with EVALSHA: one round trip that
 // checks every limit (GCRA, as package ratelimit/redislimit) and the quota
 // of the request, and spends the cost from all of them only if all admit
-// it. An identity's keys share the hash tag {identity}, so a Redis Cluster
-// keeps them in one slot and the script stays atomic there.
+// it. An identity's state is one hash, Prefix + "{user:42}", read once
+// and written once per decision: a field per limit (its theoretical
+// arrival time, in whole microseconds) and the quota's count with the
+// period it counts. The hash expires when its buckets are full again and
+// its quota's period is over. The braces are a hash tag, so that a Redis
+// Cluster places each identity in one slot.
 //
-// Quota counters expire at the end of their period. When a counter is
-// missing mid-period (Redis restarted or was flushed) and the decider has
-// a [plan.Flusher], the counter is restored from the usage store before
-// the request is decided: a second round trip, once per identity and
-// period.
+// Times are whole microseconds and each limit's emission interval is
+// rounded down to one (a limit of 3/s admits 3 requests per 0.999999 s);
+// a limit over 1,000,000 a second is not enforced in Redis.
+//
+// When the quota's counter is missing mid-period (Redis restarted or was
+// flushed) and the decider has a [plan.Flusher], the counter is restored
+// from the usage store before the request is decided: a second round
+// trip, once per identity and period.
 //
 // It is a package of its own so that programs using plans in memory do not
 // link the Redis client.
@@ -27,6 +34,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +62,10 @@ type Options struct {
 	Prefix string
 	// Timeout bounds each decision, including waiting for a connection;
 	// 0 means [DefaultTimeout]. A decision that takes longer fails (see
-	// FailClosed).
+	// FailClosed). Give the client ContextTimeoutEnabled: it then gives up
+	// at the decision's deadline by itself. A client without it (go-redis
+	// then waits for its ReadTimeout, 3 s by default) costs a goroutine
+	// per decision, which waits for it in the background.
 	Timeout time.Duration
 	// FailClosed chooses the decision when Redis fails or times out, as in
 	// package ratelimit/redislimit: false (the default) admits the request
@@ -95,6 +106,10 @@ type Decider struct {
 	overrides  plan.Overrides
 	usage      *plan.Flusher
 
+	direct  bool     // the client honours context deadlines
+	limits  sync.Map // ratelimit.Limit → *limitArgs
+	nlimits atomic.Int64
+
 	allowed, rateLimited, quotaExceeded, errors, failedOpen atomic.Uint64
 	lastLog                                                 atomic.Int64
 }
@@ -132,6 +147,7 @@ func New(client redis.UniversalClient, opts Options) *Decider {
 		now:        opts.Now,
 		overrides:  opts.Overrides,
 		usage:      opts.Usage,
+		direct:     honoursDeadlines(client),
 	}
 }
 
@@ -181,25 +197,28 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 		}
 		return plan.Decision{}, err
 	}
-	keys := make([]string, 0, len(c.limits)+1)
-	tag := r.prefix + "{" + c.id.String() + "}"
-	args := make([]any, 0, 5+2*len(c.limits)+3)
+	keys := []string{r.prefix + "{" + c.id.Budget.String() + ":" + c.id.ID + "}"}
+	args := make([]any, 0, 4+len(c.limits)+3+2*len(c.limits)+4)
 	var nowArg int64 // microseconds; 0: Redis's clock
 	if r.now != nil || !req.Now.IsZero() {
 		nowArg = c.now.UnixMicro()
 	}
 	args = append(args, mode, len(c.limits), c.cost, nowArg)
-	for _, l := range c.limits {
-		keys = append(keys, tag+":l:"+l.String())
-		args = append(args, strconv.FormatFloat(interval(l), 'g', -1, 64), l.BurstSize())
+	var las [plan.MaxLimits]*limitArgs
+	for i, l := range c.limits {
+		las[i] = r.limitArgs(l)
+		args = append(args, las[i].field)
+	}
+	args = append(args, "q", "qp", "x")
+	for _, la := range las[:len(c.limits)] {
+		args = append(args, la.interval, la.capacity)
 	}
 	base := int64(0)
 	if !c.quota.IsZero() {
-		keys = append(keys, tag+":q:"+c.quota.Period.String()+":"+strconv.FormatInt(c.start.Unix(), 10))
 		if r.usage != nil {
 			base = -1 // unknown: the script asks for it if the counter is missing
 		}
-		args = append(args, c.quota.Count, c.end.UnixMilli(), base)
+		args = append(args, c.quota.Count, c.quota.Period.String()+":"+strconv.FormatInt(c.start.Unix(), 10), c.end.UnixMicro(), base)
 	}
 	res, err := r.run(ctx, keys, args)
 	if err == nil && len(res) == 1 {
@@ -212,7 +231,7 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 		args[len(args)-1] = n
 		res, err = r.run(ctx, keys, args)
 	}
-	if err == nil && len(res) != 3+2*len(c.limits) {
+	if err == nil && len(res) != 2+len(c.limits) {
 		err = fmt.Errorf("unexpected reply from the script: %v", res)
 	}
 	if err != nil {
@@ -257,31 +276,61 @@ func (r *Decider) resolve(req *plan.Request, charge bool) (call, error) {
 	return c, nil
 }
 
-// interval is the microseconds one unit of l takes to come back.
-func interval(l ratelimit.Limit) float64 {
-	return float64(l.Period/time.Microsecond) / float64(l.Count)
+// intervalMicros is the whole microseconds one unit of l takes to come
+// back, rounded down: 0 for limits over 1,000,000 a second, which Redis
+// then does not enforce.
+func intervalMicros(l ratelimit.Limit) int64 {
+	return int64(l.Period/time.Microsecond) / int64(l.Count)
 }
 
-// decision builds the Decision from the script's reply:
-// {allowed, used, now, ok1, wait1, ok2, wait2, ...} where wait is the
-// microseconds until the limit's bucket is full (before spending) and used
-// the quota's units used (after spending).
+// maxCachedLimits bounds the cache of limits' script arguments.
+const maxCachedLimits = 1024
+
+// limitArgs are a limit's arguments to the script, boxed once.
+type limitArgs struct {
+	field    any // "l:" and the limit, so that a limit's state carries over to a new plan with the same limit
+	interval any // intervalMicros
+	capacity any // the burst times the interval
+}
+
+// limitArgs returns l's arguments, from the cache if they are there.
+func (r *Decider) limitArgs(l ratelimit.Limit) *limitArgs {
+	if la, ok := r.limits.Load(l); ok {
+		return la.(*limitArgs)
+	}
+	iv := intervalMicros(l)
+	la := &limitArgs{field: "l:" + l.String(), interval: iv, capacity: iv * int64(l.BurstSize())}
+	if r.nlimits.Load() < maxCachedLimits {
+		if _, loaded := r.limits.LoadOrStore(l, la); !loaded {
+			r.nlimits.Add(1)
+		}
+	}
+	return la
+}
+
+// decision builds the Decision from the script's reply: {flags, used,
+// wait1, wait2, ...} where flags has bit 0 set if the request is admitted
+// and bit i if limit i admits it, wait is the microseconds until the
+// limit's bucket was full (before spending), and used the quota's units
+// used (after spending).
 func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) plan.Decision {
-	allowed := asInt(res[0]) == 1
+	flags := asInt(res[0])
+	allowed := flags&1 == 1
 	used := asInt(res[1])
 	spend := mode == modeCharge || allowed && mode == modeDecide
 	cost := float64(c.cost)
 	var d plan.Decision
 	b := plan.BuildDecision(&d, req.Plan.Name, c.cost, c.now)
 	for i, l := range c.limits {
-		ok := asInt(res[3+2*i]) == 1
-		wait := asFloat(res[4+2*i])
-		iv := interval(l)
-		avail := float64(l.BurstSize()) - wait/iv
-		// The TAT is float64 microseconds since 1970: snap to a whole unit
-		// what is within 2µs of one, and agree with Redis's verdict.
-		if whole := math.Round(avail); math.Abs(avail-whole)*iv < 2 {
-			avail = whole
+		ok := flags&(2<<i) != 0
+		avail := float64(l.BurstSize())
+		if iv := float64(intervalMicros(l)); iv > 0 {
+			avail -= float64(asInt(res[2+i])) / iv
+			// Snap to a whole unit what is within 2µs of one, and
+			// agree with Redis's verdict.
+			if whole := math.Round(avail); math.Abs(avail-whole)*iv < 2 {
+				avail = whole
+			}
 		}
 		need := cost
 		if mode == modeAdmit {
@@ -308,11 +357,16 @@ func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) p
 	return d
 }
 
-// run runs the script, giving up at the timeout even if the client would
-// wait longer.
+// run runs the script within the timeout. A client that honours context
+// deadlines (ContextTimeoutEnabled) is trusted to return at the deadline;
+// for another, the command runs on a goroutine of its own, so that the
+// decision still ends at the timeout.
 func (r *Decider) run(ctx context.Context, keys []string, args []any) ([]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	if r.direct {
+		return script.Run(ctx, r.client, keys, args...).Slice()
+	}
 	type result struct {
 		res []any
 		err error
@@ -328,6 +382,20 @@ func (r *Decider) run(ctx context.Context, keys []string, args []any) ([]any, er
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// honoursDeadlines reports whether client gives up at its context's
+// deadline.
+func honoursDeadlines(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode string, err error) (plan.Decision, error) {
@@ -404,17 +472,6 @@ func asInt(v any) int64 {
 	case string:
 		n, _ := strconv.ParseInt(v, 10, 64)
 		return n
-	}
-	return 0
-}
-
-func asFloat(v any) float64 {
-	switch v := v.(type) {
-	case int64:
-		return float64(v)
-	case string:
-		f, _ := strconv.ParseFloat(v, 64)
-		return f
 	}
 	return 0
 }

@@ -24,6 +24,7 @@ func redisClient(tb testing.TB) *redis.Client {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	opts.ContextTimeoutEnabled = true // as the package recommends
 	c := redis.NewClient(opts)
 	tb.Cleanup(func() { c.Close() })
 	if err := c.Ping(context.Background()).Err(); err != nil {
@@ -83,7 +84,7 @@ func TestSharedAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestKeysShareASlot: every key of an identity has the same hash tag.
+// TestKeysShareASlot: an identity's state is one hash, under its hash tag.
 func TestKeysShareASlot(t *testing.T) {
 	client := redisClient(t)
 	prefix := testPrefix(t, client)
@@ -96,13 +97,18 @@ func TestKeysShareASlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 3 {
-		t.Fatalf("keys = %q; want 3 (two limits, one quota)", keys)
+	if len(keys) != 1 || keys[0] != prefix+"{user:42}" {
+		t.Fatalf("keys = %q; want one, %s{user:42}", keys, prefix)
 	}
-	for _, k := range keys {
-		if want := prefix + "{user:42}:"; len(k) < len(want) || k[:len(want)] != want {
-			t.Errorf("key %q does not start with %q", k, want)
-		}
+	fields, err := client.HKeys(context.Background(), keys[0]).Result()
+	if err != nil || len(fields) != 5 {
+		t.Errorf("fields = %q, %v; want two limits, the quota's two and the expiry", fields, err)
+	}
+	// The hash lives until the quota's period ends, and a bucket's refill
+	// (here 72s, one unit of 50/h) longer, so that it is seldom extended.
+	ttl := client.PTTL(context.Background(), keys[0]).Val()
+	if midnight := time.Until(time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)); ttl < midnight || ttl > midnight+73*time.Second {
+		t.Errorf("TTL = %v; want the quota's period, %v, and at most 72s", ttl, midnight)
 	}
 }
 
@@ -168,16 +174,20 @@ func TestFailPolicy(t *testing.T) {
 				t.Cleanup(func() { c.Close() })
 			}
 		}()
-		hole := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, Protocol: 2})
-		t.Cleanup(func() { hole.Close() })
-		d := redisplan.New(hole, redisplan.Options{FailClosed: true, Timeout: 50 * time.Millisecond})
-		start := time.Now()
-		_, err = d.Decide(ctx, plan.Request{Plan: p, User: "u"})
-		if !errors.Is(err, plan.ErrUnavailable) {
-			t.Fatalf("err = %v; want ErrUnavailable", err)
-		}
-		if el := time.Since(start); el > time.Second {
-			t.Errorf("took %v; want about the 50ms timeout", el)
+		// With ContextTimeoutEnabled the client gives up at the deadline;
+		// without, the decider does not wait for it (3 s by default).
+		for _, honours := range []bool{true, false} {
+			hole := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, Protocol: 2, ContextTimeoutEnabled: honours})
+			t.Cleanup(func() { hole.Close() })
+			d := redisplan.New(hole, redisplan.Options{FailClosed: true, Timeout: 50 * time.Millisecond})
+			start := time.Now()
+			_, err = d.Decide(ctx, plan.Request{Plan: p, User: "u"})
+			if !errors.Is(err, plan.ErrUnavailable) {
+				t.Fatalf("ContextTimeoutEnabled %v: err = %v; want ErrUnavailable", honours, err)
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("ContextTimeoutEnabled %v: took %v; want about the 50ms timeout", honours, el)
+			}
 		}
 	})
 }
