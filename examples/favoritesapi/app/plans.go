@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
@@ -147,81 +144,10 @@ func requestCost(r *http.Request) int {
 	return costRead
 }
 
-// overrideSource is the store's list of per-user and per-key overrides.
-type overrideSource interface {
-	Overrides(ctx context.Context) (plan.OverrideMap, error)
-}
-
-// liveOverrides is a plan.Overrides that answers from memory: the store's
-// overrides, read at start and again every interval, so that one set
-// through the operator CLI applies on every instance within the interval.
-type liveOverrides struct {
-	src    overrideSource
-	m      atomic.Pointer[plan.OverrideMap]
-	logger *slog.Logger
-	stop   chan struct{}
-	done   sync.WaitGroup
-	once   sync.Once
-}
-
-// DefaultOverrideRefresh is how often a server reads the overrides again.
+// DefaultOverrideRefresh is how often a server reads the plan overrides
+// again, and so how long one set by the operator CLI takes to apply on
+// every instance.
 const DefaultOverrideRefresh = 10 * time.Second
-
-func newLiveOverrides(ctx context.Context, src overrideSource, every time.Duration, logger *slog.Logger) (*liveOverrides, error) {
-	o := &liveOverrides{src: src, logger: logger, stop: make(chan struct{})}
-	if err := o.refresh(ctx); err != nil {
-		return nil, fmt.Errorf("reading plan overrides: %w", err)
-	}
-	o.done.Add(1)
-	go func() {
-		defer o.done.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-o.stop:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if err := o.refresh(ctx); err != nil {
-					// Keep deciding with the overrides read last.
-					o.logger.Warn("reading plan overrides", "error", err)
-				}
-				cancel()
-			}
-		}
-	}()
-	return o, nil
-}
-
-func (o *liveOverrides) refresh(ctx context.Context) error {
-	m, err := o.src.Overrides(ctx)
-	if err != nil {
-		return err
-	}
-	o.m.Store(&m)
-	return nil
-}
-
-// Override implements plan.Overrides.
-func (o *liveOverrides) Override(id plan.Identity) (plan.Override, bool) {
-	if o == nil {
-		return plan.Override{}, false
-	}
-	m := o.m.Load()
-	if m == nil {
-		return plan.Override{}, false
-	}
-	return m.Override(id)
-}
-
-func (o *liveOverrides) close() {
-	if o == nil {
-		return
-	}
-	o.once.Do(func() { close(o.stop) })
-	o.done.Wait()
-}
 
 // currentPlan is a user's plan and what decides its quota periods.
 type currentPlan struct {

@@ -100,10 +100,10 @@ type Server struct {
 	verifier  *apikey.Verifier
 	keys      *apikey.Manager
 	plans     *plan.Catalog
-	decider   plan.Decider      // the API's plans: rate limits and quota, one decision per request
-	usage     *plan.Flusher     // quota usage, written to the database in batches
-	overrides *liveOverrides    // per-user and per-key overrides of the plans
-	abuse     ratelimit.Limiter // per-client and per-address limits of what strangers can call
+	decider   plan.Decider         // the API's plans: rate limits and quota, one decision per request
+	usage     *plan.Flusher        // quota usage, written to the database in batches
+	overrides *store.OverrideCache // per-user and per-key overrides of the plans
+	abuse     ratelimit.Limiter    // per-client and per-address limits of what strangers can call
 	redis     *redis.Client
 	login     *magiclink.Service
 	billing   *billing.Service
@@ -193,14 +193,17 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	s.usage = plan.NewFlusher(s.store, plan.FlusherOptions{Interval: opts.UsageFlushInterval, Logger: s.logger})
 	// Negotiated limits and quotas (the override command), read from the
 	// database now and every OverrideRefresh.
-	if s.overrides, err = newLiveOverrides(ctx, s.store, cmp.Or(opts.OverrideRefresh, DefaultOverrideRefresh), s.logger); err != nil {
-		return nil, err
+	if s.overrides, err = s.store.OverrideCache(ctx, cmp.Or(opts.OverrideRefresh, DefaultOverrideRefresh), s.logger); err != nil {
+		return nil, fmt.Errorf("reading plan overrides: %w", err)
 	}
 	if cfg.RedisURL != "" {
 		ropts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Every Redis call gives up at its context's deadline (the
+		// deciders' 100 ms), not at the client's 3 s read timeout.
+		ropts.ContextTimeoutEnabled = true
 		s.redis = redis.NewClient(ropts)
 		prefix := cmp.Or(opts.RedisPrefix, "favoritesapi:")
 		// Every instance decides in one Redis, so a user's budget is one
@@ -350,7 +353,7 @@ func (s *Server) Close(ctx context.Context) error {
 			errs = append(errs, s.verifier.Flush(ctx), s.verifier.Close())
 		}
 		if s.overrides != nil {
-			s.overrides.close()
+			s.overrides.Close()
 		}
 		if s.usage != nil {
 			// The quota used since the last batch: nothing is lost.
