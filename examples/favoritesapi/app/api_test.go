@@ -499,7 +499,7 @@ func TestMetrics(t *testing.T) {
 	if after := allowed.FindStringSubmatch(body); before == nil || after == nil || mustAtoi(t, after[1])-mustAtoi(t, before[1]) != 1 {
 		t.Errorf("apikit_plan_allowed went from %v to %v; want one more for one API call", before, after)
 	}
-	for _, want := range []string{"apikit_keys_verified 2\n", "apikit_keys_malformed 1\n"} {
+	for _, want := range []string{"apikit_keys_verified 2\n", "apikit_keys_malformed 1\n", "apikit_plan_quota_exceeded 0\n", "apikit_plan_usage_pending "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics has no %q:\n%s", want, body)
 		}
