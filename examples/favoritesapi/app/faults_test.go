@@ -198,6 +198,10 @@ func TestRedisOutage(t *testing.T) {
 	}
 	rp.Down()
 	check("Redis down")
+	// The dashboard works without Redis; it leaves out the quota used.
+	if p := get(t, c.web, s.URL+"/app"); p.status != http.StatusOK || !strings.Contains(p.body, `id="plan-name">hobby<`) || strings.Contains(p.body, `id="quota-used"`) {
+		t.Errorf("the dashboard with Redis down: %d\n%s", p.status, p.body)
+	}
 	// The limits on what strangers can call do not switch off: sign-in
 	// mail to one address is still limited (5 an hour), from memory.
 	statuses := map[int]int{}

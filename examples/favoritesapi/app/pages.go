@@ -213,9 +213,7 @@ func (s *Server) dashboard(r *http.Request) (dashboardPage, error) {
 	if cp.Plan != nil {
 		v := viewPlan(cp.Plan)
 		p.Plan, p.PerKey = &v, cp.Plan.Budget == plan.PerKey
-		if p.Usage, err = s.quotaUsage(ctx, u.ID, cp); err != nil {
-			return p, err
-		}
+		p.Usage = s.quotaUsage(ctx, u.ID, cp)
 	}
 	for _, pl := range s.plans.Plans() {
 		if cp.Plan == nil || pl.Name != cp.Plan.Name {

@@ -192,18 +192,20 @@ func (s *Server) noPlanDetail() string {
 }
 
 // quotaUsage returns what a user has used of their plan's quota this
-// period, without spending any of it; nil if the plan has no quota or
-// its budgets are per key (each key then has its own).
-func (s *Server) quotaUsage(ctx context.Context, userID int64, cp currentPlan) (*quotaState, error) {
+// period, without spending any of it; nil if the plan has no quota, if
+// its budgets are per key (each key then has its own), or if the decider
+// cannot say (Redis down: the dashboard works without it).
+func (s *Server) quotaUsage(ctx context.Context, userID int64, cp currentPlan) *quotaState {
 	if cp.Plan.Quota.IsZero() || cp.Plan.Budget != plan.PerUser {
-		return nil, nil
+		return nil
 	}
 	d, err := s.decider.Peek(ctx, plan.Request{Plan: cp.Plan, User: strconv.FormatInt(userID, 10), Anchor: cp.Anchor})
-	if err != nil {
-		return nil, err
+	if err != nil || d.FailedOpen {
+		s.logger.Warn("reading the quota used for the dashboard", "user", userID, "error", err)
+		return nil
 	}
 	st := newPlanState(cp.Plan, "", &d)
-	return st.Quota, nil
+	return st.Quota
 }
 
 // hasFree reports whether c has a free plan.
