@@ -29,8 +29,8 @@ const EnvHelp = `Environment:
   STRIPE_PRO_PRICE_ID    price_… of the pro plan's subscription (unset with a Stripe
                          key: no pro plan)
   STRIPE_API_URL         Stripe API base URL, e.g. a local stripe-mock (default Stripe)
-  REDIS_URL              redis://host:6379/0 for limits shared by several
-                         instances; unset: in-memory limits
+  REDIS_URL              redis://host:6379/0 for plan budgets and limits shared by
+                         several instances; unset: in memory, per instance
   PLANS_FILE             JSON file of plans that replaces the built-in free, hobby and
                          pro plans; "favoritesapi plans" prints the plans in force
                          in that format
