@@ -112,6 +112,10 @@ func TestFreeQuota(t *testing.T) {
 	// The free plan's 1/s would make this test take 100 s: RATE_LIMIT
 	// replaces it, and leaves the quota.
 	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("1000/s")})
+	// The day's quota refills at midnight UTC: not in the middle of this.
+	if now := time.Now().UTC(); now.Hour() == 23 && now.Minute() == 59 {
+		time.Sleep(time.Minute - time.Duration(now.Second())*time.Second)
+	}
 	web := signUpFree(t, s, "free@example.com")
 	dash := get(t, web, s.URL+"/app")
 	if !strings.Contains(dash.body, `id="plan-name">free<`) || !strings.Contains(dash.body, `id="plan-status">none<`) {
@@ -248,8 +252,17 @@ func TestDashboardPlan(t *testing.T) {
 // batches, and all of it on Close), so a restarted server does not hand
 // out a fresh quota mid-period.
 func TestQuotaSurvivesRestart(t *testing.T) {
-	cfg := app.Config{DatabaseURL: databaseURL(t, sqliteDB), RateLimit: ratelimit.MustParseLimit("1000/s")}
-	first := startServer(t, sqliteDB, cfg)
+	for _, b := range []backend{sqliteDB, postgresDB} {
+		t.Run(string(b), func(t *testing.T) { testQuotaSurvivesRestart(t, b) })
+	}
+}
+
+func testQuotaSurvivesRestart(t *testing.T, b backend) {
+	if now := time.Now().UTC(); now.Hour() == 23 && now.Minute() == 59 {
+		time.Sleep(time.Minute - time.Duration(now.Second())*time.Second)
+	}
+	cfg := app.Config{DatabaseURL: databaseURL(t, b), RateLimit: ratelimit.MustParseLimit("1000/s")}
+	first := startServer(t, b, cfg)
 	ctx := context.Background()
 	uid, _, err := first.Store().CreateUser(ctx, "durable@example.com", time.Now())
 	if err != nil {
@@ -266,7 +279,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 	if err := first.Close(ctx); err != nil {                                                           // a graceful shutdown
 		t.Fatal(err)
 	}
-	second := startServer(t, sqliteDB, cfg)
+	second := startServer(t, b, cfg)
 	r := call(t, second.URL, tok.Reveal(), "GET", "/v1/me", "")
 	if r.status != 200 || quotaLeft(t, r, "100/day") != 100-3-5-1 {
 		t.Errorf("after a restart: %d %q, want %d of 100/day left", r.status, r.header.Values("RateLimit"), 100-3-5-1)
