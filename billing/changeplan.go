@@ -41,22 +41,15 @@ import (
 func (s *Service) ChangePlanHandler() http.Handler { return s.protect(s.serveChangePlan) }
 
 func (s *Service) serveChangePlan(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		s.fail(w, r, http.StatusMethodNotAllowed, ErrBadRequest)
+	if !s.method(w, r, http.MethodPost) {
 		return
 	}
 	if !s.allow(w, r, "plan:") {
 		return
 	}
 	ctx := r.Context()
-	uid, ok := s.opts.CurrentUser(ctx)
+	uid, ok := s.signedIn(w, r)
 	if !ok {
-		if isJSON(r) || !acceptsHTML(r) {
-			s.fail(w, r, http.StatusUnauthorized, ErrNotSignedIn)
-			return
-		}
-		s.redirect(w, r, s.opts.SignInURL)
 		return
 	}
 	form, err := readSignup(w, r)

@@ -55,9 +55,7 @@ const maxFormBytes = 4 << 10
 func (s *Service) CheckoutHandler() http.Handler { return s.protect(s.serveCheckout) }
 
 func (s *Service) serveCheckout(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		s.fail(w, r, http.StatusMethodNotAllowed, ErrBadRequest)
+	if !s.method(w, r, http.MethodPost) {
 		return
 	}
 	if !s.allow(w, r, "signup:") {

@@ -20,13 +20,8 @@ func (s *Service) servePortal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	uid, ok := s.opts.CurrentUser(ctx)
+	uid, ok := s.signedIn(w, r)
 	if !ok {
-		if isJSON(r) || !acceptsHTML(r) {
-			s.fail(w, r, http.StatusUnauthorized, ErrNotSignedIn)
-			return
-		}
-		s.redirect(w, r, s.opts.SignInURL)
 		return
 	}
 	if s.opts.DevMode {

@@ -87,3 +87,31 @@ func isJSON(r *http.Request) bool {
 }
 
 func acceptsHTML(r *http.Request) bool { return strings.Contains(r.Header.Get("Accept"), "text/html") }
+
+// method answers 405 with Allow unless r uses one of the methods.
+func (s *Service) method(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	s.fail(w, r, http.StatusMethodNotAllowed, ErrBadRequest)
+	return false
+}
+
+// signedIn returns the signed-in user ([Options.CurrentUser]); without one
+// it sends browsers to [Options.SignInURL], answers JSON clients 401, and
+// reports false.
+func (s *Service) signedIn(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	uid, ok := s.opts.CurrentUser(r.Context())
+	if ok {
+		return uid, true
+	}
+	if isJSON(r) || !acceptsHTML(r) {
+		s.fail(w, r, http.StatusUnauthorized, ErrNotSignedIn)
+	} else {
+		s.redirect(w, r, s.opts.SignInURL)
+	}
+	return 0, false
+}

@@ -42,9 +42,7 @@ func (s *Service) WebhookHandler() http.Handler {
 }
 
 func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		s.fail(w, r, http.StatusMethodNotAllowed, ErrBadRequest)
+	if !s.method(w, r, http.MethodPost) {
 		return
 	}
 	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBytes))

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -247,43 +248,43 @@ func (s *Server) handleListFavorites(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetFavorite(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	ctx := r.Context()
-	p, _ := apikey.PrincipalFrom(ctx)
-	if !validFavoriteID(id) {
-		notFound(w)
-		return
-	}
-	fav, found, err := s.favs.get(ctx, p.UserID, id)
-	if err != nil {
-		s.internalError(w, r, fmt.Errorf("reading favorite: %w", err))
-		return
-	}
-	if !found {
-		notFound(w)
-		return
-	}
-	writeJSON(w, http.StatusOK, fav)
+	s.withFavorite(w, r, "reading", func(ctx context.Context, userID int64, id string) (bool, error) {
+		fav, found, err := s.favs.get(ctx, userID, id)
+		if found {
+			writeJSON(w, http.StatusOK, fav)
+		}
+		return found, err
+	})
 }
 
 func (s *Server) handleDeleteFavorite(w http.ResponseWriter, r *http.Request) {
+	s.withFavorite(w, r, "deleting", func(ctx context.Context, userID int64, id string) (bool, error) {
+		deleted, err := s.favs.delete(ctx, userID, id)
+		if deleted {
+			w.WriteHeader(http.StatusNoContent)
+		}
+		return deleted, err
+	})
+}
+
+// withFavorite runs do for the caller's favorite named in the path: an id
+// that cannot be a favorite's, or a favorite do does not find (another
+// user's included), is a 404; a failure is a 500 problem, logged as what.
+func (s *Server) withFavorite(w http.ResponseWriter, r *http.Request, what string, do func(ctx context.Context, userID int64, id string) (bool, error)) {
 	id := r.PathValue("id")
-	ctx := r.Context()
-	p, _ := apikey.PrincipalFrom(ctx)
 	if !validFavoriteID(id) {
 		notFound(w)
 		return
 	}
-	deleted, err := s.favs.delete(ctx, p.UserID, id)
-	if err != nil {
-		s.internalError(w, r, fmt.Errorf("deleting favorite: %w", err))
-		return
-	}
-	if !deleted {
+	ctx := r.Context()
+	p, _ := apikey.PrincipalFrom(ctx)
+	found, err := do(ctx, p.UserID, id)
+	switch {
+	case err != nil:
+		s.internalError(w, r, fmt.Errorf("%s favorite: %w", what, err))
+	case !found:
 		notFound(w)
-		return
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func notFound(w http.ResponseWriter) {

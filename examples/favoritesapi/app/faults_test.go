@@ -56,7 +56,13 @@ func TestPostgresOutage(t *testing.T) {
 		DatabaseURL: throughProxy(t, dsn, pg),
 		RateLimit:   ratelimit.MustParseLimit("100000/min"),
 	}, func(o *app.Options) { o.KeyCacheTTL = time.Second })
-	writer := newCustomer(t, s, "writer@example.com")
+	// The writer subscribes to a plan without a quota (Provision): the
+	// writes here must not run into hobby's 10,000 units a month.
+	wtok, err := s.Provision(t.Context(), "writer@example.com", "writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := &customer{email: "writer@example.com", token: wtok, server: s}
 	cold := newCustomer(t, s, "cold@example.com") // its key is never verified before the outage
 
 	var (
@@ -242,7 +248,13 @@ func TestRedisOutage(t *testing.T) {
 // listening, or closed unread when the listener closed).
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("100000/min")})
-	c := newCustomer(t, s, "shutdown@example.com")
+	// Provision subscribes to a plan without a quota: the load here must
+	// not run into one (hobby's 10,000 a month is 2,000 writes).
+	tok, err := s.Provision(t.Context(), "shutdown@example.com", "load")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &customer{email: "shutdown@example.com", token: tok, server: s}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
