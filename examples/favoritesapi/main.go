@@ -184,7 +184,7 @@ func migrateCmd(ctx context.Context, cfg app.Config, stdout io.Writer) error {
 	defer st.Close()
 	applied, err := app.Migrate(ctx, st)
 	for _, m := range applied {
-		fmt.Fprintln(stdout, "applied", m.Name)
+		fmt.Fprintln(stdout, "applied", m.Scope, m.Name)
 	}
 	if err != nil {
 		return err

@@ -102,7 +102,7 @@ func TestMigrateAndKeys(t *testing.T) {
 	if code := run(ctx, []string{"migrate"}, env(vars), &stdout, &stderr); code != 0 {
 		t.Fatalf("migrate exited %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "applied 0001_") {
+	if !strings.Contains(stdout.String(), "applied apikit/keys 0001_") || !strings.Contains(stdout.String(), "applied favoritesapi 0001_") {
 		t.Errorf("migrate printed %q", stdout.String())
 	}
 	stdout.Reset()

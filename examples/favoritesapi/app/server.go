@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("migrating the database: %w", err)
 	}
 	for _, m := range applied {
-		s.logger.Info("applied migration", "name", m.Name)
+		s.logger.Info("applied migration", "scope", m.Scope, "name", m.Name)
 	}
 	s.favs = &favorites{db: s.store.DB()}
 
