@@ -5,18 +5,20 @@ import (
 	"net/http"
 )
 
-// PortalHandler returns the customer-portal endpoint (GET or POST): for the
+// PortalHandler returns the customer-portal endpoint (POST): for the
 // signed-in user ([Options.CurrentUser]) it creates a Stripe Billing Portal
 // session that returns to [Options.AppPath], and answers 303 to it. Without
 // a signed-in user browsers go to [Options.SignInURL] and JSON clients get
-// 401; a user who never completed a checkout gets 404. It refuses
-// cross-origin requests itself (403), whatever router mounts it.
+// 401; a user who never completed a checkout gets 404. Each client may
+// open it [Options.Limiter] times ("portal:"), and it refuses cross-origin
+// requests itself (403), whatever router mounts it.
 func (s *Service) PortalHandler() http.Handler { return s.protect(s.servePortal) }
 
 func (s *Service) servePortal(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, POST")
-		s.fail(w, r, http.StatusMethodNotAllowed, ErrBadRequest)
+	// POST only: each visit creates a Stripe portal session, and a GET
+	// could be sent by any site's link (cross-origin protection covers
+	// only unsafe methods).
+	if !s.method(w, r, http.MethodPost) || !s.allow(w, r, "portal:") {
 		return
 	}
 	ctx := r.Context()

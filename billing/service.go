@@ -96,7 +96,7 @@ func (s *Service) DevMode() bool { return s.opts.DevMode }
 //
 //	POST     SignupPath       /signup             [Service.CheckoutHandler]
 //	GET      SuccessPath      /billing/success    [Service.SuccessHandler]
-//	GET,POST PortalPath       /billing/portal     [Service.PortalHandler]
+//	POST     PortalPath       /billing/portal     [Service.PortalHandler]
 //	POST     ChangePlanPath   /billing/plan       [Service.ChangePlanHandler]
 //	POST     WebhookPath      /webhooks/stripe    [Service.WebhookHandler]
 //	GET,POST DevCheckoutPath  /billing/dev-checkout [Service.DevCheckoutHandler], in dev mode only

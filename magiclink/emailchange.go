@@ -98,8 +98,10 @@ func (s *Service) RequestEmailChange(ctx context.Context, userID int64, newEmail
 // POST spends the token: the user's address becomes the new one, now
 // proven, and the old address is told by email ("your sign-in address was
 // changed to n•••@example.org"); the browser gets a page saying so (a JSON
-// client gets 200 and {"user_id", "email"}). It signs nobody in and ends no
-// session.
+// client gets 200 and {"user_id", "email"}). It signs nobody in, and the
+// store ends every session of the account: they were started by whoever
+// proved the old address, and the new one may belong to someone else.
+// Sign in again with the new address.
 //
 // If the new address belongs to another account by then, the token is
 // spent, nothing changes, and the answer is a clear refusal (409,

@@ -96,7 +96,8 @@ func TestSignInThroughEmailedLink(t *testing.T) {
 			if !strings.Contains(again.body, `href="/login"`) || !strings.Contains(again.body, "does not work") {
 				t.Errorf("a used link's page does not offer a new link:\n%s", again.body)
 			}
-			st := h.svc.Stats()
+			// The mail arrived before its sender counted it: wait for the count.
+			st := h.waitStats(func(s magiclink.Stats) bool { return s.MailSent == 1 })
 			if st.MailSent != 1 || st.VerifySucceeded != 1 || st.VerifyFailed != 1 || st.SessionsCreated != 1 {
 				t.Errorf("stats %+v", st)
 			}

@@ -9,8 +9,10 @@ import (
 )
 
 // SignIn starts a new session for the user and sets its cookie on w. It is
-// what a followed login link does; other sign-in paths (such as completing
-// a checkout with a new account) call it directly. It fails with
+// what a followed login link does. Call it yourself only after this browser
+// has proven the account's address some other way (a code you sent to it):
+// never because someone paid, knows an id, or holds a link to a page —
+// that is how accounts are taken over (see SECURITY.md). It fails with
 // [ErrUnknownUser] if there is no such user.
 func (s *Service) SignIn(ctx context.Context, w http.ResponseWriter, userID int64) error {
 	if _, found, err := s.store.UserEmail(ctx, userID); err != nil {

@@ -189,6 +189,11 @@ func (s *Store) ConsumeEmailChange(ctx context.Context, hash []byte, now time.Ti
 			WHERE id = ?`), newEmail, t, t, userID); err != nil {
 			return err
 		}
+		// The sessions were started by whoever proved the old address;
+		// the new one is proven by someone who may be someone else.
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM sessions WHERE user_id = ?`), userID); err != nil {
+			return err
+		}
 		ok = true
 		return nil
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +63,7 @@ func (s *Store) CreateUser(ctx context.Context, email string, at time.Time) (id 
 	// The user exists (or was created concurrently and is committed now).
 	id, ok, err := s.UserByEmail(ctx, email)
 	if err == nil && !ok {
-		err = fmt.Errorf("store: CreateUser: %q exists but cannot be read", email)
+		err = errors.New("store: CreateUser: the address has an account that cannot be read")
 	}
 	return id, false, err
 }

@@ -225,7 +225,7 @@ func TestPlans(t *testing.T) {
 	}
 	builtin := stdout.String()
 	for _, want := range []string{
-		`"name": "free"`, `"quota": "100/day"`, `"1/s"`,
+		`"name": "free"`, `"quota": "100/day"`, `"1/s burst 5"`,
 		`"name": "hobby"`, `"price_dev_hobby"`, `"quota": "10000/month"`, `"10/s"`,
 		`"name": "pro"`, `"price_dev_pro"`, `"100/s"`, `"metered": true`, `"budget": "user"`,
 	} {
@@ -381,5 +381,22 @@ func TestOverride(t *testing.T) {
 	if code := run(ctx, []string{"override", "--email", "nobody@example.com", "--quota", "5/day"}, env(vars), &stdout, &stderr); code != 1 ||
 		!strings.Contains(stderr.String(), "no user") {
 		t.Errorf("override for an unknown user exited %d: %s", code, stderr.String())
+	}
+}
+
+// TestUnaffordablePlan: a plan whose limit can never admit a write (its
+// burst is below the write's cost) is refused at start, naming it.
+func TestUnaffordablePlan(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plans.json")
+	if err := os.WriteFile(file, []byte(`{"plans":[{"name":"free","prices":[],"limits":["1/s"],"quota":"100/day","budget":"user"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"plans"}, env(map[string]string{"PLANS_FILE": file, "DATABASE_URL": filepath.Join(dir, "f.db")}), &stdout, &stderr); code != 2 {
+		t.Errorf("favoritesapi plans with an unaffordable plan exited %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), `plan "free": limit 1/s admits at most 1 at once`) || !strings.Contains(stderr.String(), `"1/s burst 5"`) {
+		t.Errorf("stderr %q; want it to name the plan, the limit and the fix", stderr.String())
 	}
 }

@@ -41,7 +41,7 @@ func Example_plans() {
 	mux := http.NewServeMux()
 
 	catalog := plan.MustCatalog(
-		plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.PerSecond(1)},
+		plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.MustParseLimit("1/s burst 5")}, // room for one write
 			Quota: plan.Quota{Count: 100, Period: plan.Day}}, // no price: users without a subscription
 		plan.Plan{Name: "hobby", Prices: []string{"price_hobby"}, // STRIPE_PRICE_ID
 			Limits: []ratelimit.Limit{ratelimit.PerSecond(10)}, Quota: plan.Quota{Count: 10_000, Period: plan.Month}},
@@ -93,5 +93,5 @@ func Example_plans() {
 	w := httptest.NewRecorder()
 	mux.ServeHTTP(w, r)
 	fmt.Println(w.Code, strings.Join(w.Header().Values("RateLimit-Policy"), ", "))
-	// Output: 200 "1/s";q=1;w=1, "100/day";q=100;w=86400
+	// Output: 200 "1/s burst 5";q=1;w=1, "100/day";q=100;w=86400
 }

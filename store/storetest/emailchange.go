@@ -31,6 +31,7 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 		b, ec, uid := setup(t)
 		ctx := ctxFor(t)
 		create(t, ec, "c1", uid, "new@example.com", epoch)
+		mustSession(t, b, "before", uid, epoch, 24*time.Hour)
 		if email, _, _ := b.UserEmail(ctx, uid); email != "old@example.com" {
 			t.Fatalf("UserEmail before the change is spent = %q; want the old address", email)
 		}
@@ -44,6 +45,11 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 		if _, found, _ := b.UserByEmail(ctx, "old@example.com"); found {
 			t.Error("the old address still finds an account")
+		}
+		// Whoever proved the old address started the sessions; the new
+		// address may belong to someone else, who must not find them open.
+		if hasSession(t, b, "before") {
+			t.Error("a session from before the change survived it")
 		}
 		if d, ok := b.(UserDirectory); ok {
 			if u, _, _ := d.User(ctx, uid); !u.VerifiedAt.Equal(now) {

@@ -158,6 +158,9 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.Plans = plans
 	}
+	if err := affordable(c.Plans); err != nil {
+		return Config{}, err
+	}
 	return c, nil
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,9 @@ const (
 func BuiltinPlans(hobbyPrice, proPrice string) *plan.Catalog {
 	plans := []plan.Plan{
 		{
-			Name:   "free",
-			Limits: []ratelimit.Limit{ratelimit.PerSecond(1)},
+			Name: "free",
+			// 1 a second, with room for one write (which costs 5) at once.
+			Limits: []ratelimit.Limit{{Count: 1, Period: time.Second, Burst: costWrite}},
 			Quota:  plan.Quota{Count: 100, Period: plan.Day},
 			Budget: plan.PerUser,
 		},
@@ -92,6 +94,25 @@ func withFirstLimit(c *plan.Catalog, limit ratelimit.Limit) (*plan.Catalog, erro
 		plans = append(plans, q)
 	}
 	return plan.NewCatalog(plans...)
+}
+
+// affordable checks that every plan can admit the dearest request at all:
+// a request whose cost exceeds a limit's burst, or the quota, can never be
+// admitted (plan.ErrInvalidRequest), so such a plan would answer every
+// write with an error. It names the plan and the limit.
+func affordable(c *plan.Catalog) error {
+	for _, p := range c.Plans() {
+		for _, l := range p.Limits {
+			if burst := cmp.Or(l.Burst, l.Count); burst < costWrite {
+				return fmt.Errorf("plan %q: limit %s admits at most %d at once, but saving a favorite costs %d: give it a burst of at least %d, such as \"%d/%s burst %d\"",
+					p.Name, l, burst, costWrite, costWrite, l.Count, strings.TrimPrefix(ratelimit.Limit{Count: 1, Period: l.Period}.String(), "1/"), costWrite)
+			}
+		}
+		if !p.Quota.IsZero() && p.Quota.Count < costWrite {
+			return fmt.Errorf("plan %q: quota %s is less than the %d that saving a favorite costs", p.Name, p.Quota, costWrite)
+		}
+	}
+	return nil
 }
 
 // describeLimits writes a plan's limits for people: "10/s and 1000/h".

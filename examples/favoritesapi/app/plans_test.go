@@ -285,3 +285,20 @@ func testQuotaSurvivesRestart(t *testing.T, b backend) {
 		t.Errorf("after a restart: %d %q, want %d of 100/day left", r.status, r.header.Values("RateLimit"), 100-3-5-1)
 	}
 }
+
+// TestFreePlanWrites uses the free plan as declared (no RATE_LIMIT): its
+// 1 a second has room for one write, which costs 5, so a free user can
+// save a favorite; the next write at once waits for the limit to refill.
+func TestFreePlanWrites(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	web := signUpFree(t, s, "writer@example.com")
+	token := createKey(t, s, web, "free key")
+	body := `{"name":"Go spec","url":"https://go.dev/ref/spec"}`
+	if r := call(t, s.URL, token, "POST", "/v1/favorites", body); r.status != http.StatusCreated {
+		t.Fatalf("a free user's first write: %d %s, want 201", r.status, r.body)
+	}
+	r := call(t, s.URL, token, "POST", "/v1/favorites", body)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Errorf("a second write at once: %d %s, want 429 with Retry-After", r.status, r.body)
+	}
+}
