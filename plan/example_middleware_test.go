@@ -64,13 +64,13 @@ func ExampleMiddleware() {
 		r.Header.Set("X-Demo-User", "ada")
 		w := httptest.NewRecorder()
 		api.ServeHTTP(w, r)
-		line := fmt.Sprint(call.method, " ", call.path, " ", w.Code, " ", w.Header().Values("RateLimit")[1], " ", w.Body.String())
+		line := fmt.Sprint(call.method, " ", call.path, " ", w.Code, " ", w.Header().Get("RateLimit"), " ", w.Body.String())
 		fmt.Println(strings.TrimSpace(line))
 	}
 	// Output:
-	// POST /v1/favorites 201 "100/day";r=95;t=39600
-	// GET /v1/export 200 "100/day";r=95;t=39600
-	// GET /v1/me 200 "100/day";r=82;t=39600 {"plan":"free","quota_remaining":82}
+	// POST /v1/favorites 201 "50/s";r=45;t=1
+	// GET /v1/export 200 "50/s";r=45;t=1
+	// GET /v1/me 200 "50/s";r=32;t=1 {"plan":"free","quota_remaining":82}
 }
 
 // A dashboard shows a user's budgets without spending any.

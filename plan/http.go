@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -29,107 +30,164 @@ const (
 )
 
 // WriteHeaders sets the rate limit headers of d on h, as
-// [ratelimit.Middleware] does for one limit, listing every policy of the
-// plan (draft-ietf-httpapi-ratelimit-headers-10 allows several), one field
-// line per policy, in the order of [Decision.Policies]:
+// [ratelimit.Middleware] does for one limit: RateLimit-Policy lists every
+// policy of the plan (draft-ietf-httpapi-ratelimit-headers-10 allows
+// several), in the order of [Decision.Policies], on one field line;
+// RateLimit and the X-RateLimit-* fields describe the policy closest to
+// exhaustion ([Decision.Closest]), the one a client must pace itself by:
 //
-//	RateLimit-Policy: "10/s";q=10;w=1
-//	RateLimit-Policy: "10000/month";q=10000;w=2592000
+//	RateLimit-Policy: "10/s";q=10;w=1, "10000/month";q=10000;w=2592000
 //	RateLimit: "10/s";r=9;t=1
-//	RateLimit: "10000/month";r=9876;t=1234567
 //	X-RateLimit-Limit: 10
 //	X-RateLimit-Remaining: 9
 //	X-RateLimit-Reset: 1767225601
 //
 // q is the policy's [Policy.Count], w its [Policy.Window] in seconds, r its
-// Remaining and t the seconds (rounded up) until it is whole again or, for
-// a policy that refused the request, until it would admit it. The
-// X-RateLimit-* fields describe the policy closest to exhaustion
-// ([Decision.Closest]), with the reset as a Unix time. A refused request
-// also gets Retry-After: d.RetryAfterSeconds(). Headers already set by an
-// outer limiter are kept, as ratelimit's middleware keeps them.
+// Remaining and t the seconds (rounded up) until it is whole again or, if
+// it refused the request, until it would admit it; X-RateLimit-Reset is
+// that moment as a Unix time. Every policy's state is in the Decision
+// ([Decision.Policies]), for a GET /v1/me. A refused request also gets
+// Retry-After: d.RetryAfterSeconds(). Headers already set by an outer
+// limiter are kept, as ratelimit's middleware keeps them: their
+// RateLimit-Policy and RateLimit field lines come first, and the
+// X-RateLimit-* fields and Retry-After describe the tighter of the two.
 func (d *Decision) WriteHeaders(h http.Header) {
-	// Every value is a substring of one string, and every field's values
-	// a part of one slice: two allocations, whatever the policies.
-	n := int(d.n)
+	if d.n == 0 {
+		return
+	}
+	var ph policyHeaders
+	ph.format(d)
+	var stack [128]byte
+	vals := (*[numHeaderValues]string)(make([]string, numHeaderValues))
+	d.writeHeaders(h, &ph, vals, stack[:0], false)
+}
+
+// policyHeaders are the parts of the headers of a set of policies that
+// do not change from one decision to the next, formatted once. Every part
+// is a substring of policy.
+type policyHeaders struct {
+	policy string              // the RateLimit-Policy value
+	names  [maxPolicies]string // each policy's name, quoted
+	counts [maxPolicies]string // each policy's q, for X-RateLimit-Limit
+}
+
+// format sets ph to the headers of d's policies.
+func (ph *policyHeaders) format(d *Decision) {
+	var stack [256]byte
+	b := stack[:0]
+	var ends [maxPolicies][3]int // name start, name end, count end
+	for i := 0; i < int(d.n); i++ {
+		p := &d.policies[i]
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		ends[i][0] = len(b)
+		b = appendPolicyName(b, p)
+		ends[i][1] = len(b)
+		b = append(b, ";q="...)
+		b = strconv.AppendInt(b, p.Count(), 10)
+		ends[i][2] = len(b)
+		b = append(b, ";w="...)
+		b = strconv.AppendInt(b, max(1, ceilSeconds(p.Window)), 10)
+	}
+	ph.policy = string(b)
+	for i := 0; i < int(d.n); i++ {
+		e := ends[i]
+		ph.names[i] = ph.policy[e[0]:e[1]]
+		ph.counts[i] = ph.policy[e[1]+len(";q=") : e[2]]
+	}
+}
+
+// policyKey identifies the policyHeaders of a Decision: its limits, and
+// its quota with the length of the quota's current period.
+type policyKey struct {
+	limits [MaxLimits]ratelimit.Limit
+	quota  Quota
+	window time.Duration
+}
+
+// key returns the policyKey of d's policies.
+func (d *Decision) key() policyKey {
+	var k policyKey
+	for i := 0; i < int(d.n); i++ {
+		p := &d.policies[i]
+		if p.IsQuota() {
+			k.quota, k.window = p.Quota, p.Window
+		} else if i < MaxLimits {
+			k.limits[i] = p.Limit
+		}
+	}
+	return k
+}
+
+// The values writeHeaders sets, in their order in its vals.
+const (
+	valPolicy = iota
+	valRateLimit
+	valLimit
+	valRemaining
+	valReset
+	valRetryAfter
+	numHeaderValues
+)
+
+// writeHeaders sets the headers of d on h, with the policy parts of ph,
+// formatting the numbers into buf. vals holds the field values, so that
+// h's slices of them are its parts. With inPlace, buf's bytes become the
+// values' without a copy: buf must then be memory that nothing writes
+// again, and that may live as long as h.
+func (d *Decision) writeHeaders(h http.Header, ph *policyHeaders, vals *[numHeaderValues]string, buf []byte, inPlace bool) {
 	closest := d.closest()
+	p := &d.policies[closest]
+	t := ceilSeconds(p.Reset)
+	if p.RetryAfter > 0 {
+		t = max(1, ceilSeconds(p.RetryAfter))
+	}
 	at := d.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	var stack [1024]byte
-	b := stack[:0]
-	var ends [2*maxPolicies + 4]int // the end in b of each value
-	nv := 0
-	for i := 0; i < n; i++ {
-		p := &d.policies[i]
-		b = appendPolicyName(b, p)
-		b = append(b, ";q="...)
-		b = strconv.AppendInt(b, p.Count(), 10)
-		b = append(b, ";w="...)
-		b = strconv.AppendInt(b, max(1, ceilSeconds(p.Window)), 10)
-		ends[nv], nv = len(b), nv+1
+	reset := at.Unix() + t
+	if at.Nanosecond() != 0 {
+		reset++ // round the moment up, like t
 	}
-	var closestT int64
-	for i := 0; i < n; i++ {
-		p := &d.policies[i]
-		t := ceilSeconds(p.Reset)
-		if p.RetryAfter > 0 {
-			t = max(1, ceilSeconds(p.RetryAfter))
-		}
-		if i == closest {
-			closestT = t
-		}
-		b = appendPolicyName(b, p)
-		b = append(b, ";r="...)
-		b = strconv.AppendInt(b, p.Remaining, 10)
-		b = append(b, ";t="...)
-		b = strconv.AppendInt(b, t, 10)
-		ends[nv], nv = len(b), nv+1
+	// The RateLimit value, which contains the remaining units and t,
+	// followed by the reset time.
+	b := append(buf, ph.names[closest]...)
+	b = append(b, ";r="...)
+	remStart := len(b)
+	b = strconv.AppendInt(b, p.Remaining, 10)
+	remEnd := len(b)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, t, 10)
+	rlEnd := len(b)
+	b = strconv.AppendInt(b, reset, 10)
+	resetEnd, ra := len(b), int64(0)
+	if !d.Allowed {
+		ra = d.RetryAfterSeconds()
+		b = strconv.AppendInt(b, ra, 10)
 	}
-	xrl := false
-	if closest >= 0 {
-		p := &d.policies[closest]
-		if old := h[headerRemaining]; len(old) == 0 || moreThan(old[0], p.Remaining) {
-			xrl = true
-			reset := at.Unix() + closestT
-			if at.Nanosecond() != 0 {
-				reset++
-			}
-			b = strconv.AppendInt(b, p.Count(), 10)
-			ends[nv], nv = len(b), nv+1
-			b = strconv.AppendInt(b, p.Remaining, 10)
-			ends[nv], nv = len(b), nv+1
-			b = strconv.AppendInt(b, reset, 10)
-			ends[nv], nv = len(b), nv+1
-		}
+	var all string
+	if inPlace {
+		all = unsafe.String(unsafe.SliceData(b), len(b))
+	} else {
+		all = string(b)
 	}
-	retry := false
-	if !d.Allowed && n > 0 {
-		ra := d.RetryAfterSeconds()
+	vals[valPolicy], vals[valRateLimit], vals[valLimit] = ph.policy, all[:rlEnd], ph.counts[closest]
+	vals[valRemaining], vals[valReset], vals[valRetryAfter] = all[remStart:remEnd], all[rlEnd:resetEnd], all[resetEnd:]
+	// The capacities make an append to any of them copy rather than
+	// overwrite the next.
+	addValues(h, headerPolicy, vals[valPolicy:valPolicy+1:valPolicy+1])
+	addValues(h, headerRateLimit, vals[valRateLimit:valRateLimit+1:valRateLimit+1])
+	if old := h[headerRemaining]; len(old) == 0 || moreThan(old[0], p.Remaining) {
+		h[headerLimit] = vals[valLimit : valLimit+1 : valLimit+1]
+		h[headerRemaining] = vals[valRemaining : valRemaining+1 : valRemaining+1]
+		h[headerReset] = vals[valReset : valReset+1 : valReset+1]
+	}
+	if !d.Allowed {
 		if old := h[headerRetryAfter]; len(old) == 0 || !moreThan(old[0], ra) {
-			retry = true
-			b = strconv.AppendInt(b, ra, 10)
-			ends[nv], nv = len(b), nv+1
+			h[headerRetryAfter] = vals[valRetryAfter : valRetryAfter+1 : valRetryAfter+1]
 		}
-	}
-	if nv == 0 {
-		return
-	}
-	all := string(b)
-	vals := make([]string, nv)
-	for i, start := 0, 0; i < nv; i++ {
-		vals[i], start = all[start:ends[i]], ends[i]
-	}
-	addValues(h, headerPolicy, vals[:n:n])
-	addValues(h, headerRateLimit, vals[n:2*n:2*n])
-	i := 2 * n
-	if xrl {
-		h[headerLimit], h[headerRemaining], h[headerReset] = vals[i:i+1:i+1], vals[i+1:i+2:i+2], vals[i+2:i+3:i+3]
-		i += 3
-	}
-	if retry {
-		h[headerRetryAfter] = vals[i : i+1 : i+1]
 	}
 }
 

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"sync"
+	"sync/atomic"
 
 	"github.com/apikit/apikit/problem"
 )
@@ -167,6 +170,43 @@ type middleware struct {
 	onRefused func(http.ResponseWriter, *http.Request, *Decision)
 	onError   func(http.ResponseWriter, *http.Request, error)
 	log       *slog.Logger
+
+	// headers caches the policyHeaders of each set of policies decided,
+	// so that a plan's constant header parts are formatted once. It is
+	// copied on write: reads take no lock.
+	headers atomic.Pointer[map[policyKey]*policyHeaders]
+	mu      sync.Mutex // serialises writers of headers
+}
+
+// maxCachedHeaders bounds the cache of policyHeaders: a plan's set of
+// policies changes with the quota's period length (28 to 31 days) and
+// with overrides.
+const maxCachedHeaders = 256
+
+// policyHeaders returns the policyHeaders of d, from the cache if they
+// are there.
+func (mw *middleware) policyHeaders(d *Decision) *policyHeaders {
+	k := d.key()
+	if m := mw.headers.Load(); m != nil {
+		if ph := (*m)[k]; ph != nil {
+			return ph
+		}
+	}
+	ph := new(policyHeaders)
+	ph.format(d)
+	mw.mu.Lock()
+	defer mw.mu.Unlock()
+	old := mw.headers.Load()
+	if old != nil && len(*old) >= maxCachedHeaders {
+		return ph
+	}
+	m := make(map[policyKey]*policyHeaders, 1)
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[k] = ph
+	mw.headers.Store(&m)
+	return ph
 }
 
 // reqState is the middleware's state of one request. It is also the
@@ -177,6 +217,12 @@ type reqState struct {
 	req      Request
 	cost     int  // set by SetCost
 	costSet  bool // SetCost was called
+
+	// The response headers' values, and the bytes of those that are
+	// formatted per request: written once, then only read (see
+	// Decision.writeHeaders).
+	vals [numHeaderValues]string
+	buf  [128]byte
 }
 
 type stateKey struct{}
@@ -205,13 +251,19 @@ func (mw *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Ha
 	}
 	ctx := r.Context()
 	st := &reqState{Context: ctx, req: req}
-	st.decision, err = mw.decider.Decide(ctx, req)
+	if m, ok := mw.decider.(*Memory); ok {
+		err = m.decide(ctx, &st.req, modeDecide, &st.decision) // no copy of the Decision
+	} else {
+		st.decision, err = mw.decider.Decide(ctx, req)
+	}
 	if err != nil {
 		mw.fail(w, r, err)
 		return
 	}
 	d := &st.decision
-	d.WriteHeaders(w.Header())
+	if d.n > 0 {
+		d.writeHeaders(w.Header(), mw.policyHeaders(d), &st.vals, st.buf[:0], true)
+	}
 	if !d.Allowed {
 		if mw.log != nil {
 			mw.log.LogAttrs(ctx, slog.LevelInfo, "plan: request refused",

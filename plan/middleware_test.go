@@ -94,8 +94,8 @@ func TestMiddleware(t *testing.T) {
 		t.Fatalf("GET: %d %q", rec.Code, rec.Body)
 	}
 	wantHeaders := map[string][]string{
-		"Ratelimit-Policy":      {`"10/s";q=10;w=1`, `"1000/h";q=1000;w=3600`, `"20/day";q=20;w=86400`},
-		"Ratelimit":             {`"10/s";r=9;t=1`, `"1000/h";r=999;t=4`, `"20/day";r=19;t=43200`},
+		"Ratelimit-Policy":      {`"10/s";q=10;w=1, "1000/h";q=1000;w=3600, "20/day";q=20;w=86400`},
+		"Ratelimit":             {`"10/s";r=9;t=1`},
 		"X-Ratelimit-Limit":     {"10"},
 		"X-Ratelimit-Remaining": {"9"},
 		"X-Ratelimit-Reset":     {fmt.Sprint(mwStart.Unix() + 1)},
@@ -272,7 +272,7 @@ func TestMiddlewareDeferred(t *testing.T) {
 	// before the charge.
 	setCost = 7
 	w := serveMW(h, "u", "POST")
-	if w.Code != 200 || w.Header()["Ratelimit"][2] != `"20/day";r=20;t=43200` {
+	if w.Code != 200 || w.Header()["Ratelimit"][0] != `"10/s";r=10;t=0` {
 		t.Errorf("deferred: %d %q", w.Code, w.Header()["Ratelimit"])
 	}
 	if got := quotaUsed(t, m, mwPlan, "u"); got != 7 {
@@ -416,9 +416,9 @@ func (w *headerWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *headerWriter) WriteHeader(int)             {}
 
 // maxMiddlewareAllocs is what the middleware may allocate per admitted
-// request: its state (which is also the handler's context), the request
-// copy of WithContext, and the header values.
-const maxMiddlewareAllocs = 4
+// request: its state (which is also the handler's context, and holds the
+// header values) and the request copy of WithContext.
+const maxMiddlewareAllocs = 2
 
 func TestMiddlewareAllocs(t *testing.T) {
 	m := plan.NewMemory(plan.MemoryOptions{})
@@ -468,5 +468,50 @@ func TestPeek(t *testing.T) {
 	}
 	if st := m.Stats(); st.Allowed != 2 || st.Limited != 0 {
 		t.Errorf("stats count Peeks: %+v", st)
+	}
+}
+
+// TestMiddlewarePolicyCache: the headers' constant parts are cached per
+// set of policies, so requests under different plans, overrides and
+// quota periods of different lengths through one middleware each get
+// their own.
+func TestMiddlewarePolicyCache(t *testing.T) {
+	clock := plantest.NewClock(time.Date(2026, 2, 27, 12, 0, 0, 0, time.UTC))
+	free := &plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.PerSecond(1)}, Quota: plan.Quota{Count: 100, Period: plan.Month}}
+	pro := &plan.Plan{Name: "pro", Limits: []ratelimit.Limit{ratelimit.PerSecond(100), ratelimit.PerHour(1000)}}
+	vip := plan.Override{Limits: []ratelimit.Limit{ratelimit.PerSecond(5)}}
+	m := plan.NewMemory(plan.MemoryOptions{Now: clock.Now, Overrides: plan.OverrideMap{{Budget: plan.PerUser, ID: "vip"}: vip}})
+	h := plan.Middleware(m, plan.MiddlewareOptions{
+		Request: func(r *http.Request) (plan.Request, error) {
+			p := free
+			if r.Method == http.MethodPost {
+				p = pro
+			}
+			return plan.Request{Plan: p, User: r.Header.Get("X-User")}, nil
+		},
+	})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	check := func(user, method, policy, rl string) {
+		t.Helper()
+		rec := serveMW(h, user, method)
+		if got := rec.Header()["Ratelimit-Policy"]; len(got) != 1 || got[0] != policy {
+			t.Errorf("%s %s: RateLimit-Policy %q; want %q", user, method, got, policy)
+		}
+		if got := rec.Header()["Ratelimit"]; len(got) != 1 || got[0] != rl {
+			t.Errorf("%s %s: RateLimit %q; want %q", user, method, got, rl)
+		}
+	}
+	for range 2 {
+		check("a", "GET", `"1/s";q=1;w=1, "100/month";q=100;w=2419200`, `"1/s";r=0;t=1`)
+		check("b", "POST", `"100/s";q=100;w=1, "1000/h";q=1000;w=3600`, `"100/s";r=99;t=1`)
+		check("vip", "GET", `"5/s";q=5;w=1, "100/month";q=100;w=2419200`, `"5/s";r=4;t=1`)
+		clock.Advance(time.Second)
+	}
+	// March has 31 days: w changes with the period.
+	clock.Advance(48 * time.Hour)
+	check("a", "GET", `"1/s";q=1;w=1, "100/month";q=100;w=2678400`, `"1/s";r=0;t=1`)
+	// A refusal: Retry-After, from the cached parts too.
+	rec := serveMW(h, "a", "GET")
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "1" || rec.Header().Get("X-Ratelimit-Limit") != "1" {
+		t.Errorf("refused: %d %v", rec.Code, rec.Header())
 	}
 }

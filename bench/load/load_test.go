@@ -78,7 +78,7 @@ func TestAuthPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || len(resp.Header.Values("RateLimit-Policy")) != 3 {
+	if resp.StatusCode != http.StatusOK || len(strings.Split(resp.Header.Get("RateLimit-Policy"), ", ")) != 3 {
 		t.Errorf("%s, RateLimit-Policy %q; want 200 and three policies", resp.Status, resp.Header.Values("RateLimit-Policy"))
 	}
 }

@@ -35,6 +35,35 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		}
 	})
+	b.Run("vs-GET", func(b *testing.B) {
+		// The decision and a GET, alternating in blocks of 64, so that
+		// both meet the same load on a shared machine: the ratio is the
+		// figure to compare (the target is at most 1.3).
+		d := redisplan.New(client, redisplan.Options{Prefix: prefix, FailClosed: true, Timeout: 10 * time.Second})
+		req := plan.Request{Plan: p, User: "u00000000002"}
+		key := prefix + "get"
+		client.Set(ctx, key, "1", 0)
+		var decide, get time.Duration
+		n := 0
+		for b.Loop() {
+			start := time.Now()
+			for range 64 {
+				if dec, err := d.Decide(ctx, req); err != nil || !dec.Allowed {
+					b.Fatal(dec, err)
+				}
+			}
+			mid := time.Now()
+			for range 64 {
+				if err := client.Get(ctx, key).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			decide, get, n = decide+mid.Sub(start), get+time.Since(mid), n+64
+		}
+		b.ReportMetric(float64(decide.Nanoseconds())/float64(n), "decide-ns")
+		b.ReportMetric(float64(get.Nanoseconds())/float64(n), "GET-ns")
+		b.ReportMetric(float64(decide)/float64(get), "x-GET")
+	})
 	b.Run("EVALSHA-noop", func(b *testing.B) {
 		// The floor of any script: a round trip that runs Lua and does
 		// nothing.

@@ -28,10 +28,10 @@ package redisplan
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -88,11 +88,6 @@ type Options struct {
 	Usage *plan.Flusher
 }
 
-//go:embed decide.lua
-var source string
-
-var script = redis.NewScript(source)
-
 // Decider is a [plan.Decider] over Redis. Deciders with the same Redis and
 // Prefix, in one process or many, share each identity's budget. A Decider
 // must be created with [New]; it is safe for concurrent use.
@@ -106,9 +101,12 @@ type Decider struct {
 	overrides  plan.Overrides
 	usage      *plan.Flusher
 
-	direct  bool     // the client honours context deadlines
-	limits  sync.Map // ratelimit.Limit → *limitArgs
-	nlimits atomic.Int64
+	direct bool // the client honours context deadlines
+	// limits caches each limit's script arguments. It is copied on
+	// write, so that reads take no lock and box no key.
+	limits    atomic.Pointer[map[ratelimit.Limit]*limitArgs]
+	limitsMu  sync.Mutex                // serialises writers of limits
+	lastQuota atomic.Pointer[quotaArgs] // of the previous decision with a quota
 
 	allowed, rateLimited, quotaExceeded, errors, failedOpen atomic.Uint64
 	lastLog                                                 atomic.Int64
@@ -176,6 +174,19 @@ const (
 	modePeek   = "p" // check req.Cost as "d" does, spend nothing
 )
 
+// modeArg returns mode as a script argument, without allocating.
+func modeArg(mode string) any {
+	switch mode {
+	case modeDecide:
+		return modeDecide
+	case modeAdmit:
+		return modeAdmit
+	case modeCharge:
+		return modeCharge
+	}
+	return modePeek
+}
+
 // call is one decision's inputs, resolved.
 type call struct {
 	id         plan.Identity
@@ -198,29 +209,26 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 		return plan.Decision{}, err
 	}
 	keys := []string{r.prefix + "{" + c.id.Budget.String() + ":" + c.id.ID + "}"}
-	args := make([]any, 0, 4+len(c.limits)+3+2*len(c.limits)+4)
-	var nowArg int64 // microseconds; 0: Redis's clock
-	if r.now != nil || !req.Now.IsZero() {
-		nowArg = c.now.UnixMicro()
+	sh := shape{limits: len(c.limits), quota: !c.quota.IsZero(), clock: r.now != nil || !req.Now.IsZero()}
+	args := make([]any, 0, 3+3*plan.MaxLimits+4)
+	args = append(args, modeArg(mode), c.cost)
+	if sh.clock {
+		args = append(args, c.now.UnixMicro())
 	}
-	args = append(args, mode, len(c.limits), c.cost, nowArg)
-	var las [plan.MaxLimits]*limitArgs
-	for i, l := range c.limits {
-		las[i] = r.limitArgs(l)
-		args = append(args, las[i].field)
+	for _, l := range c.limits {
+		la := r.limitArgs(l)
+		args = append(args, la.field, la.interval, la.capacity)
 	}
-	args = append(args, "q", "qp", "x")
-	for _, la := range las[:len(c.limits)] {
-		args = append(args, la.interval, la.capacity)
-	}
-	base := int64(0)
-	if !c.quota.IsZero() {
+	if sh.quota {
+		base := int64(0)
 		if r.usage != nil {
 			base = -1 // unknown: the script asks for it if the counter is missing
 		}
-		args = append(args, c.quota.Count, c.quota.Period.String()+":"+strconv.FormatInt(c.start.Unix(), 10), c.end.UnixMicro(), base)
+		qa := r.quotaArgs(c.quota, c.start, c.end)
+		args = append(args, qa.count, qa.period, qa.endMicros, base)
 	}
-	res, err := r.run(ctx, keys, args)
+	script := scriptFor(sh)
+	res, err := r.run(ctx, script, keys, args)
 	if err == nil && len(res) == 1 {
 		// The quota counter is missing: restore it from the store and
 		// run again.
@@ -229,7 +237,7 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 			return r.fail(ctx, req, &c, mode, rerr)
 		}
 		args[len(args)-1] = n
-		res, err = r.run(ctx, keys, args)
+		res, err = r.run(ctx, script, keys, args)
 	}
 	if err == nil && len(res) != 2+len(c.limits) {
 		err = fmt.Errorf("unexpected reply from the script: %v", res)
@@ -293,18 +301,53 @@ type limitArgs struct {
 	capacity any // the burst times the interval
 }
 
+// quotaArgs are a quota period's arguments to the script, boxed once.
+type quotaArgs struct {
+	quota      plan.Quota
+	start, end time.Time
+	count      any // the quota's count
+	period     any // the period's name: "month:" and its start in Unix seconds
+	endMicros  any // the period's end in microseconds
+}
+
+// quotaArgs returns the arguments of quota q in the period [start, end),
+// reusing those of the previous decision when they are the same (as
+// they are for most requests).
+func (r *Decider) quotaArgs(q plan.Quota, start, end time.Time) *quotaArgs {
+	if qa := r.lastQuota.Load(); qa != nil && qa.quota == q && qa.start.Equal(start) && qa.end.Equal(end) {
+		return qa
+	}
+	qa := &quotaArgs{
+		quota: q, start: start, end: end,
+		count:     q.Count,
+		period:    q.Period.String() + ":" + strconv.FormatInt(start.Unix(), 10),
+		endMicros: end.UnixMicro(),
+	}
+	r.lastQuota.Store(qa)
+	return qa
+}
+
 // limitArgs returns l's arguments, from the cache if they are there.
 func (r *Decider) limitArgs(l ratelimit.Limit) *limitArgs {
-	if la, ok := r.limits.Load(l); ok {
-		return la.(*limitArgs)
+	if m := r.limits.Load(); m != nil {
+		if la := (*m)[l]; la != nil {
+			return la
+		}
 	}
 	iv := intervalMicros(l)
 	la := &limitArgs{field: "l:" + l.String(), interval: iv, capacity: iv * int64(l.BurstSize())}
-	if r.nlimits.Load() < maxCachedLimits {
-		if _, loaded := r.limits.LoadOrStore(l, la); !loaded {
-			r.nlimits.Add(1)
-		}
+	r.limitsMu.Lock()
+	defer r.limitsMu.Unlock()
+	old := r.limits.Load()
+	if old != nil && len(*old) >= maxCachedLimits {
+		return la
 	}
+	m := make(map[ratelimit.Limit]*limitArgs, 1)
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[l] = la
+	r.limits.Store(&m)
 	return la
 }
 
@@ -361,7 +404,7 @@ func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) p
 // deadlines (ContextTimeoutEnabled) is trusted to return at the deadline;
 // for another, the command runs on a goroutine of its own, so that the
 // decision still ends at the timeout.
-func (r *Decider) run(ctx context.Context, keys []string, args []any) ([]any, error) {
+func (r *Decider) run(ctx context.Context, script *redis.Script, keys []string, args []any) ([]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	if r.direct {

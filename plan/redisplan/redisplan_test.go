@@ -191,3 +191,52 @@ func TestFailPolicy(t *testing.T) {
 		}
 	})
 }
+
+// TestShapes: each shape of request (1 to MaxLimits limits, with and
+// without a quota, with the caller's clock or Redis's) has a script of
+// its own; every one of them decides and spends.
+func TestShapes(t *testing.T) {
+	client := redisClient(t)
+	prefix := testPrefix(t, client)
+	all := []ratelimit.Limit{ratelimit.PerSecond(5), ratelimit.PerMinute(50), ratelimit.PerHour(500), ratelimit.MustParseLimit("5000/d")}
+	ctx := context.Background()
+	for n := 1; n <= plan.MaxLimits; n++ {
+		for _, quota := range []bool{false, true} {
+			for _, clock := range []bool{false, true} {
+				name := fmt.Sprintf("%dlimits-quota=%t-clock=%t", n, quota, clock)
+				p := &plan.Plan{Name: name, Limits: all[:n]}
+				if quota {
+					p.Quota = plan.Quota{Count: 3, Period: plan.Month}
+				}
+				opts := redisplan.Options{Prefix: prefix + name + ":", FailClosed: true, Timeout: 10 * time.Second}
+				if clock {
+					opts.Now = plantest.NewClock(time.Now()).Now
+				}
+				d := redisplan.New(client, opts)
+				for i := range 4 {
+					dec, err := d.Decide(ctx, plan.Request{Plan: p, User: "u"})
+					if err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					want := !quota || i < 3
+					if dec.Allowed != want || len(dec.Policies()) != n+boolInt(quota) {
+						t.Fatalf("%s: decision %d: allowed %t, %d policies", name, i, dec.Allowed, len(dec.Policies()))
+					}
+					if want && dec.Policies()[0].Remaining != int64(4-i) {
+						t.Errorf("%s: decision %d: remaining %d; want %d", name, i, dec.Policies()[0].Remaining, 4-i)
+					}
+					if q, ok := dec.Quota(); ok && want && q.Remaining != int64(2-i) {
+						t.Errorf("%s: decision %d: quota remaining %d; want %d", name, i, q.Remaining, 2-i)
+					}
+				}
+			}
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
