@@ -51,10 +51,10 @@
 //
 // # The wire
 //
-// [Decision.WriteHeaders] sets RateLimit-Policy
-// (draft-ietf-httpapi-ratelimit-headers), listing every policy on one
-// field line, and RateLimit and X-RateLimit-* for the one closest to
-// exhaustion, consistently with [ratelimit.Middleware]. [WriteRefused] answers 429 with an RFC 9457
+// [Decision.WriteHeaders] sets RateLimit-Policy and RateLimit
+// (draft-ietf-httpapi-ratelimit-headers), each listing every policy on one
+// field line, and X-RateLimit-* for the one closest to exhaustion,
+// consistently with [ratelimit.Middleware]. [WriteRefused] answers 429 with an RFC 9457
 // problem: type [QuotaExceededType] with the plan's name for a spent
 // quota, "rate_limited" for a rate limit.
 //

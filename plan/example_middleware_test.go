@@ -68,9 +68,9 @@ func ExampleMiddleware() {
 		fmt.Println(strings.TrimSpace(line))
 	}
 	// Output:
-	// POST /v1/favorites 201 "50/s";r=45;t=1
-	// GET /v1/export 200 "50/s";r=45;t=1
-	// GET /v1/me 200 "50/s";r=32;t=1 {"plan":"free","quota_remaining":82}
+	// POST /v1/favorites 201 "50/s";r=45;t=1, "100/day";r=95;t=39600
+	// GET /v1/export 200 "50/s";r=45;t=1, "100/day";r=95;t=39600
+	// GET /v1/me 200 "50/s";r=32;t=1, "100/day";r=82;t=39600 {"plan":"free","quota_remaining":82}
 }
 
 // A dashboard shows a user's budgets without spending any.

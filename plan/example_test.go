@@ -137,7 +137,7 @@ func ExampleDecision_WriteHeaders() {
 	}
 	// Output:
 	// Ratelimit-Policy: "1/s";q=1;w=1, "100/day";q=100;w=86400
-	// Ratelimit: "1/s";r=0;t=1
+	// Ratelimit: "1/s";r=0;t=1, "100/day";r=99;t=60
 	// X-Ratelimit-Limit: 1
 	// X-Ratelimit-Remaining: 0
 	// X-Ratelimit-Reset: 1748735941

@@ -33,11 +33,12 @@ const (
 // [ratelimit.Middleware] does for one limit: RateLimit-Policy lists every
 // policy of the plan (draft-ietf-httpapi-ratelimit-headers-10 allows
 // several), in the order of [Decision.Policies], on one field line;
-// RateLimit and the X-RateLimit-* fields describe the policy closest to
-// exhaustion ([Decision.Closest]), the one a client must pace itself by:
+// RateLimit gives every policy's state in the same order, on one line; and
+// the X-RateLimit-* fields describe the policy closest to exhaustion
+// ([Decision.Closest]), the one a client must pace itself by:
 //
 //	RateLimit-Policy: "10/s";q=10;w=1, "10000/month";q=10000;w=2592000
-//	RateLimit: "10/s";r=9;t=1
+//	RateLimit: "10/s";r=9;t=1, "10000/month";r=9990;t=1209600
 //	X-RateLimit-Limit: 10
 //	X-RateLimit-Remaining: 9
 //	X-RateLimit-Reset: 1767225601
@@ -57,7 +58,7 @@ func (d *Decision) WriteHeaders(h http.Header) {
 	}
 	var ph policyHeaders
 	ph.format(d)
-	var stack [128]byte
+	var stack [256]byte
 	vals := (*[numHeaderValues]string)(make([]string, numHeaderValues))
 	d.writeHeaders(h, &ph, vals, stack[:0], false)
 }
@@ -138,28 +139,42 @@ const (
 // again, and that may live as long as h.
 func (d *Decision) writeHeaders(h http.Header, ph *policyHeaders, vals *[numHeaderValues]string, buf []byte, inPlace bool) {
 	closest := d.closest()
-	p := &d.policies[closest]
-	t := ceilSeconds(p.Reset)
-	if p.RetryAfter > 0 {
-		t = max(1, ceilSeconds(p.RetryAfter))
-	}
 	at := d.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	reset := at.Unix() + t
+	// The RateLimit value lists every policy's remaining units and t, in
+	// the order of RateLimit-Policy; X-RateLimit-* and the reset time that
+	// follows it in b are the closest policy's.
+	b := buf
+	var remStart, remEnd int
+	var closestT int64
+	for i := 0; i < int(d.n); i++ {
+		p := &d.policies[i]
+		t := ceilSeconds(p.Reset)
+		if p.RetryAfter > 0 {
+			t = max(1, ceilSeconds(p.RetryAfter))
+		}
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, ph.names[i]...)
+		b = append(b, ";r="...)
+		if i == closest {
+			remStart, closestT = len(b), t
+		}
+		b = strconv.AppendInt(b, p.Remaining, 10)
+		if i == closest {
+			remEnd = len(b)
+		}
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	p := &d.policies[closest]
+	reset := at.Unix() + closestT
 	if at.Nanosecond() != 0 {
 		reset++ // round the moment up, like t
 	}
-	// The RateLimit value, which contains the remaining units and t,
-	// followed by the reset time.
-	b := append(buf, ph.names[closest]...)
-	b = append(b, ";r="...)
-	remStart := len(b)
-	b = strconv.AppendInt(b, p.Remaining, 10)
-	remEnd := len(b)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, t, 10)
 	rlEnd := len(b)
 	b = strconv.AppendInt(b, reset, 10)
 	resetEnd, ra := len(b), int64(0)

@@ -28,8 +28,8 @@ func TestWriteHeaders(t *testing.T) {
 	want := http.Header{
 		// Every policy, on one field line (a Structured Field List).
 		"Ratelimit-Policy": {`"10/s";q=10;w=1, "1000/h";q=1000;w=3600, "3/month";q=3;w=2678400`},
-		// The policy closest to exhaustion.
-		"Ratelimit":             {`"3/month";r=1;t=60`},
+		// Every policy's state, in the same order, on one line.
+		"Ratelimit":             {`"10/s";r=8;t=1, "1000/h";r=998;t=8, "3/month";r=1;t=60`},
 		"X-Ratelimit-Limit":     {"3"},
 		"X-Ratelimit-Remaining": {"1"},
 		// The quota is closest to exhaustion: it resets at midnight, in 60s.

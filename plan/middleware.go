@@ -222,7 +222,7 @@ type reqState struct {
 	// formatted per request: written once, then only read (see
 	// Decision.writeHeaders).
 	vals [numHeaderValues]string
-	buf  [128]byte
+	buf  [256]byte
 }
 
 type stateKey struct{}

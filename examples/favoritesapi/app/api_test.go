@@ -74,7 +74,7 @@ func testAPI(t *testing.T, b backend) {
 				t.Errorf("GET /v1/me has no %s header", h)
 			}
 		}
-		if got, want := r.header.Values("RateLimit-Policy"), []string{`"10000/min";q=10000;w=60`, `"10000/month";q=10000;w=`}; len(got) != 2 ||
+		if got, want := items(r.header, "RateLimit-Policy"), []string{`"10000/min";q=10000;w=60`, `"10000/month";q=10000;w=`}; len(got) != 2 ||
 			got[0] != want[0] || !strings.HasPrefix(got[1], want[1]) {
 			t.Errorf("RateLimit-Policy %q, want %q", got, want)
 		}
@@ -363,7 +363,7 @@ func TestRateLimit(t *testing.T) {
 	if p := r.problem(t); p["status"] != float64(429) {
 		t.Errorf("problem %v", p)
 	}
-	if got := r.header.Values("RateLimit-Policy"); len(got) == 0 || got[0] != `"5/min";q=5;w=60` {
+	if got := items(r.header, "RateLimit-Policy"); len(got) == 0 || got[0] != `"5/min";q=5;w=60` {
 		t.Errorf("RateLimit-Policy %q", got)
 	}
 	if p := r.problem(t); p["code"] != "rate_limited" || p["plan"] != "hobby" {

@@ -104,7 +104,7 @@ func TestTwoInstances(t *testing.T) {
 			wantQuota = fmt.Sprintf(`"10000/month";r=%d;`, 10000-spent-allowed.Load()-1)
 			allowed.Add(1)
 		}
-		if got := r.header.Values("RateLimit"); len(got) != 2 || !strings.HasPrefix(got[1], wantQuota) {
+		if got := items(r.header, "RateLimit"); len(got) != 2 || !strings.HasPrefix(got[1], wantQuota) {
 			t.Errorf("instance %d: RateLimit %q, want the quota as %s…", i, got, wantQuota)
 		}
 	}

@@ -20,7 +20,7 @@ import (
 // response's RateLimit header ("10000/month";r=9994;t=…), or -1.
 func quotaLeft(t testing.TB, r apiResponse, name string) int64 {
 	t.Helper()
-	for _, v := range r.header.Values("RateLimit") {
+	for _, v := range items(r.header, "RateLimit") {
 		rest, ok := strings.CutPrefix(v, strconv.Quote(name)+";r=")
 		if !ok {
 			continue
@@ -46,12 +46,12 @@ func TestSharedBudgetAndCost(t *testing.T) {
 
 	r := c.call(t, "GET", "/v1/favorites", "")
 	if r.status != 200 || quotaLeft(t, r, "12/h") != 11 || quotaLeft(t, r, "10000/month") != 9999 {
-		t.Fatalf("first read: %d %q", r.status, r.header.Values("RateLimit"))
+		t.Fatalf("first read: %d %q", r.status, items(r.header, "RateLimit"))
 	}
 	// The second key sees the first key's spending: one budget, the user's.
 	r = call(t, s.URL, second, "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev/"}`)
 	if r.status != 201 || quotaLeft(t, r, "12/h") != 6 || quotaLeft(t, r, "10000/month") != 9994 {
-		t.Fatalf("a POST with the second key: %d %q; want 5 spent from the user's 11 and 9999", r.status, r.header.Values("RateLimit"))
+		t.Fatalf("a POST with the second key: %d %q; want 5 spent from the user's 11 and 9999", r.status, items(r.header, "RateLimit"))
 	}
 	if got := r.header.Get("X-RateLimit-Remaining"); got != "6" {
 		t.Errorf("X-RateLimit-Remaining %q, want 6 (the policy closest to exhaustion)", got)
@@ -64,7 +64,7 @@ func TestSharedBudgetAndCost(t *testing.T) {
 	}
 	r = c.call(t, "POST", "/v1/favorites", `{"name":"Go spec","url":"https://go.dev/ref/spec"}`)
 	if r.status != 429 || quotaLeft(t, r, "12/h") != 4 {
-		t.Fatalf("a POST costing 5 with 4 left: %d %q, want 429 spending nothing", r.status, r.header.Values("RateLimit"))
+		t.Fatalf("a POST costing 5 with 4 left: %d %q, want 429 spending nothing", r.status, items(r.header, "RateLimit"))
 	}
 	if p := r.problem(t); p["code"] != "rate_limited" || p["plan"] != "hobby" {
 		t.Errorf("problem %v", p)
@@ -125,7 +125,7 @@ func TestFreeQuota(t *testing.T) {
 	for i := range 100 {
 		r := call(t, s.URL, token, "GET", "/v1/favorites", "")
 		if r.status != 200 || quotaLeft(t, r, "100/day") != int64(99-i) {
-			t.Fatalf("request %d: %d %q", i+1, r.status, r.header.Values("RateLimit"))
+			t.Fatalf("request %d: %d %q", i+1, r.status, items(r.header, "RateLimit"))
 		}
 	}
 	r := call(t, s.URL, token, "GET", "/v1/me", "")
@@ -142,7 +142,7 @@ func TestFreeQuota(t *testing.T) {
 	if want := int64(midnight.Sub(now).Seconds()); err != nil || ra < want-2 || ra > want+2 {
 		t.Errorf("Retry-After %q, want about %d s (midnight UTC)", r.header.Get("Retry-After"), want)
 	}
-	if got := r.header.Values("RateLimit-Policy"); len(got) != 2 || got[1] != `"100/day";q=100;w=86400` {
+	if got := items(r.header, "RateLimit-Policy"); len(got) != 2 || got[1] != `"100/day";q=100;w=86400` {
 		t.Errorf("RateLimit-Policy %q", got)
 	}
 	// The problem type, relative to the API, is a page that explains it.
@@ -237,7 +237,7 @@ func TestDashboardPlan(t *testing.T) {
 		}
 	}
 	if r := c.call(t, "GET", "/v1/me", ""); quotaLeft(t, r, "10000/month") != 9993 {
-		t.Errorf("after two dashboard views: %q, want 9993 left", r.header.Values("RateLimit"))
+		t.Errorf("after two dashboard views: %q, want 9993 left", items(r.header, "RateLimit"))
 	}
 	// The landing page offers every plan.
 	landing := get(t, browser(t), s.URL+"/").body
@@ -282,7 +282,7 @@ func testQuotaSurvivesRestart(t *testing.T, b backend) {
 	second := startServer(t, b, cfg)
 	r := call(t, second.URL, tok.Reveal(), "GET", "/v1/me", "")
 	if r.status != 200 || quotaLeft(t, r, "100/day") != 100-3-5-1 {
-		t.Errorf("after a restart: %d %q, want %d of 100/day left", r.status, r.header.Values("RateLimit"), 100-3-5-1)
+		t.Errorf("after a restart: %d %q, want %d of 100/day left", r.status, items(r.header, "RateLimit"), 100-3-5-1)
 	}
 }
 
@@ -301,4 +301,18 @@ func TestFreePlanWrites(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 		t.Errorf("a second write at once: %d %s, want 429 with Retry-After", r.status, r.body)
 	}
+}
+
+// items returns the list members of a Structured Field List header (such
+// as RateLimit or RateLimit-Policy), across its field lines.
+func items(h http.Header, name string) []string {
+	var out []string
+	for _, line := range h.Values(name) {
+		for _, it := range strings.Split(line, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				out = append(out, it)
+			}
+		}
+	}
+	return out
 }
