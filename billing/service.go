@@ -21,6 +21,8 @@ type Service struct {
 
 	cacheMu sync.Mutex
 	cache   map[int64]entitlement
+	// cacheGen counts forget calls, so that a read that raced one is not cached.
+	cacheGen uint64
 
 	devMu       sync.Mutex
 	devSessions map[string]devSession
@@ -175,6 +177,7 @@ func (s *Service) entitlement(ctx context.Context, userID int64) (entitlement, e
 	now := s.opts.Now()
 	s.cacheMu.Lock()
 	e, ok := s.cache[userID]
+	gen := s.cacheGen
 	s.cacheMu.Unlock()
 	if ok && now.Before(e.expires) {
 		s.stats.cacheHits.Add(1)
@@ -188,10 +191,14 @@ func (s *Service) entitlement(ctx context.Context, userID int64) (entitlement, e
 	e = s.entitle(subs, now)
 	e.expires = now.Add(s.opts.CacheTTL)
 	s.cacheMu.Lock()
-	if len(s.cache) >= maxCached {
-		clear(s.cache)
+	// A change applied while the store was read (forget ran) may be
+	// missing from what was read: answer with it, but do not cache it.
+	if s.cacheGen == gen {
+		if len(s.cache) >= maxCached {
+			clear(s.cache)
+		}
+		s.cache[userID] = e
 	}
-	s.cache[userID] = e
 	s.cacheMu.Unlock()
 	return e, nil
 }
@@ -236,6 +243,7 @@ func (s *Service) planOf(sub Subscription) (*plan.Plan, bool) {
 func (s *Service) forget(userID int64) {
 	s.cacheMu.Lock()
 	delete(s.cache, userID)
+	s.cacheGen++
 	s.cacheMu.Unlock()
 }
 
