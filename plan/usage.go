@@ -26,6 +26,11 @@ type Usage struct {
 // implement it over a table keyed by (identity, period, start).
 //
 // A [Flusher] calls it; implementations must be safe for concurrent use.
+// A batch is applied whole or not at all; a failed one is retried. A batch
+// that was committed but reported as failed (the connection dropped after
+// the commit) is therefore counted twice: quotas err on the side of the
+// customer having used more, by at most one flush interval's usage, and
+// only on such failures. Usage billed exactly once needs a batch id.
 type UsageStore interface {
 	// AddUsage adds each Usage's Count to the stored total of its
 	// (Identity, Period, Start), creating the total if there is none. It
@@ -230,12 +235,23 @@ func (f *Flusher) Flush(ctx context.Context) error {
 	return nil
 }
 
+// DefaultCloseTimeout bounds [Flusher.Close] when its context has no
+// deadline.
+const DefaultCloseTimeout = 30 * time.Second
+
 // Close stops the periodic writes and writes what is pending, retrying
-// until it succeeds or ctx ends. Usage recorded after Close stays pending
-// until the next Flush. Close is idempotent.
+// until it succeeds or ctx ends; a ctx without a deadline gets
+// DefaultCloseTimeout, so that a store that is down cannot hold a shutdown
+// forever. Usage recorded after Close stays pending until the next Flush.
+// Close is idempotent.
 func (f *Flusher) Close(ctx context.Context) error {
 	f.closed.Do(func() { close(f.stop) })
 	<-f.done
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCloseTimeout)
+		defer cancel()
+	}
 	for {
 		err := f.Flush(ctx)
 		if err == nil {
