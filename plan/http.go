@@ -228,37 +228,9 @@ func appendPolicyName(b []byte, p *Policy) []byte {
 		b = append(b, '/')
 		b = append(b, p.Quota.Period.String()...)
 	} else {
-		b = appendLimit(b, p.Limit)
+		b = p.Limit.Append(b)
 	}
 	return append(b, '"')
-}
-
-// appendLimit appends l in the syntax of [ratelimit.Limit.String], without
-// allocating, for a valid l.
-func appendLimit(b []byte, l ratelimit.Limit) []byte {
-	if !validLimit(l) {
-		return append(b, l.String()...)
-	}
-	b = strconv.AppendInt(b, int64(l.Count), 10)
-	b = append(b, '/')
-	unit, name := time.Second, "s"
-	switch {
-	case l.Period%(24*time.Hour) == 0:
-		unit, name = 24*time.Hour, "d"
-	case l.Period%time.Hour == 0:
-		unit, name = time.Hour, "h"
-	case l.Period%time.Minute == 0:
-		unit, name = time.Minute, "min"
-	}
-	if n := l.Period / unit; n != 1 {
-		b = strconv.AppendInt(b, int64(n), 10)
-	}
-	b = append(b, name...)
-	if l.Burst != 0 {
-		b = append(b, " burst "...)
-		b = strconv.AppendInt(b, int64(l.Burst), 10)
-	}
-	return b
 }
 
 // moreThan reports whether the integer in s is more than n; a value that

@@ -159,3 +159,11 @@ func ExampleIPKeyOptions_forwarded() {
 	fmt.Println(k)
 	// Output: 198.51.100.23
 }
+
+// Append writes a limit as String does, into a buffer of the caller's.
+func ExampleLimit_Append() {
+	var buf [32]byte
+	b := ratelimit.MustParseLimit("100/min burst 20").Append(buf[:0])
+	fmt.Println(string(b))
+	// Output: 100/min burst 20
+}

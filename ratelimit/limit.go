@@ -209,7 +209,15 @@ func (l Limit) String() string {
 	if l.Period <= 0 || l.Period%time.Second != 0 {
 		return fmt.Sprintf("%d/%v", l.Count, l.Period)
 	}
-	var b []byte
+	return string(l.Append(nil))
+}
+
+// Append appends [Limit.String] to b, without allocating when b has room,
+// for the hot paths that write a limit into every response's headers.
+func (l Limit) Append(b []byte) []byte {
+	if l.Period <= 0 || l.Period%time.Second != 0 {
+		return append(b, l.String()...)
+	}
 	b = strconv.AppendInt(b, int64(l.Count), 10)
 	b = append(b, '/')
 	unit, name := time.Second, "s"
@@ -229,7 +237,7 @@ func (l Limit) String() string {
 		b = append(b, " burst "...)
 		b = strconv.AppendInt(b, int64(l.Burst), 10)
 	}
-	return string(b)
+	return b
 }
 
 // MarshalText implements [encoding.TextMarshaler] with [Limit.String], so

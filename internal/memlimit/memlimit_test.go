@@ -14,8 +14,10 @@ func TestFloodKeepsSpentBudgets(t *testing.T) {
 	clock := func() time.Time { return now }
 	for _, full := range []Full{Refuse, Share} {
 		m := New("test", 2, time.Hour, clock, 10, full)
-		if !m.Allow("victim") || !m.Allow("victim") || m.Allow("victim") {
-			t.Fatal("victim's budget of 2 is wrong")
+		for i, want := range []bool{true, true, false} {
+			if got := m.Allow("victim"); got != want {
+				t.Fatalf("victim's action %d = %v; want %v (a budget of 2)", i+1, got, want)
+			}
 		}
 		admitted := 0
 		for i := range 100 {
