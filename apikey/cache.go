@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,11 @@ type cache struct {
 	negCap int // per shard
 	ttl    time.Duration
 	negTTL time.Duration
+
+	// Entries loaded before distrust (unix nanoseconds) are served for at
+	// most fallback after they were loaded; see Verifier.ShortenTTL.
+	distrust atomic.Int64
+	fallback int64
 }
 
 const cacheShards = 32
@@ -56,8 +62,9 @@ type call struct {
 	stale bool // invalidated while in flight: do not cache the result
 }
 
-func newCache(size int, ttl, negTTL time.Duration) *cache {
-	c := &cache{seed: maphash.MakeSeed(), ttl: ttl, negTTL: negTTL, shards: make([]shard, cacheShards)}
+func newCache(size int, ttl, negTTL, fallback time.Duration) *cache {
+	c := &cache{seed: maphash.MakeSeed(), ttl: ttl, negTTL: negTTL, fallback: int64(fallback), shards: make([]shard, cacheShards)}
+	c.distrust.Store(math.MinInt64)
 	c.posCap = max(1, (size+cacheShards-1)/cacheShards)
 	c.negCap = max(1, c.posCap/4)
 	for i := range c.shards {
@@ -80,13 +87,19 @@ func (c *cache) get(id string, now int64) (e *entry, ok bool) {
 	e = s.pos[id]
 	negExp, neg := s.neg[id]
 	s.mu.RUnlock()
-	if e != nil && now < e.expires {
+	if e != nil && c.fresh(e, now) {
 		return e, true
 	}
 	if neg && now < negExp {
 		return nil, true
 	}
 	return nil, false
+}
+
+// fresh reports whether e may be served at now: within the TTL and, if it
+// was loaded before the distrust mark, within the fallback TTL.
+func (c *cache) fresh(e *entry, now int64) bool {
+	return now < e.expires && (e.loaded >= c.distrust.Load() || now-e.loaded < c.fallback)
 }
 
 // known reports whether id is in memory at all: a key verified before
@@ -113,7 +126,7 @@ func (c *cache) load(ctx context.Context, id string, now func() time.Time, timeo
 	// A query that finished between the caller's miss and this lock has
 	// cached its answer: use it rather than ask again.
 	t := now().UnixNano()
-	if e := s.pos[id]; e != nil && t < e.expires {
+	if e := s.pos[id]; e != nil && c.fresh(e, t) {
 		s.mu.Unlock()
 		return e, true, nil
 	}
@@ -152,6 +165,9 @@ func (c *cache) run(ctx context.Context, s *shard, id string, cl *call, now func
 	timeout time.Duration, fetch func(context.Context, string) (Key, bool, error)) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The entry counts as loaded when the query started: a change made
+	// while it ran may be missing from its answer.
+	start := now().UnixNano()
 	cl.key, cl.found, cl.err = fetch(ctx, id)
 
 	s.mu.Lock()
@@ -164,7 +180,7 @@ func (c *cache) run(ctx context.Context, s *shard, id string, cl *call, now func
 			if _, ok := s.pos[id]; !ok && len(s.pos) >= c.posCap {
 				evictPos(s.pos, t)
 			}
-			s.pos[id] = &entry{key: cl.key, loaded: t, expires: t + int64(c.ttl)}
+			s.pos[id] = &entry{key: cl.key, loaded: start, expires: t + int64(c.ttl)}
 			delete(s.neg, id)
 		} else {
 			if _, ok := s.neg[id]; !ok && len(s.neg) >= c.negCap {
@@ -189,6 +205,41 @@ func (c *cache) invalidate(id string) {
 		delete(s.inflight, id)
 	}
 	s.mu.Unlock()
+}
+
+// invalidateWhere forgets every known key for which drop is true, and
+// detaches every lookup in flight (whose key is not known yet).
+func (c *cache) invalidateWhere(drop func(*Key) bool) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for id, e := range s.pos {
+			if drop(&e.key) {
+				delete(s.pos, id)
+			}
+		}
+		for id, cl := range s.inflight {
+			cl.stale = true
+			delete(s.inflight, id)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// invalidateAll forgets every key and unknown id, and detaches every lookup
+// in flight.
+func (c *cache) invalidateAll() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.pos)
+		clear(s.neg)
+		for id, cl := range s.inflight {
+			cl.stale = true
+			delete(s.inflight, id)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // forget removes e from the cache if it is still the entry for id, so that

@@ -31,6 +31,14 @@ type ManagerOptions struct {
 	// it at once rather than after its cache TTL.
 	Verifier *Verifier
 
+	// OnChange, if set, is called with the key's id after every change
+	// made through the Manager (revoke, roll, deactivate, activate,
+	// rename) has been written, also when the store reported an error
+	// (the change may have been made). Publish it to the other instances
+	// (package invalidate: invalidate.Key(id)), so that their Verifiers
+	// drop the key too. It must not block.
+	OnChange func(keyID string)
+
 	// MaxKeysPerUser, if positive, caps the keys one user may hold,
 	// revoked ones included; [Manager.Issue] refuses more with
 	// [ErrTooManyKeys]. The cap holds under concurrent issues.
@@ -51,6 +59,7 @@ type Manager struct {
 	v      *Verifier
 	max    int
 	now    func() time.Time
+	change func(string)
 }
 
 // NewManager returns a Manager that keeps keys in store. It panics if
@@ -59,7 +68,7 @@ func NewManager(store Store, opts ManagerOptions) *Manager {
 	if store == nil {
 		panic("apikey: NewManager with a nil Store")
 	}
-	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now}
+	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now, change: opts.OnChange}
 	if m.prefix == "" {
 		m.prefix = "key"
 	}
@@ -292,6 +301,9 @@ func (m *Manager) changed(id string, found bool, err error, what string) error {
 func (m *Manager) invalidate(id string) {
 	if m.v != nil {
 		m.v.Invalidate(id)
+	}
+	if m.change != nil {
+		m.change(id)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -24,6 +25,14 @@ type VerifierOptions struct {
 	// also how long an already verified key keeps working while the store
 	// is unreachable.
 	CacheTTL time.Duration
+
+	// FallbackTTL is how long a cached key is served while the Verifier
+	// cannot count on hearing about changes made elsewhere: between
+	// [Verifier.ShortenTTL] and [Verifier.RestoreTTL], and afterwards for
+	// keys read before RestoreTTL (default 1 second, at most CacheTTL). An
+	// invalidation bus (package invalidate) calls them when its
+	// subscription is lost and re-established.
+	FallbackTTL time.Duration
 
 	// NegativeTTL is how long an id that is not in the store is remembered
 	// as unknown (default 5 seconds), so that a flood of well-formed but
@@ -111,6 +120,10 @@ func NewVerifier(store Store, opts VerifierOptions) *Verifier {
 	if opts.CacheTTL <= 0 {
 		opts.CacheTTL = 30 * time.Second
 	}
+	if opts.FallbackTTL <= 0 {
+		opts.FallbackTTL = time.Second
+	}
+	opts.FallbackTTL = min(opts.FallbackTTL, opts.CacheTTL)
 	if opts.NegativeTTL <= 0 {
 		opts.NegativeTTL = 5 * time.Second
 	}
@@ -133,7 +146,7 @@ func NewVerifier(store Store, opts VerifierOptions) *Verifier {
 	v := &Verifier{
 		store:   store,
 		opts:    opts,
-		cache:   newCache(opts.CacheSize, opts.CacheTTL, opts.NegativeTTL),
+		cache:   newCache(opts.CacheSize, opts.CacheTTL, opts.NegativeTTL, opts.FallbackTTL),
 		logger:  logger,
 		touches: make(map[string]time.Time),
 		stop:    make(chan struct{}),
@@ -283,6 +296,33 @@ func (v *Verifier) lookup(ctx context.Context, id string) (Key, bool, error) {
 // verification reads the store. A [Manager] linked to the Verifier calls it
 // after every change; call it yourself after changing keys by other means.
 func (v *Verifier) Invalidate(id string) { v.cache.invalidate(id) }
+
+// InvalidateUser drops every cached key of the user (after their account
+// was deleted or disabled elsewhere), and any lookup in flight. It walks
+// the whole cache: it is for rare events.
+func (v *Verifier) InvalidateUser(userID int64) {
+	v.cache.invalidateWhere(func(k *Key) bool { return k.UserID == userID })
+}
+
+// InvalidateAll drops every cached key and unknown id, and any lookup in
+// flight.
+func (v *Verifier) InvalidateAll() { v.cache.invalidateAll() }
+
+// ShortenTTL makes every cached key, and every key read from now on, be
+// served for at most [VerifierOptions.FallbackTTL] after it was read, until
+// [Verifier.RestoreTTL]. Call it when changes made elsewhere may go
+// unheard (an invalidation bus lost its subscription): a revocation then
+// takes effect here within FallbackTTL instead of CacheTTL.
+//
+// It costs nothing on the request path but one more comparison; cached keys
+// are read again at most once per FallbackTTL.
+func (v *Verifier) ShortenTTL() { v.cache.distrust.Store(math.MaxInt64) }
+
+// RestoreTTL ends [Verifier.ShortenTTL]: keys read from the store from now
+// on are served for CacheTTL again, while keys read before keep the
+// FallbackTTL, since a change to them may have gone unheard. Call it when
+// changes made elsewhere are heard again (the bus's subscription is back).
+func (v *Verifier) RestoreTTL() { v.cache.distrust.Store(v.opts.Now().UnixNano()) }
 
 // touch queues the key's last use for the next batch write, at most once per
 // TouchInterval per key, so that the request path only does an atomic load

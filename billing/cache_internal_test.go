@@ -57,7 +57,7 @@ func TestEntitlementCacheRace(t *testing.T) {
 	if _, err := st.ApplyEvent(ctx, Event{ID: "evt_race", Type: "customer.subscription.created", Created: now, ReceivedAt: now}, ch); err != nil {
 		t.Fatal(err)
 	}
-	s.forget(uid) // what applying a change through the Service does
+	s.Forget(uid) // what applying a change through the Service does
 	close(bs.release)
 	if <-stale {
 		t.Fatal("the racing read saw the subscription; the test did not race")

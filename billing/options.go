@@ -106,6 +106,18 @@ type Options struct {
 	// webhook, a dev checkout or plan change) take effect at once; changes
 	// applied by another instance within CacheTTL.
 	CacheTTL time.Duration
+	// FallbackTTL is how long an entitlement is served from memory while
+	// changes applied by other instances may go unheard (between
+	// [Service.ShortenTTL] and [Service.RestoreTTL], and afterwards for
+	// answers read before RestoreTTL): default 1 second, at most CacheTTL.
+	FallbackTTL time.Duration
+	// OnForget, if set, is called with the user's id after this Service
+	// applied a change to the user's subscriptions (a webhook, a checkout,
+	// a dev plan change), once the change is stored, and dropped its own
+	// cached entitlement. Publish it to the other instances (package
+	// invalidate: invalidate.User(id)) so that they call [Service.Forget].
+	// It must not block.
+	OnForget func(userID int64)
 	// EventRetention is how long applied webhook event ids are kept for
 	// duplicate detection by [Service.Prune] (default 30 days, well past
 	// Stripe's 3 days of retries).
@@ -187,6 +199,10 @@ func (o Options) withDefaults(c *Client) (Options, error) {
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = 10 * time.Second
 	}
+	if o.FallbackTTL <= 0 {
+		o.FallbackTTL = time.Second
+	}
+	o.FallbackTTL = min(o.FallbackTTL, o.CacheTTL)
 	if o.EventRetention <= 0 {
 		o.EventRetention = 30 * 24 * time.Hour
 	}

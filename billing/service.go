@@ -3,6 +3,7 @@ package billing
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,11 @@ type Service struct {
 
 	cacheMu sync.Mutex
 	cache   map[int64]entitlement
-	// cacheGen counts forget calls, so that a read that raced one is not cached.
-	cacheGen uint64
+	// gen counts forgets: an answer read while one happened is not cached.
+	gen atomic.Uint64
+	// Entries loaded before distrust (unix nanoseconds) are served for at
+	// most Options.FallbackTTL; see ShortenTTL.
+	distrust atomic.Int64
 
 	devMu       sync.Mutex
 	devSessions map[string]devSession
@@ -45,6 +49,7 @@ type entitlement struct {
 	ok      bool
 	plan    CurrentPlan
 	hasPlan bool
+	loaded  time.Time // when the store was asked
 	expires time.Time
 }
 
@@ -72,6 +77,7 @@ func New(st Store, c *Client, opts Options) (*Service, error) {
 		devSessions: make(map[string]devSession),
 		sold:        make(map[string]bool),
 	}
+	s.distrust.Store(math.MinInt64)
 	for _, p := range opts.PriceIDs {
 		s.sold[p] = true
 	}
@@ -98,7 +104,7 @@ func (s *Service) DevMode() bool { return s.opts.DevMode }
 //
 //	POST     SignupPath       /signup             [Service.CheckoutHandler]
 //	GET      SuccessPath      /billing/success    [Service.SuccessHandler]
-//	POST     PortalPath       /billing/portal     [Service.PortalHandler]
+//	GET,POST PortalPath       /billing/portal     [Service.PortalHandler]
 //	POST     ChangePlanPath   /billing/plan       [Service.ChangePlanHandler]
 //	POST     WebhookPath      /webhooks/stripe    [Service.WebhookHandler]
 //	GET,POST DevCheckoutPath  /billing/dev-checkout [Service.DevCheckoutHandler], in dev mode only
@@ -177,23 +183,25 @@ func (s *Service) entitlement(ctx context.Context, userID int64) (entitlement, e
 	now := s.opts.Now()
 	s.cacheMu.Lock()
 	e, ok := s.cache[userID]
-	gen := s.cacheGen
 	s.cacheMu.Unlock()
-	if ok && now.Before(e.expires) {
+	if ok && now.Before(e.expires) &&
+		(e.loaded.UnixNano() >= s.distrust.Load() || now.Sub(e.loaded) < s.opts.FallbackTTL) {
 		s.stats.cacheHits.Add(1)
 		return e, nil
 	}
 	s.stats.cacheMisses.Add(1)
+	gen := s.gen.Load()
 	subs, err := s.store.Subscriptions(ctx, userID)
 	if err != nil {
 		return entitlement{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	e = s.entitle(subs, now)
+	e.loaded = now
 	e.expires = now.Add(s.opts.CacheTTL)
 	s.cacheMu.Lock()
-	// A change applied while the store was read (forget ran) may be
-	// missing from what was read: answer with it, but do not cache it.
-	if s.cacheGen == gen {
+	// An answer read while the user's entitlement was forgotten may
+	// predate the change: serve it, but do not cache it.
+	if s.gen.Load() == gen {
 		if len(s.cache) >= maxCached {
 			clear(s.cache)
 		}
@@ -240,11 +248,41 @@ func (s *Service) planOf(sub Subscription) (*plan.Plan, bool) {
 	return nil, false
 }
 
-func (s *Service) forget(userID int64) {
+// Forget drops the user's cached entitlement and plan, so that the next
+// [Service.Entitled] or [Service.Plan] reads the store. The Service calls
+// it itself for every change it applies (and then [Options.OnForget]);
+// call it when another instance reports a change (package invalidate).
+func (s *Service) Forget(userID int64) {
 	s.cacheMu.Lock()
+	s.gen.Add(1)
 	delete(s.cache, userID)
-	s.cacheGen++
 	s.cacheMu.Unlock()
+}
+
+// ForgetAll drops every cached entitlement and plan.
+func (s *Service) ForgetAll() {
+	s.cacheMu.Lock()
+	s.gen.Add(1)
+	clear(s.cache)
+	s.cacheMu.Unlock()
+}
+
+// ShortenTTL makes every cached entitlement, and every one read from now
+// on, be served for at most [Options.FallbackTTL] after it was read, until
+// [Service.RestoreTTL]: for while changes applied by other instances may go
+// unheard (an invalidation bus lost its subscription).
+func (s *Service) ShortenTTL() { s.distrust.Store(math.MaxInt64) }
+
+// RestoreTTL ends [Service.ShortenTTL]: entitlements read from now on are
+// served for CacheTTL again; those read before keep the FallbackTTL, since
+// a change to them may have gone unheard.
+func (s *Service) RestoreTTL() { s.distrust.Store(s.opts.Now().UnixNano()) }
+
+func (s *Service) forget(userID int64) {
+	s.Forget(userID)
+	if s.opts.OnForget != nil {
+		s.opts.OnForget(userID)
+	}
 }
 
 // Subscription returns the user's main subscription among those this

@@ -31,6 +31,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/invalidate"
 )
 
 // Shutdown bounds: in-flight requests get drainTimeout to finish, then
@@ -195,6 +196,13 @@ func migrateCmd(ctx context.Context, cfg app.Config, stdout io.Writer) error {
 	return nil
 }
 
+// closeBus sends what the command published, for up to flushTimeout.
+func closeBus(bus invalidate.Bus) {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	bus.Close(ctx)
+}
+
 func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"keys needs a subcommand: issue or revoke"}
@@ -207,7 +215,16 @@ func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr 
 	if _, err := app.Migrate(ctx, st); err != nil {
 		return err
 	}
-	keys := apikey.NewManager(st, apikey.ManagerOptions{Prefix: cfg.KeyEnvPrefix()})
+	// Running servers hear of a revocation through the invalidation bus.
+	bus, err := app.OpenBus(ctx, cfg, st, slog.New(slog.NewTextHandler(stderr, nil)), "")
+	if err != nil {
+		return err
+	}
+	defer closeBus(bus)
+	keys := apikey.NewManager(st, apikey.ManagerOptions{
+		Prefix:   cfg.KeyEnvPrefix(),
+		OnChange: func(id string) { bus.Publish(invalidate.Key(id)) },
+	})
 	switch args[0] {
 	case "issue":
 		fs := flag.NewFlagSet("keys issue", flag.ContinueOnError)
@@ -246,7 +263,11 @@ func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr 
 				return err
 			}
 		}
-		fmt.Fprintf(stdout, "revoked %s (running servers refuse it within their key cache TTL)\n", args[1])
+		if cfg.Invalidation == "none" {
+			fmt.Fprintf(stdout, "revoked %s (running servers refuse it within their key cache TTL)\n", args[1])
+		} else {
+			fmt.Fprintf(stdout, "revoked %s (running servers are told at once)\n", args[1])
+		}
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown keys subcommand %q", args[0])}

@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -73,6 +75,13 @@ func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, std
 	if _, err := app.Migrate(ctx, st); err != nil {
 		return err
 	}
+	// Running servers reload the overrides when told through the bus
+	// (and every OverrideRefresh regardless).
+	bus, err := app.OpenBus(ctx, cfg, st, slog.New(slog.NewTextHandler(stderr, nil)), "")
+	if err != nil {
+		return err
+	}
+	defer closeBus(bus)
 	userID, found, err := st.UserByEmail(ctx, *email)
 	if err != nil {
 		return err
@@ -100,12 +109,14 @@ func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, std
 			fmt.Fprintf(stdout, "%s (%s) has no override\n", id, *email)
 			return nil
 		}
+		bus.Publish(invalidate.User(userID))
 		fmt.Fprintf(stdout, "cleared the override of %s (%s); running servers apply it within %v\n", id, *email, app.DefaultOverrideRefresh)
 		return nil
 	}
 	if err := st.SetOverride(ctx, id, o, time.Now()); err != nil {
 		return err
 	}
+	bus.Publish(invalidate.User(userID))
 	fmt.Fprintf(stdout, "%s (%s): %s; running servers apply it within %v\n", id, *email, describeOverride(o), app.DefaultOverrideRefresh)
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/invalidate"
+	"github.com/apikit/apikit/invalidate/pgbus"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/store"
@@ -269,4 +271,54 @@ func Example_users() {
 	// ada@example.com true
 	// 1
 	// true <nil>
+}
+
+// Example_invalidate is the README's invalidation bus (compiled, not run:
+// it needs PostgreSQL).
+func Example_invalidate() {
+	ctx := context.Background()
+	st, done := openStore()
+	defer done()
+	verifier := apikey.NewVerifier(st, apikey.VerifierOptions{})
+	defer verifier.Close()
+	stripe, err := billing.NewClient(billing.ClientOptions{Key: os.Getenv("STRIPE_SECRET_KEY")})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	bus, err := pgbus.New(st.DB().DB, os.Getenv("DATABASE_URL"), pgbus.Options{}) // or redisbus.New(redisClient, redisbus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bus.Close(ctx) // sends what is queued
+	keys := apikey.NewManager(st, apikey.ManagerOptions{
+		Verifier: verifier,
+		OnChange: func(id string) { bus.Publish(invalidate.Key(id)) }, // after each change is stored
+	})
+	bill, _ := billing.New(st, stripe, billing.Options{ /* … */ OnForget: func(uid int64) { bus.Publish(invalidate.User(uid)) }})
+	bus.Subscribe(invalidate.Handler{
+		Event: func(e invalidate.Event) { // another instance changed something
+			switch e.Kind {
+			case invalidate.KeyChanged:
+				verifier.Invalidate(e.ID)
+			case invalidate.UserChanged:
+				uid, _ := e.UserID()
+				verifier.InvalidateUser(uid)
+				bill.Forget(uid)
+			case invalidate.Everything:
+				verifier.InvalidateAll()
+				bill.ForgetAll()
+			}
+		},
+		Degraded: func(down bool) { // the subscription is lost, or back
+			if down {
+				verifier.ShortenTTL() // serve cached entries for FallbackTTL (1 s) only
+				bill.ShortenTTL()
+			} else {
+				verifier.RestoreTTL() // full TTL for what is read from now on
+				bill.RestoreTTL()
+			}
+		},
+	})
+	_ = keys
 }

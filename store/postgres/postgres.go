@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/apikit/apikit/store"
@@ -46,18 +47,66 @@ func Dialect() store.Dialect {
 // connections open; tune it through [store.Store.DB]. Open checks that the
 // database answers; call [store.Store.Migrate] to create the schema.
 func Open(ctx context.Context, dsn string) (*store.Store, error) {
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// Options configures [OpenWith]. The zero value is [Open]'s configuration.
+type Options struct {
+	// MaxConns bounds the pool's connections (default 25).
+	MaxConns int
+
+	// TransactionPooling makes the store work behind a pooler in
+	// transaction mode (PgBouncer's pool_mode = transaction), which may
+	// hand each transaction, and each statement outside one, to another
+	// server connection. It sets lib/pq's binary_parameters=yes, so that a
+	// statement with parameters is sent in one round trip (parse, bind,
+	// execute) instead of a prepare and an execute that the pooler may
+	// route to different servers; []byte parameters then travel in
+	// binary. The store keeps no other state in a session: no SET, no
+	// session advisory locks (migrations lock per transaction), and its
+	// one named prepared statement lives and is closed inside a
+	// transaction. It is the same as adding binary_parameters=yes to the
+	// URL yourself.
+	//
+	// Not everything works through such a pooler: LISTEN needs a session
+	// (see package invalidate/pgbus), and startup parameters such as
+	// search_path must be allowed by the pooler
+	// (PgBouncer's ignore_startup_parameters drops them instead).
+	TransactionPooling bool
+}
+
+// OpenWith is [Open] with options.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, error) {
+	if opts.TransactionPooling {
+		dsn = withParam(dsn, "binary_parameters", "yes")
+	}
+	n := opts.MaxConns
+	if n <= 0 {
+		n = 25
+	}
 	db, err := sqlx.Open("postgres", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	db.SetMaxOpenConns(25)
-	db.SetMaxIdleConns(25)
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: connecting to %s: %w", redact(dsn), err)
 	}
 	return store.New(db, Dialect()), nil
+}
+
+// withParam sets a connection parameter in a URL or key=value DSN.
+func withParam(dsn, key, value string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set(key, value)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return strings.TrimSpace(dsn) + " " + key + "=" + value
 }
 
 // redact hides the password of a URL DSN for error messages.

@@ -14,6 +14,23 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Backend { return testdb.Postgres(t) })
 }
 
+// The whole suite with every statement in one round trip, as behind a
+// pooler in transaction mode.
+func TestConformanceTransactionPooling(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Backend {
+		dsn := testdb.PostgresDSN(t)
+		st, err := postgres.OpenWith(context.Background(), dsn, postgres.Options{TransactionPooling: true, MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if _, err := st.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
 func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	dsn := testdb.PostgresDSN(t)
 	testdb.MigrateConcurrently(t, func(ctx context.Context) (*store.Store, error) { return postgres.Open(ctx, dsn) })

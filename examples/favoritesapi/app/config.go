@@ -31,6 +31,14 @@ const EnvHelp = `Environment:
   STRIPE_API_URL         Stripe API base URL, e.g. a local stripe-mock (default Stripe)
   REDIS_URL              redis://host:6379/0 for plan budgets and limits shared by
                          several instances; unset: in memory, per instance
+  INVALIDATION           how instances tell each other of revoked keys and changed
+                         plans: postgres (LISTEN/NOTIFY; the default with a postgres://
+                         DATABASE_URL), redis (pub/sub on REDIS_URL) or none (the
+                         default on SQLite, one process)
+  INVALIDATION_URL       with INVALIDATION=postgres, a postgres:// URL for the one
+                         listening connection, which needs a session: set it when
+                         DATABASE_URL goes through a pooler in transaction mode
+                         (default DATABASE_URL)
   PLANS_FILE             JSON file of plans that replaces the built-in free, hobby and
                          pro plans; "favoritesapi plans" prints the plans in force
                          in that format
@@ -59,6 +67,13 @@ type Config struct {
 	StripeProPriceID    string
 	StripeAPIURL        string
 	RedisURL            string
+	// Invalidation is the bus that carries revocations and plan changes
+	// between instances: "postgres", "redis" or "none" (INVALIDATION;
+	// default postgres with a PostgreSQL DatabaseURL, none on SQLite).
+	Invalidation string
+	// InvalidationURL is where the postgres bus listens
+	// (INVALIDATION_URL; default DatabaseURL).
+	InvalidationURL string
 	// PlansFile is the plan file PLANS_FILE names; ConfigFromEnv reads it
 	// into Plans.
 	PlansFile string
@@ -90,6 +105,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		PlansFile:           getenv("PLANS_FILE"),
 		StripeAPIURL:        getenv("STRIPE_API_URL"),
 		RedisURL:            getenv("REDIS_URL"),
+		Invalidation:        getenv("INVALIDATION"),
+		InvalidationURL:     getenv("INVALIDATION_URL"),
 		KeyPrefix:           getenv("KEY_PREFIX"),
 		MetricsAddr:         getenv("METRICS_ADDR"),
 	}
@@ -147,6 +164,29 @@ func (c Config) withDefaults() (Config, error) {
 		if c.StripeWebhookSecret == "" {
 			return Config{}, fmt.Errorf("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")
 		}
+	}
+	postgresURL := func(u string) bool {
+		return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+	}
+	if c.Invalidation == "" {
+		c.Invalidation = "none"
+		if postgresURL(c.DatabaseURL) {
+			c.Invalidation = "postgres"
+		}
+	}
+	switch c.Invalidation {
+	case "none":
+	case "postgres":
+		c.InvalidationURL = cmp.Or(c.InvalidationURL, c.DatabaseURL)
+		if !postgresURL(c.InvalidationURL) {
+			return Config{}, fmt.Errorf("INVALIDATION=postgres needs a postgres:// DATABASE_URL (or INVALIDATION_URL)")
+		}
+	case "redis":
+		if c.RedisURL == "" {
+			return Config{}, fmt.Errorf("INVALIDATION=redis needs REDIS_URL")
+		}
+	default:
+		return Config{}, fmt.Errorf("INVALIDATION %q: want postgres, redis or none", c.Invalidation)
 	}
 	if c.Plans == nil {
 		c.Plans = BuiltinPlans(c.hobbyPrice(), c.proPrice())

@@ -37,6 +37,7 @@ func (s *Server) MetricsHandler() http.Handler {
 		}
 		writeStats(w, "apikit_login", s.login.Stats())
 		writeStats(w, "apikit_billing", s.billing.Stats())
+		writeStats(w, "apikit_invalidation", s.bus.Stats())
 	})
 	return mux
 }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/plan/redisplan"
@@ -76,6 +77,10 @@ type Options struct {
 	// the request is served (fail open) and the failure logged (default
 	// 100 ms; see redisplan.Options.Timeout).
 	RedisTimeout time.Duration
+	// InvalidationChannel is the channel of the invalidation bus
+	// (default "favoritesapi_invalidate"); tests give each their own, as
+	// NOTIFY and pub/sub channels are shared database- or server-wide.
+	InvalidationChannel string
 	// OverrideRefresh is how often the server reads the per-user and
 	// per-key plan overrides from the database, and so how long an
 	// override set by the operator CLI takes to apply (default
@@ -105,6 +110,7 @@ type Server struct {
 	overrides *store.OverrideCache // per-user and per-key overrides of the plans
 	abuse     ratelimit.Limiter    // per-client and per-address limits of what strangers can call
 	redis     *redis.Client
+	bus       invalidate.Bus // revocations and plan changes, to and from the other instances
 	login     *magiclink.Service
 	billing   *billing.Service
 	handler   http.Handler
@@ -114,6 +120,9 @@ type Server struct {
 	// per-client limit: its address, or with TRUSTED_PROXIES the address
 	// those proxies report.
 	clientKey func(*http.Request) string
+
+	reloadMu               sync.Mutex // overrides reloaded on invalidations
+	reloading, reloadAgain bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -181,11 +190,17 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		Logger:   s.logger,
 		Now:      opts.Now,
 	})
+	if s.bus, err = openBus(ctx, cfg, s.store, s.logger, opts.InvalidationChannel); err != nil {
+		return nil, err
+	}
 	s.keys = apikey.NewManager(s.store, apikey.ManagerOptions{
 		Prefix:         cfg.KeyEnvPrefix(),
 		Verifier:       s.verifier,
 		MaxKeysPerUser: maxKeysPerUser,
 		Now:            opts.Now,
+		// Every change to a key (dashboard, API, CLI through this same
+		// code) reaches the other instances' verifiers.
+		OnChange: func(id string) { s.bus.Publish(invalidate.Key(id)) },
 	})
 
 	// Quota usage survives restarts and lost Redis data: it is written to
@@ -290,11 +305,18 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		OnCanceled: func(ctx context.Context, userID int64) {
 			s.logger.Info("subscription canceled", "user", userID)
 		},
-		Logger: s.logger,
-		Now:    opts.Now,
+		// Plan and subscription changes (webhooks, checkouts, plan
+		// changes) reach the other instances' entitlement caches.
+		OnForget: func(userID int64) { s.bus.Publish(invalidate.User(userID)) },
+		Logger:   s.logger,
+		Now:      opts.Now,
 	}); err != nil {
 		return nil, err // billing's errors name the package
 	}
+
+	// What the other instances change, dropped here on receipt; while the
+	// bus is down, cached keys and plans are served for 1 s only.
+	s.bus.Subscribe(invalidate.Handler{Event: s.invalidated, Degraded: s.degraded})
 
 	if s.handler, err = s.routes(); err != nil {
 		return nil, err
@@ -345,6 +367,10 @@ func (s *Server) Close(ctx context.Context) error {
 		var errs []error
 		if s.billing != nil {
 			errs = append(errs, s.billing.Close(ctx))
+		}
+		if s.bus != nil {
+			// What was changed here reaches the others before the pool closes.
+			errs = append(errs, s.bus.Close(ctx))
 		}
 		if s.login != nil {
 			errs = append(errs, s.login.Close(ctx))
