@@ -11,8 +11,19 @@ import (
 	"github.com/apikit/apikit/store/storetest"
 )
 
+// TestConformance is the example of storetest's package documentation.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Backend { return testdb.SQLite(t) })
+	storetest.Run(t, func(t *testing.T) storetest.Backend {
+		st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "conformance.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if _, err := st.Migrate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
 }
 
 func TestMigrateTwiceAndConcurrently(t *testing.T) {

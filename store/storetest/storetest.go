@@ -3,11 +3,20 @@
 // is what the Store interfaces of packages apikey, magiclink and billing
 // mean, written as tests.
 //
+// The function passed to [Run] returns a fresh, migrated, empty store for
+// each test. store/sqlite's own conformance test is this:
+//
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) storetest.Backend {
-//			s := openMyStore(t) // a fresh, migrated, empty store
-//			t.Cleanup(func() { s.Close() })
-//			return s
+//			st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "conformance.db"))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { st.Close() })
+//			if _, err := st.Migrate(t.Context()); err != nil {
+//				t.Fatal(err)
+//			}
+//			return st
 //		})
 //	}
 package storetest
