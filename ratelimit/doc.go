@@ -33,7 +33,8 @@
 // The seed application limits each API key to 100 requests a minute, and
 // the whole API to 50 requests per 15 minutes. Put the per-key limit
 // outside the global one, so that a runaway client is refused before it
-// uses up everyone's global quota:
+// uses up everyone's global quota (ExampleMiddleware runs this, with a
+// header standing in for the key id):
 //
 //	limiter := ratelimit.NewMemory(ratelimit.MemoryOptions{})
 //	perKey := ratelimit.Middleware(limiter, ratelimit.MiddlewareOptions{
