@@ -111,6 +111,17 @@
 // Billing Portal (upgrades, downgrades and cancellation, which the webhook
 // then reports with the new price).
 //
+// # Accounts
+//
+// After a verified email change, [Service.UpdateCustomerEmail] sets the
+// new address on every Stripe customer linked to the user, so that receipts
+// and the portal follow the account; it is webhook-safe, since no event
+// (customer.updated included) ever links or creates an account from an
+// address. Before an account is deleted, [Service.CancelSubscriptions]
+// cancels its subscriptions, at once or at the end of the period, and
+// writes the result at once (the webhook confirms it later), so a deleted
+// account is not served as paid in the meantime.
+//
 // # Dev mode
 //
 // With [Options.DevMode] there is no Stripe: sign-up leads to a local page
