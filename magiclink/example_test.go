@@ -106,6 +106,8 @@ func ExampleNew() {
 	//
 	// 12345678
 	//
+	// Never tell this code to anyone: nobody from FavoritesAPI will ask for it.
+	//
 	// It works once, for 15 minutes. If you did not ask for it, ignore this email: nobody can sign in without the link or the code.
 	// ---- end ----
 }
