@@ -51,6 +51,8 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /app/keys", form(s.handleCreateKey))
 	site.Handle("POST /app/keys/{id}/revoke", form(s.handleRevokeKey))
 	site.Handle("POST /app/keys/{id}/roll", form(s.handleRollKey))
+	site.Handle("GET /app/account", s.login.RequireUser(http.HandlerFunc(s.handleAccount)))
+	site.Handle("POST /app/account/email", form(s.handleChangeEmail))
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
 		Realm: "favoritesapi",
 		// The FavoritesAPI contract accepts the seed's base64(id:secret).
