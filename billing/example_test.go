@@ -179,3 +179,66 @@ func ExampleService_Plan() {
 	// 303 /app
 	// pro active [100/s] <nil>
 }
+
+// Delete an account's billing, in dev mode: cancelling at the end of the
+// period keeps the paid plan until then; cancelling at once ends it on the
+// next request. (Before deleting the account's row, the application calls
+// CancelSubscriptions; after a verified email change, UpdateCustomerEmail,
+// which in dev mode does nothing.)
+func ExampleService_CancelSubscriptions() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, store.Keys, store.Login, store.Billing, store.Plans); err != nil {
+		log.Fatal(err)
+	}
+	plans := plan.MustCatalog(
+		plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.PerSecond(1)}},
+		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)}},
+	)
+	ada, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
+	svc, err := billing.New(st, nil, billing.Options{
+		BaseURL: "http://localhost:8080",
+		DevMode: true,
+		Plans:   plans,
+		SendSignInLink: func(ctx context.Context, email string) error {
+			return nil
+		},
+		CurrentUser: func(ctx context.Context) (int64, bool) { return ada, true },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Register(mux)
+	r := httptest.NewRequest(http.MethodPost, "/billing/plan", strings.NewReader("plan=pro"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	mux.ServeHTTP(httptest.NewRecorder(), r)
+
+	show := func(when string) {
+		ok, _ := svc.Entitled(ctx, ada)
+		cur, _ := svc.Plan(ctx, ada)
+		sub, _, _ := svc.Subscription(ctx, ada)
+		fmt.Printf("%s: entitled %v, plan %s, cancel at period end %v, ended %v\n",
+			when, ok, cur.Plan.Name, sub.CancelAtPeriodEnd, sub.Ended)
+	}
+	show("subscribed")
+	if err := svc.UpdateCustomerEmail(ctx, ada, "ada@example.org"); err != nil {
+		log.Fatal(err)
+	}
+	if err := svc.CancelSubscriptions(ctx, ada, true); err != nil {
+		log.Fatal(err)
+	}
+	show("at period end")
+	if err := svc.CancelSubscriptions(ctx, ada, false); err != nil {
+		log.Fatal(err)
+	}
+	show("at once")
+	// Output:
+	// subscribed: entitled true, plan pro, cancel at period end false, ended false
+	// at period end: entitled true, plan pro, cancel at period end true, ended false
+	// at once: entitled false, plan free, cancel at period end false, ended true
+}
