@@ -8,7 +8,30 @@
 //	                        address); the link is emailed off the request path
 //	GET  /login/verify?token=…  → a page with a "Sign in" button, nothing more
 //	POST /login/verify    → the token is spent, a session starts, 303 to the app
+//	POST /login/code {code} → from the browser that asked only (its
+//	                        __Host-login cookie): the same token is spent by
+//	                        the 8-digit code in the email, a session starts
 //	POST /logout          → the session is deleted, 303 to AfterLogoutPath
+//
+// # Sign-in codes
+//
+// The login email carries an 8-digit code beside the link, for whoever
+// reads mail on another device. POST /login gives the asking browser a
+// short-lived HttpOnly cookie holding a random nonce, and the store keeps
+// the SHA-256 of that nonce and of the code with the token: the code works
+// only with the cookie, so a code alone is useless in any other browser.
+// Link and code spend the same token, so using one kills the other. A
+// requested sign-in allows [MaxCodeAttempts] codes (counted atomically by
+// the store), then it is void, link included; failures also count against
+// the client's [Options.VerifyLimiter]. See [Service.CodeHandler].
+//
+// # Sessions
+//
+// Sessions record the client's User-Agent and address when they start;
+// [Service.Sessions] lists a user's sessions for an account page,
+// [Service.EndSession] ends one by its opaque [SessionInfo].Ref and
+// [Service.EndOtherSessions] all but the current one. [User].SignedInAt
+// lets an application demand a recent sign-in before a grave step.
 //
 // # Changing the address
 //
@@ -18,7 +41,8 @@
 // replaces the old address, which is then told by email. A new address
 // that belongs to another account is refused only to whoever follows its
 // link ([ErrEmailTaken]); the requester learns nothing. It needs a Store
-// that also implements [EmailChangeStore].
+// that also implements [EmailChangeStore]. [Options.OnEmailChanged] tells
+// the application (to update a payment provider's customer email).
 //
 // # Errors
 //

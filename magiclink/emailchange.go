@@ -101,7 +101,8 @@ func (s *Service) RequestEmailChange(ctx context.Context, userID int64, newEmail
 // client gets 200 and {"user_id", "email"}). It signs nobody in, and the
 // store ends every session of the account: they were started by whoever
 // proved the old address, and the new one may belong to someone else.
-// Sign in again with the new address.
+// Sign in again with the new address. [Options.OnEmailChanged], if set,
+// is called after the change.
 //
 // If the new address belongs to another account by then, the token is
 // spent, nothing changes, and the answer is a clear refusal (409,
@@ -152,6 +153,9 @@ func (s *Service) confirmEmailChange(w http.ResponseWriter, r *http.Request) {
 	s.stats.emailChangesConfirmed.Add(1)
 	s.logger.Info("magiclink: email changed", "user", userID, "from", RedactEmail(oldEmail), "to", RedactEmail(newEmail))
 	s.notifyEmailChanged(oldEmail, newEmail)
+	if s.opts.OnEmailChanged != nil {
+		s.opts.OnEmailChanged(ctx, userID, oldEmail, newEmail)
+	}
 	if wantsJSON(r) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

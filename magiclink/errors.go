@@ -45,6 +45,11 @@ var (
 	// no valid session for (401; the default response sends browsers to the
 	// login page instead).
 	ErrUnauthenticated = errors.New("magiclink: not signed in")
+	// ErrInvalidCode refuses a sign-in code (POST /login/code) that is
+	// malformed or wrong, or that comes without the cookie of the browser
+	// that asked for it, or whose sign-in is used, expired, replaced or
+	// void after too many attempts (400). It matches [ErrInvalidToken].
+	ErrInvalidCode = fmt.Errorf("%w: invalid sign-in code", ErrInvalidToken)
 )
 
 // Error is a refusal, as [Options.ErrorHandler] receives it: Err is one of
@@ -96,6 +101,7 @@ var errorTable = []struct {
 	{ErrBadRequest, http.StatusBadRequest, "invalid_body", "The request body is not a form or JSON object."},
 	{ErrInvalidEmail, http.StatusBadRequest, "invalid_email", "This is not an email address."},
 	{ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again later."},
+	{ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is wrong, or has expired. Check the email, or ask for a new one."},
 	{ErrInvalidToken, http.StatusBadRequest, "invalid_token", "The link has expired, has been used, or was replaced by a newer one. Ask for a new one."},
 	{ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Sign in first."},
 	{ErrEmailTaken, http.StatusConflict, "email_taken", "This address belongs to another account, so it cannot become yours. Nothing was changed."},
@@ -213,6 +219,8 @@ func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 			shown = ""
 		}
 		s.page(w, e.Status, tmplLogin, PageData{Title: "Sign in", Error: e.Detail, Email: shown})
+	case errors.Is(e, ErrInvalidCode):
+		s.page(w, e.Status, tmplSent, PageData{Title: "Check your email", Error: e.Detail})
 	case errors.Is(e, ErrInvalidToken) && e.emailChange:
 		s.page(w, e.Status, tmplError, PageData{Title: "Link not valid", Error: e.Detail})
 	case errors.Is(e, ErrInvalidToken):

@@ -87,7 +87,8 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	token := regexp.MustCompile(`token=[A-Za-z0-9_-]{43}`)
-	fmt.Print(token.ReplaceAllString(outbox.String(), "token=…"))
+	code := regexp.MustCompile(`(?m)^[0-9]{8}$`)
+	fmt.Print(code.ReplaceAllString(token.ReplaceAllString(outbox.String(), "token=…"), "12345678"))
 	// Output:
 	// 200 OK
 	// ---- email ----
@@ -101,7 +102,13 @@ func ExampleNew() {
 	//
 	// https://api.example.com/login/verify?token=…
 	//
-	// It works once, for 15 minutes. If you did not ask for it, ignore this email: nobody can sign in without the link.
+	// Or enter this code on the page where you asked, in the same browser:
+	//
+	// 12345678
+	//
+	// Never tell this code to anyone: nobody from FavoritesAPI will ask for it.
+	//
+	// It works once, for 15 minutes. If you did not ask for it, ignore this email: nobody can sign in without the link or the code.
 	// ---- end ----
 }
 

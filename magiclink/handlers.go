@@ -24,6 +24,7 @@ const (
 //	GET  /login/email/verify   EmailChangeHandler's confirmation page
 //	POST /login/email/verify   EmailChangeHandler
 //	POST /logout         LogoutHandler
+//	POST /login/code     CodeHandler (other methods: 405)
 //
 // Every handler refuses cross-origin POSTs itself (see [Service.Handler]),
 // so Register adds nothing but the routes. Routers other than
@@ -36,13 +37,14 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+emailChangePath, s.EmailChangeHandler())
 	mux.Handle("POST "+emailChangePath, s.EmailChangeHandler())
 	mux.Handle("POST "+logoutPath, s.LogoutHandler())
+	mux.Handle(codePath, s.CodeHandler())
 }
 
 // Handler returns an http.Handler that serves the routes [Service.Register]
-// mounts (LoginPath, /login/verify, /login/email/verify and /logout), by
+// mounts (LoginPath, /login/verify, /login/code, /login/email/verify and /logout), by
 // the request's full path, for any router: with go-chi/chi,
 //
-//	r.Mount("/login", login.Handler()) // /login, /login/verify, /login/email/verify
+//	r.Mount("/login", login.Handler()) // /login, /login/verify, /login/code, /login/email/verify
 //	r.Handle("/logout", login.Handler())
 //
 // It answers other paths with [ErrNotFound], and methods a route does not
@@ -69,6 +71,9 @@ func (s *Service) Handler() http.Handler {
 	if s.opts.LoginPath != emailChangePath {
 		mux.Handle(emailChangePath, s.EmailChangeHandler())
 	}
+	if s.opts.LoginPath != codePath {
+		mux.Handle(codePath, s.CodeHandler())
+	}
 	if s.opts.LoginPath != logoutPath {
 		mux.Handle(logoutPath, s.LogoutHandler())
 	}
@@ -79,7 +84,12 @@ func (s *Service) Handler() http.Handler {
 }
 
 // protect wraps h with the Service's cross-origin protection.
-func (s *Service) protect(h http.HandlerFunc) http.Handler { return s.cop.Handler(h) }
+// and records r's client for the sessions it may start ([Service.SignIn]).
+func (s *Service) protect(h http.HandlerFunc) http.Handler {
+	return s.cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h(w, s.withClient(r))
+	}))
+}
 
 // LoginPageHandler serves the login form (GET /login).
 func (s *Service) LoginPageHandler() http.Handler {

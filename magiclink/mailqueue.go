@@ -14,6 +14,9 @@ type mailJob struct {
 	client string // ClientKey of the request, "" for SendLink and the email-change mails
 	msg    *Message
 	what   string // what msg is, for logs ("email-change link")
+	// nonceHash is, for a login request from a browser, the SHA-256 of
+	// the nonce in its login cookie: the email then carries a code too.
+	nonceHash []byte
 }
 
 // errClientQueueFull refuses a job of a client that has QueuePerClient
@@ -103,15 +106,22 @@ func (s *Service) handleJob(j mailJob) {
 	}
 	token, hash := newSecret()
 	now := s.opts.Now()
+	var code string
+	var codeHash []byte
+	if j.nonceHash != nil {
+		code = newCode()
+		codeHash = hashSecret(code)
+	}
 	if err := s.store.CreateLoginToken(sctx, LoginToken{
 		Hash: hash, Email: j.email, CreatedAt: now, ExpiresAt: now.Add(s.opts.TokenTTL),
+		NonceHash: j.nonceHash, CodeHash: codeHash,
 	}); err != nil {
 		s.stats.storeErrors.Add(1)
 		s.stats.mailFailed.Add(1)
 		log.Error("magiclink: storing a login token", "err", err)
 		return
 	}
-	msg, err := s.renderEmail(j.email, s.opts.BaseURL+"/login/verify?token="+token)
+	msg, err := s.renderEmail(j.email, s.opts.BaseURL+"/login/verify?token="+token, code)
 	if err != nil {
 		s.stats.mailFailed.Add(1)
 		log.Error("magiclink: rendering the login email", "err", err)

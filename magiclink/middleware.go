@@ -48,7 +48,7 @@ func (s *Service) RequireUser(next http.Handler) http.Handler {
 		case err == nil:
 			w.Header().Add("Vary", "Cookie")
 			w.Header().Set("Cache-Control", "private, no-store")
-			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), u)))
+			next.ServeHTTP(w, r.WithContext(NewContext(s.withClient(r).Context(), u)))
 		case errors.Is(err, errNoSession):
 			s.refuse(w, r, refusal(ErrUnauthenticated, ""))
 		default:
@@ -68,7 +68,7 @@ func (s *Service) LoadUser(next http.Handler) http.Handler {
 		if stale {
 			s.clearCookie(w)
 		}
-		ctx := r.Context()
+		ctx := s.withClient(r).Context()
 		switch {
 		case err == nil:
 			w.Header().Add("Vary", "Cookie")
@@ -88,4 +88,9 @@ type User struct {
 	Email string
 	// SessionExpiresAt is when the session ends at the latest.
 	SessionExpiresAt time.Time
+	// SignedInAt is when the session started: when its user last proved
+	// the address (by link or code) in this browser. An application can
+	// ask for a recent sign-in before a grave step, such as deleting the
+	// account: time.Since(u.SignedInAt) < 10*time.Minute.
+	SignedInAt time.Time
 }

@@ -1,6 +1,7 @@
 package magiclink
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -175,6 +176,14 @@ type Options struct {
 	// sessions are deleted from the store (default 1 hour; negative
 	// disables it).
 	CleanupInterval time.Duration
+
+	// OnEmailChanged, if set, is called after a confirmed email change
+	// ([Service.EmailChangeHandler]) has replaced a user's address, with
+	// the request's context: to update the address elsewhere (a payment
+	// provider's customer record). It runs on the request path; it should
+	// be quick, handle its own failures, and be safe to repeat. The
+	// change has happened whatever it does.
+	OnEmailChanged func(ctx context.Context, userID int64, oldEmail, newEmail string)
 
 	// Logger receives failures (default: discard). Tokens, session ids and
 	// full email addresses are never logged: addresses appear as

@@ -18,6 +18,11 @@ import (
 // the same whether or not the account exists, and a full queue answers 503
 // for every address alike. Browsers get the "check your email" page; JSON
 // clients get 202 and {"status":"sent"}.
+//
+// Both also get a short-lived cookie (__Host-login, HttpOnly, for
+// TokenTTL) holding a random nonce, and the email carries, beside the
+// link, an 8-digit code that [Service.CodeHandler] accepts only from a
+// request with that cookie: the browser that asked.
 func (s *Service) RequestHandler() http.Handler {
 	return s.protect(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -47,10 +52,15 @@ func (s *Service) RequestHandler() http.Handler {
 				"Too many sign-in links were requested from your network. Try again later.").after(10*time.Minute))
 			return
 		}
-		if e := s.sendLink(r.Context(), email, client); e != nil {
+		// The asking browser gets a nonce in a cookie; the email's code
+		// works only beside it. The cookie is set whether or not the
+		// address has an account, so the answer does not tell.
+		nonce, nonceHash := newSecret()
+		if e := s.sendLink(r.Context(), email, client, nonceHash); e != nil {
 			s.refuse(w, r, e)
 			return
 		}
+		http.SetCookie(w, s.loginCookie(nonce, s.opts.TokenTTL))
 		if wantsJSON(r) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
@@ -96,7 +106,7 @@ func (s *Service) SendLink(ctx context.Context, email string) error {
 		s.stats.linksInvalid.Add(1)
 		return err
 	}
-	if e := s.sendLink(ctx, email, ""); e != nil {
+	if e := s.sendLink(ctx, email, "", nil); e != nil {
 		return e
 	}
 	return nil
@@ -104,7 +114,8 @@ func (s *Service) SendLink(ctx context.Context, email string) error {
 
 // sendLink applies SendLimiter to the (normalised) address and queues the
 // email, charging it to client's share of the queue unless client is "".
-func (s *Service) sendLink(ctx context.Context, email, client string) *Error {
+// With a nonceHash the email carries a sign-in code bound to it.
+func (s *Service) sendLink(ctx context.Context, email, client string, nonceHash []byte) *Error {
 	allowed, err := s.opts.SendLimiter.Allow(ctx, email)
 	if err != nil {
 		s.logger.Warn("magiclink: send limiter failed; refusing", "to", RedactEmail(email), "err", err)
@@ -114,7 +125,7 @@ func (s *Service) sendLink(ctx context.Context, email, client string) *Error {
 		return refusal(ErrRateLimited,
 			"Too many sign-in links were requested for this address. Use the latest one, or try again later.").after(time.Hour)
 	}
-	switch err := s.enqueue(mailJob{email: email, client: client}); {
+	switch err := s.enqueue(mailJob{email: email, client: client, nonceHash: nonceHash}); {
 	case errors.Is(err, errClientQueueFull):
 		return refusal(ErrRateLimited,
 			"Too many sign-in links were requested from your network. Try again in a minute.").after(time.Minute)

@@ -14,7 +14,37 @@ import (
 // never because someone paid, knows an id, or holds a link to a page —
 // that is how accounts are taken over (see SECURITY.md). It fails with
 // [ErrUnknownUser] if there is no such user.
+//
+// The session records the User-Agent and client address
+// ([Options.ClientKey]) of the request, for [Service.Sessions], when ctx
+// is (or derives from) the context of a request that passed through one
+// of the Service's handlers or its RequireUser or LoadUser middleware;
+// otherwise they are empty.
 func (s *Service) SignIn(ctx context.Context, w http.ResponseWriter, userID int64) error {
+	return s.signIn(ctx, w, nil, userID)
+}
+
+// clientKey carries a request's client details in its context.
+type clientKey struct{}
+
+type clientDetails struct{ userAgent, ip string }
+
+// withClient returns r with its User-Agent and ClientKey in its context,
+// unless they are there already.
+func (s *Service) withClient(r *http.Request) *http.Request {
+	if _, ok := r.Context().Value(clientKey{}).(clientDetails); ok {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), clientKey{}, clientDetails{r.UserAgent(), s.opts.ClientKey(r)}))
+}
+
+// signIn is SignIn; the client details are taken from r if it is not
+// nil, and else from ctx.
+func (s *Service) signIn(ctx context.Context, w http.ResponseWriter, r *http.Request, userID int64) error {
+	if r != nil {
+		ctx = s.withClient(r).Context()
+	}
+	client, _ := ctx.Value(clientKey{}).(clientDetails)
 	if _, found, err := s.store.UserEmail(ctx, userID); err != nil {
 		s.stats.storeErrors.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -23,7 +53,8 @@ func (s *Service) SignIn(ctx context.Context, w http.ResponseWriter, userID int6
 	}
 	id, hash := newSecret()
 	now := s.opts.Now()
-	se := Session{Hash: hash, UserID: userID, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL), LastSeenAt: now}
+	se := Session{Hash: hash, UserID: userID, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL), LastSeenAt: now,
+		UserAgent: capDetail(client.userAgent), IP: capDetail(client.ip)}
 	if err := s.store.CreateSession(ctx, se); err != nil {
 		s.stats.storeErrors.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -116,5 +147,5 @@ func (s *Service) user(r *http.Request) (u User, stale bool, err error) {
 		}
 	}
 	s.stats.sessionsLoaded.Add(1)
-	return User{ID: se.UserID, Email: se.Email, SessionExpiresAt: se.ExpiresAt}, false, nil
+	return User{ID: se.UserID, Email: se.Email, SessionExpiresAt: se.ExpiresAt, SignedInAt: se.CreatedAt}, false, nil
 }

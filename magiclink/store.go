@@ -42,6 +42,17 @@ type Store interface {
 	// a nil error.
 	ConsumeLoginToken(ctx context.Context, hash []byte, now time.Time) (email string, ok bool, err error)
 
+	// ConsumeLoginCode spends the token whose nonce hash is nonceHash if
+	// codeHash matches its code hash (compared in constant time), it is
+	// unused, expires after now and has had fewer than maxAttempts
+	// attempts; every call that finds such a token counts an attempt,
+	// right or wrong. It returns the address, ok, and whether the sign-in
+	// is now void: the attempts are exhausted, and the token is spent so
+	// that its link fails too. It is atomic under concurrency: of any
+	// number of concurrent calls at most maxAttempts compare a code, and
+	// at most one (or one [Store.ConsumeLoginToken]) reports ok.
+	ConsumeLoginCode(ctx context.Context, nonceHash, codeHash []byte, maxAttempts int, now time.Time) (email string, ok, void bool, err error)
+
 	// ConfirmEmail records that the address has been proven at now (a
 	// login token sent to it was spent) and returns its account. If there
 	// is no account with that address it creates one when create is true,
@@ -74,6 +85,18 @@ type Store interface {
 	// many there were.
 	DeleteUserSessions(ctx context.Context, userID int64) (n int64, err error)
 
+	// UserSessions returns every session of a user, expired or not,
+	// newest (by CreatedAt) first, with Email filled in.
+	UserSessions(ctx context.Context, userID int64) ([]Session, error)
+
+	// DeleteUserSession deletes the session with the given hash if it is
+	// the user's; found reports whether it was.
+	DeleteUserSession(ctx context.Context, userID int64, hash []byte) (found bool, err error)
+
+	// DeleteUserSessionsExcept deletes every session of a user but the one
+	// with hash keep, and returns how many it deleted.
+	DeleteUserSessionsExcept(ctx context.Context, userID int64, keep []byte) (n int64, err error)
+
 	// DeleteExpired removes login tokens that are used or expire at or
 	// before now, and sessions that expire at or before now, and returns
 	// how many rows it removed.
@@ -90,6 +113,11 @@ type LoginToken struct {
 	Email     string
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// NonceHash is the SHA-256 of the nonce in the asking browser's
+	// __Host-login cookie, and CodeHash the SHA-256 of the code in the
+	// email; both are nil for a link sent without a browser
+	// ([Service.SendLink]), whose email carries no code.
+	NonceHash, CodeHash []byte
 }
 
 // Session is a stored browser session.
@@ -102,4 +130,8 @@ type Session struct {
 	CreatedAt  time.Time
 	ExpiresAt  time.Time // absolute; activity never extends it
 	LastSeenAt time.Time // for the idle timeout
+	// UserAgent and IP describe the client that started the session (its
+	// User-Agent header and [Options.ClientKey]), trimmed and at most 256
+	// characters each, for the user's list of sessions.
+	UserAgent, IP string
 }

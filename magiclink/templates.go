@@ -62,14 +62,19 @@ type PageData struct {
 	LoginPath  string // where the login form posts, and the page to ask for a new link
 	VerifyPath string // where the confirmation form posts
 	ChangePath string // where the email-change confirmation form posts
+	CodePath   string // where the sign-in code form posts (on the sent page)
 	TokenTTL   string // how long a link works, in words ("15 minutes")
 }
 
 // EmailData is what the email templates are executed with.
 type EmailData struct {
-	AppName  string
-	Email    string // the recipient
-	Link     string // the login link, or the email-change link
+	AppName string
+	Email   string // the recipient
+	Link    string // the login link, or the email-change link
+	// Code is, in a login email, the sign-in code that works beside the
+	// link in the browser that asked; "" when the link was sent without
+	// one ([Service.SendLink]).
+	Code     string
 	TokenTTL string // how long it works, in words
 	// NewEmail is, in the notice to the old address of an email change,
 	// the new address, masked ("n•••@example.org").
@@ -107,8 +112,8 @@ func loadTemplates(override *template.Template) (templates, error) {
 	// Render each once with sample data, so that a broken override is an
 	// error from New rather than from the first request.
 	page := PageData{AppName: "App", Title: "Title", Error: "Error", Email: "ada@example.com",
-		Token: strings.Repeat("A", encodedSecretLen), LoginPath: "/login", VerifyPath: verifyPath, ChangePath: emailChangePath, TokenTTL: "15 minutes"}
-	email := EmailData{AppName: "App", Email: "ada@example.com", Link: "https://example.com/login/verify?token=A", TokenTTL: "15 minutes",
+		Token: strings.Repeat("A", encodedSecretLen), LoginPath: "/login", VerifyPath: verifyPath, ChangePath: emailChangePath, CodePath: codePath, TokenTTL: "15 minutes"}
+	email := EmailData{AppName: "App", Email: "ada@example.com", Link: "https://example.com/login/verify?token=A", Code: "12345678", TokenTTL: "15 minutes",
 		NewEmail: "a•••@example.org"}
 	for _, name := range templateNames {
 		var data any = page
@@ -132,8 +137,8 @@ func (t templates) render(name string, data any) (string, error) {
 }
 
 // renderEmail builds the login email for the address and link.
-func (s *Service) renderEmail(to, link string) (Message, error) {
-	return s.renderMail(loginMail, EmailData{Email: to, Link: link})
+func (s *Service) renderEmail(to, link, code string) (Message, error) {
+	return s.renderMail(loginMail, EmailData{Email: to, Link: link, Code: code})
 }
 
 // renderMail builds an email from its templates, to d.Email; it fills in
@@ -167,6 +172,7 @@ func (s *Service) page(w http.ResponseWriter, status int, name string, d PageDat
 	d.LoginPath = s.opts.LoginPath
 	d.VerifyPath = verifyPath
 	d.ChangePath = emailChangePath
+	d.CodePath = codePath
 	d.TokenTTL = words(s.opts.TokenTTL)
 	body, err := s.tmpl.render(name, d)
 	if err != nil {

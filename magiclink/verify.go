@@ -96,6 +96,15 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 		s.verifyFailed(w, r, client, invalidToken())
 		return
 	}
+	s.signedIn(w, r, client, email, invalidToken)
+}
+
+// signedIn finishes a sign-in whose token (link or code) was spent for
+// email: it confirms the address, ends the sessions that predate a first
+// proof, replaces this browser's session and answers r.
+func (s *Service) signedIn(w http.ResponseWriter, r *http.Request, client, email string, invalid func() *Error) {
+	ctx := r.Context()
+	now := s.opts.Now()
 	userID, first, found, err := s.store.ConfirmEmail(ctx, email, s.opts.AllowSignup, now)
 	if err != nil {
 		s.stats.storeErrors.Add(1)
@@ -104,7 +113,7 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !found { // the account was deleted after the link was sent
-		s.verifyFailed(w, r, client, invalidToken())
+		s.verifyFailed(w, r, client, invalid())
 		return
 	}
 	if first {
@@ -124,7 +133,7 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 			s.logger.Warn("magiclink: deleting the previous session", "err", err)
 		}
 	}
-	if err := s.SignIn(ctx, w, userID); err != nil {
+	if err := s.signIn(ctx, w, r, userID); err != nil {
 		s.logger.Error("magiclink: starting a session", "user", userID, "err", err)
 		s.refuse(w, r, unavailable(ErrUnavailable, "Signing in is not possible right now. Ask for a new link shortly."))
 		return

@@ -46,6 +46,8 @@ func ExampleStore_Migrate() {
 	// apikit/keys 0001_api_keys.sql
 	// apikit/login 0001_login.sql
 	// apikit/login 0002_email_changes.sql
+	// apikit/login 0003_login_codes.sql
+	// apikit/login 0004_session_details.sql
 }
 
 // The application's own migrations, one directory per dialect in one

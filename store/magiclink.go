@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/apikit/apikit/magiclink"
@@ -21,8 +23,8 @@ func (s *Store) CreateLoginToken(ctx context.Context, t magiclink.LoginToken) er
 			return err
 		}
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO login_tokens
-			(token_hash, email, created_at, expires_at) VALUES (?, ?, ?, ?)`),
-			t.Hash, email, ts(t.CreatedAt), ts(t.ExpiresAt))
+			(token_hash, email, created_at, expires_at, nonce_hash, code_hash) VALUES (?, ?, ?, ?, ?, ?)`),
+			t.Hash, email, ts(t.CreatedAt), ts(t.ExpiresAt), nilIfEmpty(t.NonceHash), nilIfEmpty(t.CodeHash))
 		return err
 	})
 }
@@ -36,6 +38,50 @@ func (s *Store) ConsumeLoginToken(ctx context.Context, hash []byte, now time.Tim
 		WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING email`), t, hash, t)
 	ok, err := isFound(err)
 	return email, ok, err
+}
+
+// nilIfEmpty stores an absent hash as NULL.
+func nilIfEmpty(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// ConsumeLoginCode implements [magiclink.Store]. One UPDATE … RETURNING
+// takes an attempt (and, if it is the last one, spends the token at once),
+// so of concurrent calls at most maxAttempts get the code hash to compare;
+// the comparison is made here, in constant time, and a right code spends
+// the token with a second UPDATE that, like ConsumeLoginToken's, only one
+// caller (code or link) can win.
+func (s *Store) ConsumeLoginCode(ctx context.Context, nonceHash, codeHash []byte, maxAttempts int, now time.Time) (email string, ok, void bool, err error) {
+	if len(nonceHash) == 0 || maxAttempts < 1 {
+		return "", false, false, nil
+	}
+	t := ts(now)
+	var row struct {
+		Email    string `db:"email"`
+		CodeHash []byte `db:"code_hash"`
+		Attempts int    `db:"attempts"`
+	}
+	err = s.db.GetContext(ctx, &row, s.db.Rebind(`UPDATE login_tokens
+		SET attempts = attempts + 1, used_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE used_at END
+		WHERE nonce_hash = ? AND code_hash IS NOT NULL AND used_at IS NULL AND expires_at > ? AND attempts < ?
+		RETURNING email, code_hash, attempts`), maxAttempts, t, nonceHash, t, maxAttempts)
+	if found, err := isFound(err); !found {
+		return "", false, false, err
+	}
+	last := row.Attempts >= maxAttempts // the UPDATE spent the token already
+	if subtle.ConstantTimeCompare(row.CodeHash, codeHash) != 1 {
+		return "", false, last, nil
+	}
+	if last {
+		return row.Email, true, false, nil
+	}
+	err = s.db.GetContext(ctx, &email, s.db.Rebind(`UPDATE login_tokens SET used_at = ?
+		WHERE nonce_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING email`), t, nonceHash, t)
+	ok, err = isFound(err)
+	return email, ok, false, err
 }
 
 // ConfirmEmail implements [magiclink.Store]. The account is created (if
@@ -75,18 +121,60 @@ func (s *Store) CreateSession(ctx context.Context, se magiclink.Session) error {
 		last = se.CreatedAt
 	}
 	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO sessions
-		(id_hash, user_id, created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?)`),
-		se.Hash, se.UserID, ts(se.CreatedAt), ts(se.ExpiresAt), ts(last))
+		(id_hash, user_id, created_at, expires_at, last_seen_at, user_agent, ip) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		se.Hash, se.UserID, ts(se.CreatedAt), ts(se.ExpiresAt), ts(last), capDetail(se.UserAgent), capDetail(se.IP))
 	return err
+}
+
+// capDetail trims a session detail and caps it at 256 characters.
+func capDetail(s string) string {
+	s = strings.TrimSpace(strings.ToValidUTF8(s, ""))
+	if r := []rune(s); len(r) > 256 {
+		s = strings.TrimSpace(string(r[:256]))
+	}
+	return s
+}
+
+// UserSessions implements [magiclink.Store].
+func (s *Store) UserSessions(ctx context.Context, userID int64) ([]magiclink.Session, error) {
+	rows, err := s.db.QueryxContext(ctx, s.db.Rebind(`SELECT s.id_hash, s.user_id, u.email,
+		s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.user_id = ?
+		ORDER BY s.created_at DESC, s.id_hash`), userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []magiclink.Session
+	for rows.Next() {
+		var se magiclink.Session
+		if err := rows.Scan(&se.Hash, &se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP); err != nil {
+			return nil, err
+		}
+		se.CreatedAt, se.ExpiresAt, se.LastSeenAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC(), se.LastSeenAt.UTC()
+		out = append(out, se)
+	}
+	return out, rows.Err()
+}
+
+// DeleteUserSession implements [magiclink.Store].
+func (s *Store) DeleteUserSession(ctx context.Context, userID int64, hash []byte) (bool, error) {
+	return affected(s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM sessions WHERE id_hash = ? AND user_id = ?`), hash, userID))
+}
+
+// DeleteUserSessionsExcept implements [magiclink.Store].
+func (s *Store) DeleteUserSessionsExcept(ctx context.Context, userID int64, keep []byte) (int64, error) {
+	return rowsAffected(s.db.ExecContext(ctx, s.db.Rebind(
+		`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`), userID, keep))
 }
 
 // Session implements [magiclink.Store] in one query joined with users.
 func (s *Store) Session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
 	var se magiclink.Session
 	err := s.db.QueryRowxContext(ctx, s.db.Rebind(`SELECT s.id_hash, s.user_id, u.email,
-		s.created_at, s.expires_at, s.last_seen_at
+		s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`), hash).
-		Scan(&se.Hash, &se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt)
+		Scan(&se.Hash, &se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
 	if ok, err := isFound(err); !ok {
 		return magiclink.Session{}, false, err
 	}

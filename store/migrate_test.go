@@ -173,7 +173,7 @@ func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
 				for _, m := range applied {
 					got = append(got, m.Scope+"/"+m.Name)
 				}
-				wantApplied := []string{"apikit/login/0002_email_changes.sql", "apikit/billing/0002_billing_cycle_anchor.sql",
+				wantApplied := []string{"apikit/login/0002_email_changes.sql", "apikit/login/0003_login_codes.sql", "apikit/login/0004_session_details.sql", "apikit/billing/0002_billing_cycle_anchor.sql",
 					"apikit/plans/0001_plans.sql"}
 				if last == 2 {
 					wantApplied = append([]string{"apikit/0003_billing.sql", "apikit/0004_verified_email.sql"}, wantApplied...)

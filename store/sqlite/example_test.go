@@ -63,6 +63,8 @@ func ExampleOpen() {
 	// apikit/keys 0001_api_keys.sql
 	// apikit/login 0001_login.sql
 	// apikit/login 0002_email_changes.sql
+	// apikit/login 0003_login_codes.sql
+	// apikit/login 0004_session_details.sql
 	// myapp 0001_notes.sql
 	// again: 0
 	// issued: laptop app_test

@@ -63,6 +63,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("Billing", func(t *testing.T) { testBilling(t, newBackend) })
 	t.Run("UserDirectory", func(t *testing.T) { testUserDirectory(t, newBackend) })
 	t.Run("EmailChange", func(t *testing.T) { testEmailChange(t, newBackend) })
+	t.Run("LoginCode", func(t *testing.T) { testLoginCode(t, newBackend) })
+	t.Run("SessionDetails", func(t *testing.T) { testSessionDetails(t, newBackend) })
 	t.Run("Plans", func(t *testing.T) { testPlans(t, newBackend) })
 }
 
