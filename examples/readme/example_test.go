@@ -246,6 +246,8 @@ func Example_store() {
 	// Output:
 	// apikit/login 0001_login.sql
 	// apikit/login 0002_email_changes.sql
+	// apikit/login 0003_login_codes.sql
+	// apikit/login 0004_session_details.sql
 }
 
 // The README's Users section.
