@@ -84,6 +84,9 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"override", "--email", "a@example.com", "--limits", "fast"}, map[string]string{"DATABASE_URL": db}, "--limits"},
 		{[]string{"override", "--email", "a@example.com", "--quota", "5/week"}, map[string]string{"DATABASE_URL": db}, "--quota"},
 		{[]string{"override", "--email", "a@example.com", "--clear", "--quota", "5/day"}, map[string]string{"DATABASE_URL": db}, "--clear takes no"},
+		{[]string{"delete-account"}, map[string]string{"DATABASE_URL": db}, "delete-account needs --email"},
+		{[]string{"delete-account", "--email", "a@example.com", "extra"}, map[string]string{"DATABASE_URL": db}, "delete-account needs --email"},
+		{nil, map[string]string{"ACCOUNT_DELETE_AT_PERIOD_END": "sometimes"}, "ACCOUNT_DELETE_AT_PERIOD_END"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), tc.args, env(tc.env), &stdout, &stderr); code != 2 {

@@ -243,3 +243,25 @@ func auditLines(logs string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestAccountActionsLimited: the account page's POSTs are limited to 30
+// per client per hour (429 with Retry-After), whoever is signed in.
+func TestAccountActionsLimited(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	ada := newCustomer(t, s, "ada@example.com")
+	bob := newCustomer(t, s, "bob@example.com")
+	for i := range 30 {
+		if p := postForm(t, ada.web, s.URL+"/app/account/sessions/end-others", nil); p.status != http.StatusOK {
+			t.Fatalf("account action %d = %d", i+1, p.status)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/app/account/sessions/end-others", nil)
+	resp, err := bob.web.Do(req) // the same client, another account
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the 31st account action from the client = %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
