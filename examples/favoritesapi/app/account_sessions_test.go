@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/store"
 )
 
 // clock is a test clock that starts at the real time and can be moved on.
@@ -263,5 +264,34 @@ func TestAccountActionsLimited(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("the 31st account action from the client = %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestFavoritesCascade: the favorites table's foreign key deletes a
+// user's favorites with the user (DeleteAccount deletes them explicitly
+// too), on both databases.
+func TestFavoritesCascade(t *testing.T) {
+	for _, b := range []backend{sqliteDB, postgresDB} {
+		t.Run(string(b), func(t *testing.T) {
+			s := startServer(t, b, app.Config{})
+			tok, err := s.Provision(t.Context(), "ada@example.com", "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := call(t, s.URL, tok, "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev"}`); r.status != http.StatusCreated {
+				t.Fatalf("saving a favorite = %d %s", r.status, r.body)
+			}
+			id, _, err := s.Store().UserByEmail(t.Context(), "ada@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found, err := s.Store().DeleteUser(t.Context(), id, store.DeleteUserOptions{}); err != nil || !found {
+				t.Fatalf("DeleteUser = %v, %v", found, err)
+			}
+			var n int
+			if err := s.Store().DB().Get(&n, `SELECT COUNT(*) FROM favorites`); err != nil || n != 0 {
+				t.Errorf("favorites after DeleteUser = %d (%v), want 0 by the cascade", n, err)
+			}
+		})
 	}
 }
