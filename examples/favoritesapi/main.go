@@ -9,6 +9,7 @@
 //	go run ./examples/favoritesapi keys revoke 4tQ2x9LmZpB7
 //	go run ./examples/favoritesapi plans      # print the plans in force
 //	go run ./examples/favoritesapi override --email ada@example.com --limits 50/s --quota 100000/month
+//	go run ./examples/favoritesapi delete-account --email ada@example.com
 //
 // It is configured by environment variables; run it with -h for the list.
 // Without STRIPE_SECRET_KEY, billing runs in a dev mode that takes no
@@ -51,6 +52,11 @@ const usage = `Usage:
                                                      replace a plan's limits or quota for a user
                                                      (or one key, on a per-key plan)
   favoritesapi override --email E [--key ID] --clear remove that override
+  favoritesapi delete-account --email E [--at-period-end]
+                                                     delete an account: cancel its subscription
+                                                     (at once, or at the end of the period paid
+                                                     for), revoke its keys, end its sessions,
+                                                     delete its address and favorites
 
 `
 
@@ -97,6 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err = cfg.Plans.WriteTo(stdout)
 	case "override":
 		err = overrideCmd(ctx, cfg, rest, stdout, stderr)
+	case "delete-account":
+		err = deleteAccountCmd(ctx, cfg, logger, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "favoritesapi: unknown command %q\n\n", cmd)
 		fs.Usage()
@@ -271,4 +279,42 @@ func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr 
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown keys subcommand %q", args[0])}
+}
+
+// deleteAccountCmd deletes an account for an operator, as the account
+// page does for its user: through the whole service, so that Stripe is
+// told and running servers hear of the revoked keys.
+func deleteAccountCmd(ctx context.Context, cfg app.Config, logger *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("delete-account", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	email := fs.String("email", "", "email address of the account")
+	atEnd := fs.Bool("at-period-end", cfg.AccountDeleteAtPeriodEnd, "let the subscription run to the end of the period paid for")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *email == "" || fs.NArg() > 0 {
+		return usageError{"delete-account needs --email and no other arguments"}
+	}
+	srv, err := app.New(ctx, cfg, app.Options{Logger: logger, Stderr: stderr})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		srv.Close(ctx)
+	}()
+	id, err := srv.DeleteAccountByEmail(ctx, *email, app.DeleteAccountOptions{AtPeriodEnd: *atEnd, By: "operator"})
+	if errors.Is(err, app.ErrNoSuchAccount) {
+		return fmt.Errorf("no user has the email %q", *email)
+	}
+	if err != nil {
+		return err
+	}
+	when := "canceled at once"
+	if *atEnd {
+		when = "set to cancel at the end of its period"
+	}
+	fmt.Fprintf(stdout, "deleted account %d (subscription %s)\n", id, when)
+	return nil
 }

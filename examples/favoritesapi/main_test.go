@@ -84,6 +84,9 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"override", "--email", "a@example.com", "--limits", "fast"}, map[string]string{"DATABASE_URL": db}, "--limits"},
 		{[]string{"override", "--email", "a@example.com", "--quota", "5/week"}, map[string]string{"DATABASE_URL": db}, "--quota"},
 		{[]string{"override", "--email", "a@example.com", "--clear", "--quota", "5/day"}, map[string]string{"DATABASE_URL": db}, "--clear takes no"},
+		{[]string{"delete-account"}, map[string]string{"DATABASE_URL": db}, "delete-account needs --email"},
+		{[]string{"delete-account", "--email", "a@example.com", "extra"}, map[string]string{"DATABASE_URL": db}, "delete-account needs --email"},
+		{nil, map[string]string{"ACCOUNT_DELETE_AT_PERIOD_END": "sometimes"}, "ACCOUNT_DELETE_AT_PERIOD_END"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), tc.args, env(tc.env), &stdout, &stderr); code != 2 {
@@ -398,5 +401,119 @@ func TestUnaffordablePlan(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), `plan "free": limit 1/s admits at most 1 at once`) || !strings.Contains(stderr.String(), `"1/s burst 5"`) {
 		t.Errorf("stderr %q; want it to name the plan, the limit and the fix", stderr.String())
+	}
+}
+
+// TestDeleteAccountCommand: the operator's delete-account cancels the
+// subscription (at once, or at period end with --at-period-end), deletes
+// the user with their keys and favorites, keeps the subscription as an
+// unlinked record, and writes an audit line without the address.
+func TestDeleteAccountCommand(t *testing.T) {
+	ctx := t.Context()
+	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
+	cfg, err := app.ConfigFromEnv(env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	srv, err := app.New(ctx, cfg, app.Options{
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Stderr: &logs, KeyCacheTTL: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer func() {
+		hs.Close()
+		srv.Close(context.Background())
+	}()
+	api := func(token, method, path, body string) int {
+		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	db := srv.Store().DB()
+	count := func(q string, args ...any) int {
+		var n int
+		if err := db.GetContext(ctx, &n, db.Rebind(q), args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	ada, err := srv.Provision(ctx, "ada@example.com", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := srv.Provision(ctx, "bob@example.com", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := api(ada, "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev"}`); got != http.StatusCreated {
+		t.Fatalf("saving a favorite = %d", got)
+	}
+	api(bob, "POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev"}`)
+
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"delete-account", "--email", "nobody@example.com"}, env(vars), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "no user") {
+		t.Fatalf("delete-account for an unknown address = %d, stderr %s", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(ctx, []string{"delete-account", "--email", "ADA@example.com"}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("delete-account = %d, stderr %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "canceled at once") {
+		t.Errorf("stdout = %q", stdout.String())
+	}
+	audit := ""
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "msg=audit") {
+			audit = l
+		}
+	}
+	if !strings.Contains(audit, `event="account deleted"`) || !strings.Contains(audit, "by=operator") || strings.Contains(stderr.String(), "ada@") {
+		t.Errorf("audit line %q (stderr %s)", audit, stderr.String())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for api(ada, "GET", "/v1/me", "") != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted account's key still works")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := api(bob, "GET", "/v1/me", ""); got != http.StatusOK {
+		t.Errorf("another account's key = %d after the deletion", got)
+	}
+	if n := count(`SELECT COUNT(*) FROM users WHERE email = ?`, "ada@example.com"); n != 0 {
+		t.Errorf("%d users still have the address", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM favorites`); n != 1 {
+		t.Errorf("%d favorites left, want bob's 1", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM billing_subscriptions WHERE status = 'canceled'`); n != 1 {
+		t.Errorf("%d canceled subscriptions, want ada's, kept as a record", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM billing_customers`); n != 1 {
+		t.Errorf("%d billing customers, want bob's only", n)
+	}
+
+	// At period end: the subscription stays active until then, marked.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(ctx, []string{"delete-account", "--email", "bob@example.com", "--at-period-end"}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("delete-account --at-period-end = %d, stderr %s", code, stderr.String())
+	}
+	if n := count(`SELECT COUNT(*) FROM billing_subscriptions WHERE status = 'active' AND cancel_at_period_end`); n != 1 {
+		t.Errorf("%d subscriptions set to cancel at period end, want bob's", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM favorites`) + count(`SELECT COUNT(*) FROM users`) + count(`SELECT COUNT(*) FROM api_keys`); n != 0 {
+		t.Errorf("%d favorites, users and keys left", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -21,10 +22,15 @@ import (
 // against the server running in-process: sign up on the landing page,
 // complete the dev checkout, create a key and read it from #new-key, call
 // the API with it, upgrade the plan on the dashboard, sign out, sign back in through the link emailed over
-// real SMTP, revoke the key and see the API refuse it. Each page is saved
+// real SMTP, revoke the key and see the API refuse it; then sign in by the
+// emailed code (refused in a second browser context that did not ask,
+// accepted in the one that did), see the session on the account page,
+// delete the account and see the API refuse its key. Each page is saved
 // as a screenshot in the test's temporary directory (or in
 // $APIKIT_SCREENSHOTS, to keep them), and any browser
 // console error fails the test.
+var codeRe = regexp.MustCompile(`\b[0-9]{8}\b`)
+
 func TestBrowserJourney(t *testing.T) {
 	chromium := testenv.Program(t, "chromium")
 	smtp := smtptest.Start(t)
@@ -78,9 +84,10 @@ func TestBrowserJourney(t *testing.T) {
 	}()
 
 	step := 0
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+	// doIn runs the actions in a browser context, then saves a screenshot.
+	doIn := func(in context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 30*time.Second) // a hang fails at its step
+		sctx, cancel := context.WithTimeout(in, 30*time.Second) // a hang fails at its step
 		defer cancel()
 		if err := chromedp.Do(sctx, actions...); err != nil {
 			t.Fatalf("%s: %v", what, err)
@@ -99,13 +106,21 @@ func TestBrowserJourney(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	text := func(sel string) string {
+	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		doIn(bctx, what, actions...)
+	}
+	textIn := func(in context.Context, sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(in, chromedp.Text(chromedp.CSS(sel)))
 		if err != nil {
 			t.Fatalf("reading %s: %v", sel, err)
 		}
 		return strings.TrimSpace(v)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		return textIn(bctx, sel)
 	}
 	location := func() string {
 		t.Helper()
@@ -208,6 +223,74 @@ func TestBrowserJourney(t *testing.T) {
 	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 401 {
 		t.Errorf("API with the revoked key: %d, want 401", r.status)
 	}
+
+	// Sign in by the code beside the link: it works only in the browser
+	// that asked. A second browser context (its own cookies) gets a code
+	// page by asking for another address, and is refused the code.
+	do("signed out for the code",
+		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#signup")))
+	do("asked for a code",
+		chromedp.Navigate(s.URL+"/login"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), email),
+		chromedp.Submit(chromedp.CSS(`input[name="email"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#code")))
+	code := codeRe.FindString(smtp.WaitMessage(t, email).Text)
+	if code == "" {
+		t.Fatal("the sign-in email has no 8-digit code")
+	}
+	other, cancelOther := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+	defer cancelOther()
+	// Its first run starts its target, which lives as long as other (a
+	// step's timeout context would close it at the step's end).
+	if err := chromedp.Do(other, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting a second browser context: %v", err)
+	}
+	doIn(other, "other browser asks for itself",
+		chromedp.Navigate(s.URL+"/login"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), "someone-else@example.com"),
+		chromedp.Submit(chromedp.CSS(`input[name="email"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#code")))
+	doIn(other, "other browser refused the code",
+		chromedp.SendKeys(chromedp.CSS("#code"), code),
+		chromedp.Click(chromedp.CSS(`form[action="/login/code"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#error")))
+	if body := textIn(other, "body"); strings.Contains(body, email) || strings.Contains(body, "API keys") {
+		t.Errorf("the code signed in a browser that did not ask for it:\n%s", body)
+	}
+	do("signed in by code",
+		chromedp.SendKeys(chromedp.CSS("#code"), code),
+		chromedp.Click(chromedp.CSS(`form[action="/login/code"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")))
+	do("second key",
+		chromedp.SendKeys(chromedp.CSS("#key-name"), "second key"),
+		chromedp.Click(chromedp.CSS("#create-key")),
+		chromedp.WaitVisible(chromedp.CSS("#new-key")))
+	token2 := text("#new-key")
+	if r := call(t, s.URL, token2, "GET", "/v1/me", ""); r.status != 200 {
+		t.Fatalf("API with the second key: %d %s", r.status, r.body)
+	}
+
+	// The account page: this browser's session; the sign-in by code is
+	// fresh, so the account can be deleted.
+	do("account",
+		chromedp.Click(chromedp.CSS("#account-link")),
+		chromedp.WaitVisible(chromedp.CSS("#sessions")),
+		chromedp.WaitVisible(chromedp.CSS("#delete-account")))
+	if body := text("#sessions"); !strings.Contains(body, "this browser") || !strings.Contains(body, "HeadlessChrome") {
+		t.Errorf("the sessions table:\n%s", body)
+	}
+	do("account deleted",
+		chromedp.SendKeys(chromedp.CSS("#confirm-email"), email),
+		chromedp.Click(chromedp.CSS("#delete-account")),
+		chromedp.WaitVisible(chromedp.CSS("#notice")),
+		chromedp.WaitVisible(chromedp.CSS("#signup")))
+	if r := call(t, s.URL, token2, "GET", "/v1/me", ""); r.status != 401 {
+		t.Errorf("API with the deleted account's key: %d, want 401", r.status)
+	}
+	do("app after deletion",
+		chromedp.Navigate(s.URL+"/app"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="email"]`)))
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/apikit/apikit/plan"
@@ -49,6 +50,9 @@ const EnvHelp = `Environment:
                          believed when limiting per client (default: none)
   METRICS_ADDR           listen address of /metrics (default 127.0.0.1:9090; "off"
                          disables it); never the public listener
+  ACCOUNT_DELETE_AT_PERIOD_END
+                         true: a deleted account's subscription runs to the end of
+                         the period paid for (default false: canceled at once)
   KEY_PREFIX             API key prefix (default fav); keys are <prefix>_live_… or
                          <prefix>_test_… (test with a test Stripe key or in dev mode)
 `
@@ -87,6 +91,10 @@ type Config struct {
 	KeyPrefix      string
 	TrustedProxies []netip.Prefix
 	MetricsAddr    string
+	// AccountDeleteAtPeriodEnd lets the subscription of a deleted account
+	// run to the end of the period paid for (ACCOUNT_DELETE_AT_PERIOD_END
+	// = true); by default it is canceled at once.
+	AccountDeleteAtPeriodEnd bool
 }
 
 // ConfigFromEnv reads the variables listed in [EnvHelp] through getenv
@@ -109,6 +117,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		InvalidationURL:     getenv("INVALIDATION_URL"),
 		KeyPrefix:           getenv("KEY_PREFIX"),
 		MetricsAddr:         getenv("METRICS_ADDR"),
+	}
+	if v := getenv("ACCOUNT_DELETE_AT_PERIOD_END"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("ACCOUNT_DELETE_AT_PERIOD_END %q: want true or false", v)
+		}
+		c.AccountDeleteAtPeriodEnd = b
 	}
 	proxies, err := ratelimit.ParseTrustedProxies(getenv("TRUSTED_PROXIES"))
 	if err != nil {

@@ -143,10 +143,14 @@ type landingPage struct {
 	KeyPrefix string
 	Plans     []planView
 	Default   string // the plan checked at first
+	Notice    string // after an account was deleted
 }
 
 func (s *Server) handleLanding(w http.ResponseWriter, r *http.Request) {
 	p := landingPage{BaseURL: s.cfg.BaseURL, KeyPrefix: s.cfg.KeyEnvPrefix()}
+	if r.URL.Query().Get("account") == "deleted" {
+		p.Notice = "Your account was deleted: its keys, sessions, address and favorites are gone."
+	}
 	for _, pl := range s.plans.Plans() {
 		p.Plans = append(p.Plans, viewPlan(pl))
 		if p.Default == "" && !pl.IsFree() {

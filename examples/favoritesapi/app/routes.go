@@ -51,6 +51,11 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /app/keys", form(s.handleCreateKey))
 	site.Handle("POST /app/keys/{id}/revoke", form(s.handleRevokeKey))
 	site.Handle("POST /app/keys/{id}/roll", form(s.handleRollKey))
+	site.Handle("GET /app/account", s.login.RequireUser(http.HandlerFunc(s.handleAccount)))
+	site.Handle("POST /app/account/email", form(s.limitAccount(s.handleChangeEmail)))
+	site.Handle("POST /app/account/sessions/{ref}/end", form(s.limitAccount(s.handleEndSession)))
+	site.Handle("POST /app/account/sessions/end-others", form(s.limitAccount(s.handleEndOtherSessions)))
+	site.Handle("POST /app/account/delete", form(s.limitAccount(s.handleDeleteAccount)))
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
 		Realm: "favoritesapi",
 		// The FavoritesAPI contract accepts the seed's base64(id:secret).

@@ -268,7 +268,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		SendClientLimiter: s.abuseLimiter("login-mail-client", ratelimit.PerHour(30)),
 		VerifyLimiter:     s.abuseLimiter("login-verify", ratelimit.PerMinute(20)),
 		AfterLoginPath:    "/app",
-		Logger:            s.logger,
+		// A confirmed email change follows the account to Stripe, so that
+		// receipts and the portal use the new address.
+		OnEmailChanged: s.emailChanged,
+		Logger:         s.logger,
 		Now:               opts.Now,
 	}); err != nil {
 		return nil, err // magiclink's errors name the package
