@@ -74,4 +74,3 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/?account=deleted", http.StatusSeeOther)
 }
-

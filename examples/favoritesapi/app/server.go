@@ -272,7 +272,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// receipts and the portal use the new address.
 		OnEmailChanged: s.emailChanged,
 		Logger:         s.logger,
-		Now:               opts.Now,
+		Now:            opts.Now,
 	}); err != nil {
 		return nil, err // magiclink's errors name the package
 	}
