@@ -25,7 +25,10 @@ import (
 // real SMTP, revoke the key and see the API refuse it; then sign in by the
 // emailed code (refused in a second browser context that did not ask,
 // accepted in the one that did), see the session on the account page,
-// delete the account and see the API refuse its key. Each page is saved
+// change the address by the link sent to the new one (the old one is told,
+// every session ends, the key keeps working), sign in with the new
+// address, delete the account and see the API refuse its key and the
+// address open only a new, empty account. Each page is saved
 // as a screenshot in the test's temporary directory (or in
 // $APIKIT_SCREENSHOTS, to keep them), and any browser
 // console error fails the test.
@@ -280,8 +283,39 @@ func TestBrowserJourney(t *testing.T) {
 	if body := text("#sessions"); !strings.Contains(body, "this browser") || !strings.Contains(body, "HeadlessChrome") {
 		t.Errorf("the sessions table:\n%s", body)
 	}
+	// Change the address: only the link to the new one changes it, and
+	// it ends every session, so the browser signs in with the new one.
+	const newEmail = "browser-new@example.com"
+	do("email change requested",
+		chromedp.SendKeys(chromedp.CSS("#new-email"), newEmail),
+		chromedp.Click(chromedp.CSS("#change-email")),
+		chromedp.WaitVisible(chromedp.CSS("#notice")))
+	do("email change confirmed",
+		chromedp.Navigate(smtp.WaitLink(t, newEmail)),
+		chromedp.Click(chromedp.CSS("#confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#changed")))
+	if notice := smtp.WaitMessage(t, email).Text; !strings.Contains(notice, "changed") || strings.Contains(notice, "/login/verify") {
+		t.Errorf("the old address was not told of the change, or was sent a sign-in link:\n%s", notice)
+	}
+	do("signed out by the change",
+		chromedp.Navigate(s.URL+"/app"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="email"]`)))
+	do("sign-in link to the new address",
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), newEmail),
+		chromedp.Submit(chromedp.CSS(`input[name="email"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#code")))
+	do("signed in with the new address",
+		chromedp.Navigate(smtp.WaitLink(t, newEmail)),
+		chromedp.Click(chromedp.CSS(`form[action*="/login/verify"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")))
+	if r := call(t, s.URL, token2, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), newEmail) {
+		t.Errorf("API after the email change: %d %s; want the key to work and report the new address", r.status, r.body)
+	}
+	do("account again",
+		chromedp.Click(chromedp.CSS("#account-link")),
+		chromedp.WaitVisible(chromedp.CSS("#delete-account")))
 	do("account deleted",
-		chromedp.SendKeys(chromedp.CSS("#confirm-email"), email),
+		chromedp.SendKeys(chromedp.CSS("#confirm-email"), newEmail),
 		chromedp.Click(chromedp.CSS("#delete-account")),
 		chromedp.WaitVisible(chromedp.CSS("#notice")),
 		chromedp.WaitVisible(chromedp.CSS("#signup")))
@@ -291,6 +325,19 @@ func TestBrowserJourney(t *testing.T) {
 	do("app after deletion",
 		chromedp.Navigate(s.URL+"/app"),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="email"]`)))
+	// The deleted account's address signs nobody in to it: with the free
+	// plan open, its link makes a new, empty account.
+	do("sign-in asked for the deleted address",
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), newEmail),
+		chromedp.Submit(chromedp.CSS(`input[name="email"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#code")))
+	do("a new, empty account",
+		chromedp.Navigate(smtp.WaitLink(t, newEmail)),
+		chromedp.Click(chromedp.CSS(`form[action*="/login/verify"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")))
+	if body := text("body"); strings.Contains(body, "second key") || strings.Contains(body, "browser key") {
+		t.Errorf("signing in with the deleted account's address shows its keys:\n%s", body)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
