@@ -281,23 +281,7 @@ func TestPlans(t *testing.T) {
 // its refresh interval, and --clear gives the plan back.
 func TestOverride(t *testing.T) {
 	ctx := t.Context()
-	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
-	cfg, err := app.ConfigFromEnv(env(vars))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncbuf.Buffer
-	srv, err := app.New(ctx, cfg, app.Options{
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Stderr: &logs, OverrideRefresh: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() {
-		hs.Close()
-		srv.Close(context.Background())
-	}()
+	vars, srv, hs := serveForCommands(t, app.Options{OverrideRefresh: 50 * time.Millisecond})
 	token, err := srv.Provision(ctx, "ada@example.com", "k") // pro: 100/s, no quota
 	if err != nil {
 		t.Fatal(err)
@@ -410,23 +394,7 @@ func TestUnaffordablePlan(t *testing.T) {
 // unlinked record, and writes an audit line without the address.
 func TestDeleteAccountCommand(t *testing.T) {
 	ctx := t.Context()
-	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
-	cfg, err := app.ConfigFromEnv(env(vars))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncbuf.Buffer
-	srv, err := app.New(ctx, cfg, app.Options{
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Stderr: &logs, KeyCacheTTL: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() {
-		hs.Close()
-		srv.Close(context.Background())
-	}()
+	vars, srv, hs := serveForCommands(t, app.Options{KeyCacheTTL: 50 * time.Millisecond})
 	api := func(token, method, path, body string) int {
 		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -516,4 +484,29 @@ func TestDeleteAccountCommand(t *testing.T) {
 	if n := count(`SELECT COUNT(*) FROM favorites`) + count(`SELECT COUNT(*) FROM users`) + count(`SELECT COUNT(*) FROM api_keys`); n != 0 {
 		t.Errorf("%d favorites, users and keys left", n)
 	}
+}
+
+// serveForCommands serves FavoritesAPI on a fresh SQLite file, for tests
+// that run the operator's commands against the database of a live server:
+// it returns the environment that names the file, the server and its HTTP
+// front. Both close when the test ends.
+func serveForCommands(t *testing.T, opts app.Options) (map[string]string, *app.Server, *httptest.Server) {
+	t.Helper()
+	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "f.db")}
+	cfg, err := app.ConfigFromEnv(env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	opts.Logger, opts.Stderr = slog.New(slog.NewTextHandler(logs, nil)), logs
+	srv, err := app.New(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close(context.Background())
+	})
+	return vars, srv, hs
 }
