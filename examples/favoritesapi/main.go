@@ -33,6 +33,7 @@ import (
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/invalidate"
+	"github.com/apikit/apikit/store"
 )
 
 // Shutdown bounds: in-flight requests get drainTimeout to finish, then
@@ -204,31 +205,41 @@ func migrateCmd(ctx context.Context, cfg app.Config, stdout io.Writer) error {
 	return nil
 }
 
-// closeBus sends what the command published, for up to flushTimeout.
-func closeBus(bus invalidate.Bus) {
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-	defer cancel()
-	bus.Close(ctx)
+// openForCommand opens and migrates the database for an operator command,
+// with the invalidation bus its changes are published on. done sends what
+// the command published (for up to flushTimeout) and closes both.
+func openForCommand(ctx context.Context, cfg app.Config, stderr io.Writer) (*store.Store, invalidate.Bus, func(), error) {
+	st, err := app.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := app.Migrate(ctx, st); err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	bus, err := app.OpenBus(ctx, cfg, st, slog.New(slog.NewTextHandler(stderr, nil)), "")
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return st, bus, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		bus.Close(ctx)
+		st.Close()
+	}, nil
 }
 
 func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"keys needs a subcommand: issue or revoke"}
 	}
-	st, err := app.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if _, err := app.Migrate(ctx, st); err != nil {
-		return err
-	}
 	// Running servers hear of a revocation through the invalidation bus.
-	bus, err := app.OpenBus(ctx, cfg, st, slog.New(slog.NewTextHandler(stderr, nil)), "")
+	st, bus, done, err := openForCommand(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeBus(bus)
+	defer done()
 	keys := apikey.NewManager(st, apikey.ManagerOptions{
 		Prefix:   cfg.KeyEnvPrefix(),
 		OnChange: func(id string) { bus.Publish(invalidate.Key(id)) },

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -67,21 +66,13 @@ func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, std
 		}
 	}
 
-	st, err := app.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if _, err := app.Migrate(ctx, st); err != nil {
-		return err
-	}
 	// Running servers reload the overrides when told through the bus
 	// (and every OverrideRefresh regardless).
-	bus, err := app.OpenBus(ctx, cfg, st, slog.New(slog.NewTextHandler(stderr, nil)), "")
+	st, bus, done, err := openForCommand(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeBus(bus)
+	defer done()
 	userID, found, err := st.UserByEmail(ctx, *email)
 	if err != nil {
 		return err
