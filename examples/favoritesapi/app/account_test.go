@@ -6,35 +6,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 )
 
 var changeLink = regexp.MustCompile(`https?://[^\s"<>]+/login/email/verify\?token=[A-Za-z0-9_-]+`)
-
-// waitMail waits for the n-th (1-based) email to the address and returns
-// its text.
-func (m *mailbox) waitMail(t testing.TB, to string, n int) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		m.mu.Lock()
-		seen := 0
-		for _, msg := range m.msgs {
-			if strings.Contains(msg.To, to) {
-				if seen++; seen == n {
-					m.mu.Unlock()
-					return msg.Text
-				}
-			}
-		}
-		m.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no email #%d to %s within 10s", n, to)
-	return ""
-}
 
 // TestAccountChangeEmail: the account page sends a link to the new
 // address, answers the same whether or not the address is taken, and

@@ -295,16 +295,7 @@ func testAPI(t *testing.T, b backend) {
 	t.Run("Unsubscribed", func(t *testing.T) {
 		// A user who never subscribed holds a valid key (issued by
 		// support): they are on the free plan.
-		ctx := context.Background()
-		uid, _, err := s.Store().CreateUser(ctx, "nosub@example.com", time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, tok, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "support"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := call(t, s.URL, tok.Reveal(), "GET", "/v1/me", "")
+		r := call(t, s.URL, supportKey(t, s, "nosub@example.com"), "GET", "/v1/me", "")
 		var me struct{ Plan struct{ Name, Status string } }
 		if r.json(t, &me); r.status != 200 || me.Plan.Name != "free" || me.Plan.Status != "none" {
 			t.Fatalf("unsubscribed key: %d %s, want 200 on the free plan", r.status, r.body)
@@ -537,4 +528,20 @@ func mustAtoi(t testing.TB, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// supportKey creates a user who never subscribed and issues them a key,
+// as support would, and returns its token.
+func supportKey(t testing.TB, s *testServer, email string) string {
+	t.Helper()
+	ctx := context.Background()
+	uid, _, err := s.Store().CreateUser(ctx, email, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "support"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Reveal()
 }

@@ -128,9 +128,9 @@ func (m *mailbox) count(to string) int {
 
 var loginLink = regexp.MustCompile(`https?://[^\s"<>]+/login/verify\?token=[A-Za-z0-9_-]+`)
 
-// waitLink waits for the n-th (1-based) email to the address and returns
-// the login link in it.
-func (m *mailbox) waitLink(t testing.TB, to string, n int) string {
+// waitMail waits for the n-th (1-based) email to the address and returns
+// its text.
+func (m *mailbox) waitMail(t testing.TB, to string, n int) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -140,11 +140,7 @@ func (m *mailbox) waitLink(t testing.TB, to string, n int) string {
 			if strings.Contains(msg.To, to) {
 				if seen++; seen == n {
 					m.mu.Unlock()
-					link := loginLink.FindString(msg.Text)
-					if link == "" {
-						t.Fatalf("email to %s has no login link:\n%s", to, msg.Text)
-					}
-					return link
+					return msg.Text
 				}
 			}
 		}
@@ -153,6 +149,18 @@ func (m *mailbox) waitLink(t testing.TB, to string, n int) string {
 	}
 	t.Fatalf("no email #%d to %s within 10s", n, to)
 	return ""
+}
+
+// waitLink waits for the n-th (1-based) email to the address and returns
+// the login link in it.
+func (m *mailbox) waitLink(t testing.TB, to string, n int) string {
+	t.Helper()
+	text := m.waitMail(t, to, n)
+	link := loginLink.FindString(text)
+	if link == "" {
+		t.Fatalf("email to %s has no login link:\n%s", to, text)
+	}
+	return link
 }
 
 // browser is an HTTP client with a cookie jar that does not follow

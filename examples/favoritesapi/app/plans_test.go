@@ -187,16 +187,7 @@ func TestNoFreePlan(t *testing.T) {
 	s := startServer(t, sqliteDB, app.Config{Plans: plan.MustCatalog(
 		plan.Plan{Name: "only", Prices: []string{"price_dev_hobby"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(10)}},
 	)})
-	ctx := context.Background()
-	uid, _, err := s.Store().CreateUser(ctx, "nosub@example.com", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, tok, err := s.Keys().Issue(ctx, uid, apikey.IssueOptions{Name: "support"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := call(t, s.URL, tok.Reveal(), "GET", "/v1/me", "")
+	r := call(t, s.URL, supportKey(t, s, "nosub@example.com"), "GET", "/v1/me", "")
 	if r.status != 403 {
 		t.Fatalf("unsubscribed key without a free plan: %d %s, want 403", r.status, r.body)
 	}
