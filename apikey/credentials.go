@@ -21,12 +21,13 @@ type presented struct {
 	check  string
 }
 
-// verify checks the credential through the Verifier's public API.
-func (c presented) verify(ctx context.Context, v *Verifier) (Principal, error) {
+// verify checks the credential as the Verifier's public API does, with the
+// client address found by o for keys restricted to networks.
+func (c presented) verify(ctx context.Context, v *Verifier, o origin) (Principal, error) {
 	if !c.legacy {
-		return v.VerifyToken(ctx, c.token)
+		return v.verifyToken(ctx, c.token, o)
 	}
-	p, err := v.VerifySecret(ctx, c.id, c.token.secret)
+	p, err := v.verifySecret(ctx, c.id, c.token.secret, o)
 	if err == nil && c.check != "" && !checksumMatches(p.Prefix+"_"+c.id+"_"+c.token.secret, c.check) {
 		return Principal{}, malformed("checksum mismatch")
 	}

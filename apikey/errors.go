@@ -39,6 +39,11 @@ var (
 	ErrUnavailable = errors.New("apikey: key store unavailable")
 	// ErrInsufficientScope means the key lacks a scope the route requires.
 	ErrInsufficientScope = errors.New("apikey: insufficient scope")
+	// ErrAddressNotAllowed means the key is valid but restricted to
+	// networks ([Key.AllowedCIDRs]) that the request's client address is
+	// not in, or the address is unknown. It is answered with 403 and a
+	// problem document of type [AddressNotAllowedType].
+	ErrAddressNotAllowed = errors.New("apikey: client address not allowed for this key")
 	// ErrForbidden means the key is valid but its owner may not use the API
 	// now, as decided by [MiddlewareOptions.Authorize].
 	ErrForbidden = errors.New("apikey: forbidden")
@@ -54,6 +59,11 @@ var (
 	// already holds [ManagerOptions.MaxKeysPerUser] keys.
 	ErrTooManyKeys = errors.New("apikey: too many keys")
 )
+
+// AddressNotAllowedType is the problem type of a 403 for a key used from
+// outside its allowed networks ([ErrAddressNotAllowed]), relative to the
+// server, as plan's quota-exceeded type is.
+const AddressNotAllowedType = "/problems/address-not-allowed"
 
 // ForbiddenError refuses a valid key with 403 Forbidden. Return one from
 // [MiddlewareOptions.Authorize]; Reason is shown to the client, so it must
@@ -108,6 +118,7 @@ var refusals = []refusal{
 	{ErrAmbiguous, http.StatusBadRequest, "invalid_request", "Send exactly one credential: either Authorization: Bearer or X-API-Key."},
 	{ErrInsufficientScope, http.StatusForbidden, "insufficient_scope", "The API key lacks a scope this request requires."},
 	{ErrThrottled, http.StatusTooManyRequests, "rate_limited", "Too many API keys from this client had to be looked up; try again later."},
+	{ErrAddressNotAllowed, http.StatusForbidden, "address_not_allowed", "This API key may only be used from the networks its owner allowed; this request came from elsewhere."},
 	{ErrForbidden, http.StatusForbidden, "forbidden", "This API key may not be used now."},
 }
 
@@ -156,6 +167,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case ErrUnavailable:
 		w.Header().Set("Retry-After", "1")
+	case ErrAddressNotAllowed:
+		p.Type, p.Title = AddressNotAllowedType, "Address not allowed for this key"
 	}
 	problem.Write(w, p)
 }

@@ -1,7 +1,9 @@
 package apikey
 
 import (
+	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -31,6 +33,19 @@ type Key struct {
 	LastUsedAt time.Time
 	ExpiresAt  time.Time
 	RevokedAt  time.Time
+
+	// Metadata is a small JSON object (at most [MaxMetadataLen] bytes,
+	// compact) set at issue time and returned in the [Principal], such as
+	// {"customer":"acme","tier":"gold"}; nil if none. Do not put secrets
+	// in it: it is shown on dashboards and written to logs of the API.
+	Metadata json.RawMessage
+	// Tags are short labels set at issue time (see [ValidTag]), returned
+	// in the Principal.
+	Tags []string
+	// AllowedCIDRs, if not empty, are the only networks requests with the
+	// key may come from; requests from elsewhere are refused with 403
+	// ([ErrAddressNotAllowed]). Prefixes are masked, IPv4 ones unmapped.
+	AllowedCIDRs []netip.Prefix
 }
 
 // Key states, as returned by [Key.State].

@@ -3,8 +3,11 @@ package apikey
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +47,20 @@ type ManagerOptions struct {
 	// [ErrTooManyKeys]. The cap holds under concurrent issues.
 	MaxKeysPerUser int
 
+	// Audit, if set, is told about every key issued, rolled, revoked,
+	// deactivated or activated through the Manager, after the change was
+	// written (see [Event]). It runs on the caller's goroutine, with the
+	// caller's context, so that it can read who acted and from where
+	// (package audit: audit.WithSource). An error from it is logged and
+	// does not undo the change or hide its result: a revocation must stand
+	// and a token shown once must reach its owner even if the audit store
+	// is down. Wire it to an audit log that writes synchronously, so that
+	// the entry exists when the response is sent.
+	Audit func(ctx context.Context, e Event) error
+
+	// Logger receives failures of Audit (default: discard).
+	Logger *slog.Logger
+
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 }
@@ -60,6 +77,8 @@ type Manager struct {
 	max    int
 	now    func() time.Time
 	change func(string)
+	audit  func(context.Context, Event) error
+	logger *slog.Logger
 }
 
 // NewManager returns a Manager that keeps keys in store. It panics if
@@ -68,7 +87,10 @@ func NewManager(store Store, opts ManagerOptions) *Manager {
 	if store == nil {
 		panic("apikey: NewManager with a nil Store")
 	}
-	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now, change: opts.OnChange}
+	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now, change: opts.OnChange, audit: opts.Audit, logger: opts.Logger}
+	if m.logger == nil {
+		m.logger = slog.New(slog.DiscardHandler)
+	}
 	if m.prefix == "" {
 		m.prefix = "key"
 	}
@@ -89,7 +111,8 @@ func NewManager(store Store, opts ManagerOptions) *Manager {
 }
 
 // IssueOptions describes a key to issue. The zero value issues an unnamed,
-// unscoped key that never expires, with the Manager's prefix.
+// unscoped key that never expires, with the Manager's prefix, no metadata,
+// no tags, usable from anywhere.
 type IssueOptions struct {
 	// Name is the owner's label for the key, at most [MaxNameLen]
 	// characters, without control, format (bidi, zero-width) or line
@@ -99,11 +122,32 @@ type IssueOptions struct {
 	// [MiddlewareOptions.Scopes]. Each is a non-empty string of printable
 	// ASCII without spaces, quotes or backslashes (RFC 6749 section 3.3).
 	Scopes []string
-	// ExpiresAt, if not zero, is when the key stops working.
+	// ExpiresAt, if not zero, is when the key stops working. It must be
+	// in the future.
 	ExpiresAt time.Time
+	// ExpiresIn, if positive and ExpiresAt is zero, sets ExpiresAt to the
+	// issue time plus ExpiresIn, as a dashboard's "expires in 30 / 90 /
+	// 365 days" choice does.
+	ExpiresIn time.Duration
 	// Prefix overrides the Manager's prefix for this key, for example to
 	// issue "fav_test" keys next to "fav_live" ones.
 	Prefix string
+	// Environment, if set, is [EnvLive] or [EnvTest]: the key's prefix is
+	// the Manager's (or Prefix) with its "_live" or "_test" suffix
+	// replaced, or the suffix added, so that a Manager with Prefix
+	// "fav_live" issues "fav_test" keys for EnvTest. See [Key.Environment].
+	Environment string
+
+	// Metadata is a JSON object of at most [MaxMetadataLen] bytes once
+	// compacted, returned in the [Principal] (see [Key.Metadata]).
+	Metadata json.RawMessage
+	// Tags are at most [MaxTags] labels, each valid for [ValidTag];
+	// duplicates are dropped.
+	Tags []string
+	// AllowedCIDRs, if not empty, restricts the key to requests from these
+	// networks (at most [MaxCIDRs]; see [ParseCIDRs]). A prefix of length
+	// 0 (every address) is refused.
+	AllowedCIDRs []netip.Prefix
 }
 
 // ErrInvalidOptions means [Manager.Issue] was given a name, scope, prefix or
@@ -115,7 +159,10 @@ var ErrInvalidOptions = errors.New("apikey: invalid key options")
 // [Token.Reveal] to the owner once; it cannot be recovered later.
 func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (Key, Token, error) {
 	now := m.now().UTC()
-	prefix := cmp.Or(opts.Prefix, m.prefix)
+	prefix, err := prefixFor(cmp.Or(opts.Prefix, m.prefix), opts.Environment)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
 	name := strings.TrimSpace(opts.Name)
 	if err := ValidPrefix(prefix); err != nil {
 		return Key{}, Token{}, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -128,8 +175,28 @@ func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (K
 			return Key{}, Token{}, fmt.Errorf("%w: scope %q", ErrInvalidOptions, s)
 		}
 	}
+	if opts.ExpiresAt.IsZero() && opts.ExpiresIn > 0 {
+		opts.ExpiresAt = now.Add(opts.ExpiresIn)
+	}
 	if !opts.ExpiresAt.IsZero() && !opts.ExpiresAt.After(now) {
 		return Key{}, Token{}, fmt.Errorf("%w: expiry is in the past", ErrInvalidOptions)
+	}
+	meta, err := normalizeMetadata(opts.Metadata)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
+	tags, err := normalizeTags(opts.Tags)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
+	cidrs, err := normalizeCIDRs(opts.AllowedCIDRs)
+	if err != nil {
+		return Key{}, Token{}, err
+	}
+	if meta != nil || tags != nil || cidrs != nil {
+		if _, ok := m.store.(AttributeStore); !ok {
+			return Key{}, Token{}, fmt.Errorf("%w: %w", errors.ErrUnsupported, errNoAttributes)
+		}
 	}
 	tok, err := Generate(prefix)
 	if err != nil {
@@ -143,6 +210,7 @@ func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (K
 		ID: tok.ID, UserID: userID, Name: name, Prefix: prefix, SecretHash: hash,
 		Scopes: slices.Clone(opts.Scopes), Active: true,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: opts.ExpiresAt.UTC(),
+		Metadata: meta, Tags: tags, AllowedCIDRs: cidrs,
 	}
 	if opts.ExpiresAt.IsZero() {
 		k.ExpiresAt = time.Time{}
@@ -154,6 +222,7 @@ func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (K
 		return Key{}, Token{}, fmt.Errorf("apikey: storing the key: %w", err)
 	}
 	m.invalidate(k.ID)
+	m.emit(ctx, Event{Kind: EventIssued, KeyID: k.ID, UserID: k.UserID, At: now, Detail: issueDetail(k)})
 	return k, tok, nil
 }
 
@@ -180,22 +249,66 @@ func (m *Manager) List(ctx context.Context, userID int64) ([]Key, error) {
 
 // Revoke permanently disables the key. Revoking a revoked key does nothing.
 // Once Revoke returns, a linked [Verifier] refuses the key.
+//
+// With [ManagerOptions.Audit] set, the key is read first, and the
+// revocation is reported only if the key was not revoked already.
 func (m *Manager) Revoke(ctx context.Context, id string) error {
-	found, err := m.store.RevokeKey(ctx, id, m.now().UTC())
-	return m.changed(id, found, err, "revoking")
+	return m.revoke(ctx, id, "", nil)
+}
+
+// revoke revokes the key and reports it, with actor and detail, to the
+// audit hook.
+func (m *Manager) revoke(ctx context.Context, id, actor string, detail map[string]string) error {
+	var before Key
+	var known bool
+	if m.audit != nil {
+		k, found, err := m.store.Key(ctx, id)
+		if err != nil {
+			return fmt.Errorf("apikey: reading key: %w", err)
+		}
+		before, known = k, found
+	}
+	at := m.now().UTC()
+	found, err := m.store.RevokeKey(ctx, id, at)
+	if err := m.changed(id, found, err, "revoking"); err != nil {
+		return err
+	}
+	if known && before.RevokedAt.IsZero() {
+		m.emit(ctx, Event{Kind: EventRevoked, KeyID: id, UserID: before.UserID, At: at, Actor: actor, Detail: detail})
+	}
+	return nil
 }
 
 // Deactivate disables the key until [Manager.Activate] is called.
 func (m *Manager) Deactivate(ctx context.Context, id string) error {
-	found, err := m.store.SetKeyActive(ctx, id, false, m.now().UTC())
-	return m.changed(id, found, err, "deactivating")
+	return m.setActive(ctx, id, false)
 }
 
 // Activate enables a deactivated key again. It cannot bring back a revoked
 // or expired key.
 func (m *Manager) Activate(ctx context.Context, id string) error {
-	found, err := m.store.SetKeyActive(ctx, id, true, m.now().UTC())
-	return m.changed(id, found, err, "activating")
+	return m.setActive(ctx, id, true)
+}
+
+func (m *Manager) setActive(ctx context.Context, id string, active bool) error {
+	at := m.now().UTC()
+	found, err := m.store.SetKeyActive(ctx, id, active, at)
+	what, kind := "deactivating", EventDeactivated
+	if active {
+		what, kind = "activating", EventActivated
+	}
+	if err := m.changed(id, found, err, what); err != nil {
+		return err
+	}
+	if m.audit != nil {
+		if k, found, err := m.store.Key(ctx, id); err == nil && found {
+			m.emit(ctx, Event{Kind: kind, KeyID: id, UserID: k.UserID, At: at})
+		} else {
+			m.logger.LogAttrs(ctx, slog.LevelError, "apikey: audit: reading the key failed",
+				slog.String("key_id", id), slog.String("event", kind), slog.Any("error", err))
+		}
+	}
+	return nil
 }
 
 // Roll gives the key a new secret and returns the new token; the key keeps
@@ -228,6 +341,8 @@ func (m *Manager) Roll(ctx context.Context, id string, grace time.Duration) (Key
 	if err != nil {
 		return Key{}, Token{}, err
 	}
+	m.emit(ctx, Event{Kind: EventRolled, KeyID: id, UserID: k.UserID, At: now,
+		Detail: map[string]string{"grace": max(grace, 0).String()}})
 	return k, tok, nil
 }
 

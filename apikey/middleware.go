@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +88,20 @@ type MiddlewareOptions struct {
 	// from trusted proxies.
 	ClientKey func(r *http.Request) string
 
+	// ClientIP returns the address of a request's client, checked against
+	// the networks a key is restricted to ([Key.AllowedCIDRs]); it is
+	// called only for such keys. The default is the address of the TCP
+	// peer (r.RemoteAddr). Behind a reverse proxy, pass one that trusts
+	// the proxy's forwarding header only from the proxy, such as
+	//
+	//	trusted, _ := ratelimit.ParseTrustedProxies(os.Getenv("TRUSTED_PROXIES"))
+	//	key := ratelimit.ClientKey(ratelimit.IPKeyOptions{TrustedProxies: trusted, IPv6Bits: 128})
+	//	ClientIP: func(r *http.Request) netip.Addr { a, _ := netip.ParseAddr(key(r)); return a }
+	//
+	// (IPv6Bits: 128, so that the key is the address rather than its
+	// /64). An invalid address refuses every key restricted to networks.
+	ClientIP func(r *http.Request) netip.Addr
+
 	// LookupRetryAfter is the Retry-After sent with a 429 from
 	// LookupLimiter (default 1 minute; rounded up to whole seconds):
 	// about the time the limiter needs to grant another lookup.
@@ -117,7 +132,8 @@ func (f LimiterFunc) Allow(ctx context.Context, key string) (bool, error) { retu
 // Refusals follow RFC 6750: 401 with a WWW-Authenticate challenge for a
 // missing or bad key, 400 for a key in the URL query or for several
 // credentials at once, 403 for a valid key lacking a scope or refused by
-// Authorize, 429 for a client over its LookupLimiter budget, and 503 when
+// Authorize or used from outside the key's AllowedCIDRs (see ClientIP),
+// 429 for a client over its LookupLimiter budget, and 503 when
 // the key store cannot be reached. The wrapped handler runs only for an
 // accepted key.
 func Middleware(v *Verifier, opts MiddlewareOptions) func(http.Handler) http.Handler {
@@ -128,6 +144,9 @@ func Middleware(v *Verifier, opts MiddlewareOptions) func(http.Handler) http.Han
 	m := newRefuser(opts.Realm, opts.ErrorHandler, opts.Logger)
 	if opts.ClientKey == nil {
 		opts.ClientKey = remoteHost
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = RemoteAddr
 	}
 	if opts.LookupRetryAfter <= 0 {
 		opts.LookupRetryAfter = time.Minute
@@ -147,7 +166,7 @@ func Middleware(v *Verifier, opts MiddlewareOptions) func(http.Handler) http.Han
 			}
 			var p Principal
 			if err == nil {
-				p, err = c.verify(ctx, v)
+				p, err = c.verify(ctx, v, origin{r: r, ip: opts.ClientIP})
 			}
 			if err == nil {
 				err = missingScope(p, opts.Scopes)
@@ -226,4 +245,15 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// RemoteAddr returns the address of the request's TCP peer, from
+// r.RemoteAddr, IPv4-mapped addresses unmapped; the zero Addr if it holds
+// none (a Unix socket). It is the default [MiddlewareOptions.ClientIP].
+func RemoteAddr(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(r.RemoteAddr)
+	return a.Unmap()
 }

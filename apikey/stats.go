@@ -15,6 +15,9 @@ type VerifierStats struct {
 	Expired     uint64
 	Inactive    uint64
 	Unavailable uint64 // store failures: refused with 503
+	// AddressRefused counts valid keys refused because the request came
+	// from outside their AllowedCIDRs.
+	AddressRefused uint64
 
 	CacheHits   uint64 // answered from memory (known keys and unknown ids)
 	CacheMisses uint64
@@ -38,7 +41,7 @@ func (v *Verifier) Stats() VerifierStats {
 	return VerifierStats{
 		Verified: c.verified.Load(), Malformed: c.malformed.Load(), Invalid: c.invalid.Load(),
 		Revoked: c.revoked.Load(), Expired: c.expired.Load(), Inactive: c.inactive.Load(),
-		Unavailable: c.unavailable.Load(),
+		Unavailable: c.unavailable.Load(), AddressRefused: c.addressRefused.Load(),
 		CacheHits:   c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), Lookups: c.lookups.Load(),
 		Rechecks:   c.rechecks.Load(),
 		CachedKeys: known, CachedIDs: unknown,
@@ -49,7 +52,7 @@ func (v *Verifier) Stats() VerifierStats {
 type verifierCounters struct {
 	verified, malformed, invalid, revoked, expired, inactive, unavailable atomic.Uint64
 	cacheHits, cacheMisses, lookups, rechecks                             atomic.Uint64
-	touchesWritten, touchErrors                                           atomic.Uint64
+	touchesWritten, touchErrors, addressRefused                           atomic.Uint64
 }
 
 func (c *verifierCounters) count(err error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -91,14 +92,25 @@ type Verifier struct {
 	stats verifierCounters
 }
 
-// Principal is the identity behind a verified API key. Its Scopes slice is
-// shared with the Verifier's cache and must not be modified.
+// Principal is the identity behind a verified API key. Its slices
+// (Scopes, Metadata, Tags, AllowedCIDRs) are shared with the Verifier's
+// cache and must not be modified.
 type Principal struct {
 	KeyID  string
 	UserID int64
 	Name   string
 	Prefix string
 	Scopes []string
+	// Environment is [EnvLive] or [EnvTest] as the key's prefix names it,
+	// or "" (see [Key.Environment]).
+	Environment string
+	// Metadata is the key's JSON object, nil if none (see [Key.Metadata]).
+	Metadata []byte
+	// Tags are the key's tags.
+	Tags []string
+	// AllowedCIDRs are the networks the key is restricted to, if any; the
+	// request was checked against them.
+	AllowedCIDRs []netip.Prefix
 }
 
 // HasScope reports whether the principal's key carries scope s.
@@ -160,22 +172,29 @@ func NewVerifier(store Store, opts VerifierOptions) *Verifier {
 // identifies. It is one straight path: [Parse], the prefix check
 // ([VerifierOptions.Prefixes]), the key by id (from the cache, or the
 // store), a constant-time comparison of the secret's hash, then the key's
-// state. The error wraps [ErrMalformed], [ErrInvalid], [ErrRevoked],
-// [ErrExpired], [ErrInactive], or [ErrUnavailable] when the store could not
-// be asked (fail closed: the caller must refuse the request).
+// state, and for a key restricted to networks ([Key.AllowedCIDRs]) the
+// client's address, which only [WithClientAddr] can tell it: without one,
+// such a key is refused (fail closed). The error wraps [ErrMalformed],
+// [ErrInvalid], [ErrRevoked], [ErrExpired], [ErrInactive],
+// [ErrAddressNotAllowed], or [ErrUnavailable] when the store could not be
+// asked (fail closed: the caller must refuse the request).
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	t, err := Parse(token)
 	if err != nil {
 		v.stats.malformed.Add(1)
 		return Principal{}, err
 	}
-	return v.VerifyToken(ctx, t)
+	return v.verifyToken(ctx, t, origin{})
 }
 
 // VerifyToken is [Verifier.Verify] for a token already parsed with [Parse],
 // for callers that need its id first (to log it, or to decide whether the
 // verification may read the store: see [Verifier.Cached]).
 func (v *Verifier) VerifyToken(ctx context.Context, t Token) (Principal, error) {
+	return v.verifyToken(ctx, t, origin{})
+}
+
+func (v *Verifier) verifyToken(ctx context.Context, t Token, o origin) (Principal, error) {
 	if t.ID == "" || t.secret == "" {
 		v.stats.malformed.Add(1)
 		return Principal{}, malformed("empty token")
@@ -184,7 +203,7 @@ func (v *Verifier) VerifyToken(ctx context.Context, t Token) (Principal, error) 
 		v.stats.malformed.Add(1)
 		return Principal{}, malformed("prefix not accepted")
 	}
-	return v.verify(ctx, t.ID, t.secret, t.Prefix, false)
+	return v.verify(ctx, t.ID, t.secret, t.Prefix, false, o)
 }
 
 // VerifySecret checks a key presented without its prefix and check
@@ -195,11 +214,15 @@ func (v *Verifier) VerifyToken(ctx context.Context, t Token) (Principal, error) 
 // key is refused as [ErrInvalid], like an unknown one. Errors are those of
 // [Verifier.Verify].
 func (v *Verifier) VerifySecret(ctx context.Context, id, secret string) (Principal, error) {
+	return v.verifySecret(ctx, id, secret, origin{})
+}
+
+func (v *Verifier) verifySecret(ctx context.Context, id, secret string, o origin) (Principal, error) {
 	if len(id) != IDLen || !isBase62(id) || len(secret) != SecretLen || !isBase62(secret) {
 		v.stats.malformed.Add(1)
 		return Principal{}, malformed("id or secret of the wrong size or alphabet")
 	}
-	return v.verify(ctx, id, secret, "", false)
+	return v.verify(ctx, id, secret, "", false, o)
 }
 
 // Cached reports whether a verification of the key id would now be answered
@@ -221,7 +244,7 @@ func (v *Verifier) accepts(prefix string) bool {
 // verify is the core of every verification: the key by id (cache, then
 // store), its prefix (the presented one, if any, must be the stored one; the
 // stored one must be accepted), the secret, then the state.
-func (v *Verifier) verify(ctx context.Context, id, secret, prefix string, recheck bool) (Principal, error) {
+func (v *Verifier) verify(ctx context.Context, id, secret, prefix string, recheck bool, o origin) (Principal, error) {
 	now := v.opts.Now()
 	e, ok := v.cache.get(id, now.UnixNano())
 	if ok {
@@ -258,7 +281,7 @@ func (v *Verifier) verify(ctx context.Context, id, secret, prefix string, rechec
 		// flood of unknown ids does.
 		if ok && !recheck && now.UnixNano()-e.loaded >= int64(v.opts.NegativeTTL) && v.cache.forget(id, e) {
 			v.stats.rechecks.Add(1)
-			return v.verify(ctx, id, secret, prefix, true)
+			return v.verify(ctx, id, secret, prefix, true, o)
 		}
 		v.stats.invalid.Add(1)
 		return Principal{}, ErrInvalid
@@ -267,9 +290,18 @@ func (v *Verifier) verify(ctx context.Context, id, secret, prefix string, rechec
 		v.stats.count(err)
 		return Principal{}, err
 	}
+	if len(k.AllowedCIDRs) > 0 {
+		if addr, ok := o.addr(ctx); !ok || !allows(k.AllowedCIDRs, addr) {
+			v.stats.addressRefused.Add(1)
+			return Principal{}, ErrAddressNotAllowed
+		}
+	}
 	v.stats.verified.Add(1)
 	v.touch(e, now)
-	return Principal{KeyID: k.ID, UserID: k.UserID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes}, nil
+	return Principal{
+		KeyID: k.ID, UserID: k.UserID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes,
+		Environment: environment(k.Prefix), Metadata: k.Metadata, Tags: k.Tags, AllowedCIDRs: k.AllowedCIDRs,
+	}, nil
 }
 
 func (v *Verifier) secretMatches(k *Key, secret string, now time.Time) bool {
