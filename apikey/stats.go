@@ -42,7 +42,7 @@ func (v *Verifier) Stats() VerifierStats {
 		Verified: c.verified.Load(), Malformed: c.malformed.Load(), Invalid: c.invalid.Load(),
 		Revoked: c.revoked.Load(), Expired: c.expired.Load(), Inactive: c.inactive.Load(),
 		Unavailable: c.unavailable.Load(), AddressRefused: c.addressRefused.Load(),
-		CacheHits:   c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), Lookups: c.lookups.Load(),
+		CacheHits: c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), Lookups: c.lookups.Load(),
 		Rechecks:   c.rechecks.Load(),
 		CachedKeys: known, CachedIDs: unknown,
 		TouchesWritten: c.touchesWritten.Load(), TouchErrors: c.touchErrors.Load(),
