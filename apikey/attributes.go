@@ -165,7 +165,7 @@ func normalizeCIDRs(cidrs []netip.Prefix) ([]netip.Prefix, error) {
 	}
 	var out []netip.Prefix
 	for _, c := range cidrs {
-		if !c.IsValid() || c.Addr().Zone() != "" {
+		if !c.IsValid() {
 			return nil, fmt.Errorf("%w: network %v is not a valid CIDR prefix", ErrInvalidOptions, c)
 		}
 		if c.Addr().Is4In6() {

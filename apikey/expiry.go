@@ -129,6 +129,8 @@ func (n *ExpiryNotifier) RunOnce(ctx context.Context) (int, error) {
 	now := n.opts.Now().UTC()
 	sent := 0
 	var errs []error
+	// Windows are (start, end], as [start+1ns, end+1ns): a key expiring
+	// in exactly 7 days is warned now.
 	windows := []struct {
 		kind     string
 		from, to time.Time
@@ -137,9 +139,9 @@ func (n *ExpiryNotifier) RunOnce(ctx context.Context) (int, error) {
 		skip     func(Key) bool
 	}{
 		{NoticeExpired, now.Add(-n.opts.Lookback), now.Add(1), n.store.KeysExpiring, expiresAt, nil},
-		{NoticeExpiresTomorrow, now.Add(1), now.Add(day), n.store.KeysExpiring, expiresAt,
+		{NoticeExpiresTomorrow, now.Add(1), now.Add(day + 1), n.store.KeysExpiring, expiresAt,
 			func(k Key) bool { return k.ExpiresAt.Sub(k.CreatedAt) <= day }},
-		{NoticeExpiresSoon, now.Add(day), now.Add(7 * day), n.store.KeysExpiring, expiresAt,
+		{NoticeExpiresSoon, now.Add(day + 1), now.Add(7*day + 1), n.store.KeysExpiring, expiresAt,
 			func(k Key) bool { return k.ExpiresAt.Sub(k.CreatedAt) <= 7*day }},
 		{NoticeGraceEnded, now.Add(-n.opts.Lookback), now.Add(1), n.store.KeysGraceEnding,
 			func(k Key) time.Time { return k.PreviousExpiresAt }, nil},
