@@ -33,9 +33,10 @@
 // key that lacks a scope or that [MiddlewareOptions.Authorize] refuses, and
 // 503 if the store cannot be reached (it fails closed). Error bodies are RFC
 // 9457 problem documents. Handlers find the caller with [PrincipalFrom].
-// The Middleware verifies through the Verifier's public methods
-// ([Verifier.VerifyToken], [Verifier.VerifySecret]); an application with
-// its own transport can do the same.
+// The Middleware verifies as the Verifier's public methods do
+// ([Verifier.VerifyToken], [Verifier.VerifySecret]), telling them the
+// client's address ([MiddlewareOptions.ClientIP]); an application with its
+// own transport does the same with [WithClientAddr].
 //
 // [RequireScopes] checks per route the scopes of the key the Middleware
 // already verified, without verifying it again. Mount it after Middleware
@@ -56,6 +57,37 @@
 // that user's id and answer [ErrNotFound] for a key of another user, exactly
 // as for a key that does not exist, so the check cannot be forgotten and
 // reveals nothing.
+//
+// # Richer keys
+//
+// At issue time ([IssueOptions]) a key may get an expiry (ExpiresAt, or
+// ExpiresIn such as 30, 90 or 365 days), an environment (live or test,
+// encoded in its prefix: "fav_live" or "fav_test", see [Key.Environment]),
+// a small JSON object of metadata, tags, and a list of networks it may be
+// used from. All are returned in the [Principal]. A request with a key
+// restricted to networks from elsewhere is refused with 403 and a problem
+// of type [AddressNotAllowedType]; behind a reverse proxy, give the
+// Middleware a ClientIP that trusts the proxy's header only from the proxy
+// (see [MiddlewareOptions.ClientIP]). Metadata, tags and networks need a
+// store that keeps them ([AttributeStore]); [Manager.Issue] refuses them
+// otherwise, rather than drop a restriction silently.
+//
+// # Lifecycle
+//
+// An [ExpiryNotifier], run on every instance, notifies owners 7 days and 1
+// day before a key expires, when it expired, and when a rolled key's grace
+// period ended — each notice once, across instances and restarts, by
+// claiming it in the store first ([NoticeStore], [ExpiryStore]). A
+// [LeakResponder] revokes a key reported as found in public, notifies its
+// owner once with where it was found, and is idempotent under repeated
+// reports; package apikey/secretscan is GitHub's secret scanning partner
+// endpoint in front of it. The Manager, the ExpiryNotifier and the
+// LeakResponder report what they did as [Event]s to an audit hook
+// ([ManagerOptions.Audit]); package audit keeps them.
+//
+// Package apikeytest has the conformance suite for the store interfaces
+// these need ([AttributeStore], [NoticeStore], [NoticePruner],
+// [ExpiryStore]) and a store in memory that implements them all.
 //
 // # Staleness
 //

@@ -9,3 +9,6 @@ var CRCString = crcString
 // ParseLegacyBearer exposes the legacy credential extractor to the fuzz
 // target.
 var ParseLegacyBearer = parseLegacyBearer
+
+// NormalizeMetadata exposes the metadata check to the fuzz target.
+var NormalizeMetadata = normalizeMetadata
