@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/apikey/bcrypthash"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
@@ -154,5 +155,35 @@ func fill(b *testing.B, st *store.Store, n int) {
 	}
 	if st.Dialect().Name == "postgres" {
 		_, _ = st.DB().ExecContext(ctx, "ANALYZE api_keys")
+	}
+}
+
+// BenchmarkMiddlewareAllowedCIDRs is BenchmarkMiddleware/apikey for a key
+// restricted to networks (the client address is parsed from RemoteAddr on
+// every request), over the memory store, which keeps them.
+//
+//	go test -run '^$' -bench MiddlewareAllowedCIDRs -benchmem ./apikey
+func BenchmarkMiddlewareAllowedCIDRs(b *testing.B) {
+	ctx := context.Background()
+	st := apikeytest.NewMemoryStore()
+	v := apikey.NewVerifier(st, apikey.VerifierOptions{})
+	b.Cleanup(func() { v.Close() })
+	m := apikey.NewManager(st, apikey.ManagerOptions{Prefix: "fav_live", Verifier: v})
+	user, _, _ := st.CreateUser(ctx, "bench@example.com", time.Now())
+	cidrs, _ := apikey.ParseCIDRs("10.0.0.0/8 192.0.2.0/24")
+	_, tok, err := m.Issue(ctx, user, apikey.IssueOptions{AllowedCIDRs: cidrs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := apikey.Middleware(v, apikey.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	r := httptest.NewRequest("GET", "/v1/me", nil)
+	r.Header.Set("Authorization", "Bearer "+tok.Reveal())
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
 	}
 }
