@@ -142,6 +142,11 @@ func (c *cache) load(ctx context.Context, id string, now func() time.Time, timeo
 	}
 	s.mu.Unlock()
 
+	// A caller whose context is already done gets its error, even if the
+	// query happens to finish first (select would pick either at random).
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
