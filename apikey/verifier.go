@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -105,7 +106,7 @@ type Principal struct {
 	// or "" (see [Key.Environment]).
 	Environment string
 	// Metadata is the key's JSON object, nil if none (see [Key.Metadata]).
-	Metadata []byte
+	Metadata json.RawMessage
 	// Tags are the key's tags.
 	Tags []string
 	// AllowedCIDRs are the networks the key is restricted to, if any; the

@@ -12,7 +12,7 @@ import (
 // implement it; audittest.Run checks any implementation.
 //
 // Contract:
-//   - Events are append-only: nothing but AuditPruneBefore removes or
+//   - Events are append-only: nothing but PruneAuditEvents removes or
 //     changes one.
 //   - IDs are positive, unique and increase with each append (a later
 //     append has a larger ID, also across connections).
@@ -31,9 +31,9 @@ type Store interface {
 	// AuditEvents returns up to limit events with an ID above afterID, of
 	// every user, oldest first: a page of an export.
 	AuditEvents(ctx context.Context, afterID int64, limit int) ([]Event, error)
-	// AuditPruneBefore deletes the events whose Time is before t and
+	// PruneAuditEvents deletes the events whose Time is before t and
 	// returns how many it deleted.
-	AuditPruneBefore(ctx context.Context, t time.Time) (int64, error)
+	PruneAuditEvents(ctx context.Context, t time.Time) (int64, error)
 }
 
 // Page selects a page of a user's events for [Log.List].
@@ -100,7 +100,7 @@ func (l *Log) Export(ctx context.Context, w io.Writer, userID int64) error {
 // many it deleted. Call it periodically (daily, say) from one instance or
 // several: it is idempotent.
 func (l *Log) Prune(ctx context.Context) (int64, error) {
-	n, err := l.store.AuditPruneBefore(ctx, l.opts.Now().Add(-l.opts.Retention))
+	n, err := l.store.PruneAuditEvents(ctx, l.opts.Now().Add(-l.opts.Retention))
 	if err != nil {
 		return 0, fmt.Errorf("audit: pruning: %w", err)
 	}

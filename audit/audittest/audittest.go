@@ -95,8 +95,8 @@ func (s *MemoryStore) AuditEvents(_ context.Context, afterID int64, limit int) (
 	return out, nil
 }
 
-// AuditPruneBefore implements [audit.Store].
-func (s *MemoryStore) AuditPruneBefore(_ context.Context, t time.Time) (int64, error) {
+// PruneAuditEvents implements [audit.Store].
+func (s *MemoryStore) PruneAuditEvents(_ context.Context, t time.Time) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -269,15 +269,15 @@ func testPrune(t *testing.T, s audit.Store) {
 	for i := range 4 {
 		mustAppend(t, s, audit.Event{Time: epoch.Add(time.Duration(i) * time.Hour), Kind: audit.SignIn, UserID: 1, Actor: audit.Actor{Kind: audit.ActorUser}})
 	}
-	n, err := s.AuditPruneBefore(ctx, epoch.Add(2*time.Hour))
+	n, err := s.PruneAuditEvents(ctx, epoch.Add(2*time.Hour))
 	if err != nil || n != 2 {
-		t.Fatalf("AuditPruneBefore = %d, %v; want 2", n, err)
+		t.Fatalf("PruneAuditEvents = %d, %v; want 2", n, err)
 	}
 	left, err := s.AuditEvents(ctx, 0, 10)
 	if err != nil || len(left) != 2 || !left[0].Time.Equal(epoch.Add(2*time.Hour)) {
 		t.Errorf("after pruning: %+v, %v; want the 2 newest", left, err)
 	}
-	if n, err := s.AuditPruneBefore(ctx, epoch.Add(2*time.Hour)); err != nil || n != 0 {
+	if n, err := s.PruneAuditEvents(ctx, epoch.Add(2*time.Hour)); err != nil || n != 0 {
 		t.Errorf("pruning again = %d, %v; want 0", n, err)
 	}
 }
