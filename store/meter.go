@@ -224,4 +224,3 @@ func (s *Store) PruneMeterEvents(ctx context.Context, before time.Time) (int64, 
 	return rowsAffected(s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM meter_events WHERE state = ? AND slice < ?`),
 		string(meter.Sent), before.Unix()))
 }
-
