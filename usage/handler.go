@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/apikit/apikit/problem"
@@ -189,6 +190,13 @@ func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 // order of their ids, each with its totals and its points in time order
 // (points of one key and start are added up).
 func Series(counts []Count) []KeyUsage {
+	counts = slices.Clone(counts)
+	slices.SortStableFunc(counts, func(a, b Count) int {
+		if c := strings.Compare(a.KeyID, b.KeyID); c != 0 {
+			return c
+		}
+		return a.Start.Compare(b.Start)
+	})
 	byKey := map[string]*KeyUsage{}
 	keys := []KeyUsage{}
 	var order []string
@@ -200,17 +208,15 @@ func Series(counts []Count) []KeyUsage {
 			order = append(order, c.KeyID)
 		}
 		k.Totals.Counts.Add(c.Counts)
-		if n := len(k.Series); n > 0 && k.Series[n-1].Start.Equal(c.Start) {
+		if n := len(k.Series); n > 0 && k.Series[n-1].Start.Equal(c.Start) { // two rows of one point
 			k.Series[n-1].Counts.Add(c.Counts)
 			k.Series[n-1].Requests = k.Series[n-1].Counts.Requests()
 			continue
 		}
 		k.Series = append(k.Series, Point{Start: c.Start.UTC(), Requests: c.Requests(), Counts: c.Counts})
 	}
-	slices.Sort(order)
 	for _, id := range order {
 		k := byKey[id]
-		slices.SortStableFunc(k.Series, func(a, b Point) int { return a.Start.Compare(b.Start) })
 		k.Totals.Requests = k.Totals.Counts.Requests()
 		keys = append(keys, *k)
 	}

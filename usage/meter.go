@@ -100,8 +100,10 @@ type Meter struct {
 	reported uint64 // dropped as last logged; under flushMu
 
 	flushMu sync.Mutex
-	failed  *Batch // a write to retry before any other
-	stats   Stats  // under flushMu, but Dropped and Pending
+	failed  *Batch // a write to retry before any other; under flushMu
+
+	statsMu sync.Mutex
+	stats   Stats // but Dropped and Pending, which are atomics
 
 	kick   chan struct{}
 	stop   chan struct{}
@@ -271,12 +273,18 @@ func (m *Meter) Flush(ctx context.Context) error {
 
 // write writes one batch and keeps the statistics.
 func (m *Meter) write(ctx context.Context, b Batch) error {
+	err := m.store.AddCounts(ctx, b)
+	m.statsMu.Lock()
 	m.stats.Flushes++
-	if err := m.store.AddCounts(ctx, b); err != nil {
+	if err != nil {
 		m.stats.Failures++
+	} else {
+		m.stats.Written += uint64(len(b.Counts))
+	}
+	m.statsMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("usage: writing %d counts: %w", len(b.Counts), err)
 	}
-	m.stats.Written += uint64(len(b.Counts))
 	m.held.Add(-int64(len(b.Counts)))
 	return nil
 }
@@ -309,9 +317,9 @@ func (m *Meter) Close(ctx context.Context) error {
 
 // Stats returns a snapshot of m's counters.
 func (m *Meter) Stats() Stats {
-	m.flushMu.Lock()
+	m.statsMu.Lock()
 	st := m.stats
-	m.flushMu.Unlock()
+	m.statsMu.Unlock()
 	st.Pending = int(m.held.Load())
 	st.Dropped = m.dropped.Load()
 	return st
