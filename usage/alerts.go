@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +79,7 @@ type Alerts struct {
 	store   AlertStore
 	o       AlertOptions
 	queue   chan observation
+	pending atomic.Int64 // observations queued or being handled
 	mu      sync.Mutex
 	done    map[alertKey]int // thresholds already claimed (index+1)
 	stop    chan struct{}
@@ -165,9 +167,11 @@ func (a *Alerts) Observe(userID string, periodStart, periodEnd time.Time, used, 
 	if seen >= n {
 		return
 	}
+	a.pending.Add(1)
 	select {
 	case a.queue <- observation{userID, periodStart.UTC(), periodEnd.UTC(), used, limit}:
 	default:
+		a.pending.Add(-1)
 	}
 }
 
@@ -179,6 +183,7 @@ func (a *Alerts) loop() {
 			return
 		case o := <-a.queue:
 			a.handle(o)
+			a.pending.Add(-1)
 		}
 	}
 }
@@ -243,16 +248,21 @@ func (a *Alerts) Close() {
 	<-a.stopped
 }
 
-// Drain handles every observation queued now, in the caller's goroutine,
-// and returns when the queue is empty: for tests and for a graceful
-// shutdown before Close.
+// Drain handles the observations queued, partly in the caller's
+// goroutine, and returns when none is queued or being handled: for tests,
+// and for a graceful shutdown before Close.
 func (a *Alerts) Drain() {
 	for {
 		select {
 		case o := <-a.queue:
 			a.handle(o)
+			a.pending.Add(-1)
+			continue
 		default:
+		}
+		if a.pending.Load() <= 0 {
 			return
 		}
+		time.Sleep(time.Millisecond) // the background goroutine is handling one
 	}
 }

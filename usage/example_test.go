@@ -96,6 +96,7 @@ func ExampleSetCost() {
 	h = meter.Middleware(usage.MiddlewareOptions{Identity: identity})(reportCost(h))
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("X-Key", "k")
+	r.Header.Set("X-User", "42")
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	fmt.Println(meter.Stats().Pending, "counter")
 	// Output: 1 counter

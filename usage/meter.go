@@ -120,7 +120,7 @@ type Stats struct {
 	// Written is the number of counters written successfully.
 	Written uint64
 	// Dropped counts requests not counted because MaxCounters counters
-	// were held.
+	// were held, or because they had no user.
 	Dropped uint64
 }
 
@@ -187,8 +187,14 @@ func (m *Meter) loop(every time.Duration) {
 // Record counts one request of the API key keyID of user userID, made at
 // time at, with the given outcome and cost. It does no I/O, and allocates
 // only for the first request of a (user, key, hour) since the last write.
-// Requests without a key (a user's session, say) may pass an empty keyID.
+// Requests without a key (a user's session, say) may pass an empty keyID;
+// a request without a user (an empty userID) is not counted, and counts
+// as dropped in [Stats].
 func (m *Meter) Record(at time.Time, userID, keyID string, o Outcome, cost int64) {
+	if userID == "" {
+		m.dropped.Add(1) // a store refuses it, and would refuse the whole batch
+		return
+	}
 	sec := at.Unix()
 	r := sec % 3600
 	if r < 0 {

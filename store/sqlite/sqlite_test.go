@@ -85,3 +85,13 @@ func BenchmarkFlush10k(b *testing.B) {
 		hour = hour.Add(time.Hour)
 	}
 }
+
+// The same flush when every counter exists already: the upserts update.
+func BenchmarkFlush10kUpdate(b *testing.B) {
+	st := testdb.SQLite(b)
+	usagetest.Flush10k(b, st, usagetest.Hour0)
+	for b.Loop() {
+		d := usagetest.Flush10k(b, st, usagetest.Hour0)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+	}
+}
