@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,9 +21,16 @@ var (
 	_ usage.AlertStore = (*Store)(nil)
 )
 
-// countsChunk is the most rows one INSERT of usage counts writes: eight
-// parameters a row, 4,000 a statement.
-const countsChunk = 500
+// countsChunk is the most rows one INSERT of usage counts writes. On
+// SQLite a row is eight parameters: 4,000 a statement (the limit is
+// 32,766). On PostgreSQL the rows travel as eight array parameters
+// (unnest), so a statement's size does not grow its plan.
+func (s *Store) countsChunk() int {
+	if s.dialect.Name == DialectPostgres {
+		return 5000
+	}
+	return 500
+}
 
 // countKey names one row of usage_hourly or usage_daily.
 type countKey struct {
@@ -52,7 +60,7 @@ func sumCounts(counts []usage.Count, unit int64) (map[countKey]usage.Counts, err
 // upsertCounts adds sums to table (usage_hourly or usage_daily, whose time
 // column is col) in statements of countsChunk rows, in a fixed order so
 // that concurrent writers cannot deadlock.
-func upsertCounts(ctx context.Context, tx *sqlx.Tx, table, col string, sums map[countKey]usage.Counts) error {
+func upsertCounts(ctx context.Context, tx *sqlx.Tx, chunk int, table, col string, sums map[countKey]usage.Counts) error {
 	keys := make([]countKey, 0, len(sums))
 	for k := range sums {
 		keys = append(keys, k)
@@ -60,25 +68,36 @@ func upsertCounts(ctx context.Context, tx *sqlx.Tx, table, col string, sums map[
 	slices.SortFunc(keys, func(a, b countKey) int {
 		return cmp.Or(strings.Compare(a.user, b.user), cmp.Compare(a.start, b.start), strings.Compare(a.key, b.key))
 	})
+	update := ` ON CONFLICT (user_id, ` + col + `, key_id) DO UPDATE SET ok = ` + table + `.ok + excluded.ok,
+		client_error = ` + table + `.client_error + excluded.client_error,
+		rate_limited = ` + table + `.rate_limited + excluded.rate_limited,
+		server_error = ` + table + `.server_error + excluded.server_error,
+		cost = ` + table + `.cost + excluded.cost`
+	insert := `INSERT INTO ` + table + ` (user_id, key_id, ` + col + `, ok, client_error, rate_limited, server_error, cost) `
+	postgres := tx.DriverName() == "postgres"
 	for len(keys) > 0 {
-		n := min(len(keys), countsChunk)
-		var q strings.Builder
-		q.WriteString(`INSERT INTO ` + table + ` (user_id, key_id, ` + col + `, ok, client_error, rate_limited, server_error, cost) VALUES `)
-		args := make([]any, 0, 8*n)
-		for i, k := range keys[:n] {
-			if i > 0 {
-				q.WriteString(", ")
+		n := min(len(keys), chunk)
+		var q string
+		var args []any
+		if postgres {
+			q, args = insert+`SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[])`+update,
+				countArrays(keys[:n], sums)
+		} else {
+			var b strings.Builder
+			b.WriteString(insert + `VALUES `)
+			args = make([]any, 0, 8*n)
+			for i, k := range keys[:n] {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+				c := sums[k]
+				args = append(args, k.user, k.key, k.start, c.OK, c.ClientError, c.Limited, c.ServerError, c.Cost)
 			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-			c := sums[k]
-			args = append(args, k.user, k.key, k.start, c.OK, c.ClientError, c.Limited, c.ServerError, c.Cost)
+			b.WriteString(update)
+			q = b.String()
 		}
-		q.WriteString(` ON CONFLICT (user_id, ` + col + `, key_id) DO UPDATE SET ok = ` + table + `.ok + excluded.ok,
-			client_error = ` + table + `.client_error + excluded.client_error,
-			rate_limited = ` + table + `.rate_limited + excluded.rate_limited,
-			server_error = ` + table + `.server_error + excluded.server_error,
-			cost = ` + table + `.cost + excluded.cost`)
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q.String()), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
 			return fmt.Errorf("store: adding usage counts: %w", err)
 		}
 		keys = keys[n:]
@@ -86,9 +105,49 @@ func upsertCounts(ctx context.Context, tx *sqlx.Tx, table, col string, sums map[
 	return nil
 }
 
+// countArrays returns the columns of the rows keys as eight PostgreSQL
+// array literals, for unnest.
+func countArrays(keys []countKey, sums map[countKey]usage.Counts) []any {
+	var cols [8]strings.Builder
+	for i := range cols {
+		cols[i].WriteByte('{')
+	}
+	for i, k := range keys {
+		if i > 0 {
+			for j := range cols {
+				cols[j].WriteByte(',')
+			}
+		}
+		c := sums[k]
+		quoteArrayElem(&cols[0], k.user)
+		quoteArrayElem(&cols[1], k.key)
+		for j, v := range []int64{k.start, c.OK, c.ClientError, c.Limited, c.ServerError, c.Cost} {
+			cols[2+j].WriteString(strconv.FormatInt(v, 10))
+		}
+	}
+	args := make([]any, len(cols))
+	for i := range cols {
+		cols[i].WriteByte('}')
+		args[i] = cols[i].String()
+	}
+	return args
+}
+
+// quoteArrayElem writes s as a double-quoted element of an array literal.
+func quoteArrayElem(b *strings.Builder, s string) {
+	b.WriteByte('"')
+	for _, r := range s {
+		if r == '"' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+}
+
 // AddCounts implements [usage.Store]: in one transaction it records
 // batch.ID and adds the counts to usage_hourly with additive upserts, in
-// statements of up to 500 rows; a batch whose id is recorded already
+// statements of up to 500 rows (2,000 on PostgreSQL); a batch whose id is recorded already
 // changes nothing. Counts must start on whole hours.
 func (s *Store) AddCounts(ctx context.Context, batch usage.Batch) error {
 	if batch.ID == "" || len(batch.ID) > 64 {
@@ -104,7 +163,7 @@ func (s *Store) AddCounts(ctx context.Context, batch usage.Batch) error {
 		if ok, err := affected(res, err); err != nil || !ok {
 			return err // applied before: nothing to do
 		}
-		return upsertCounts(ctx, tx, "usage_hourly", "hour", sums)
+		return upsertCounts(ctx, tx, s.countsChunk(), "usage_hourly", "hour", sums)
 	})
 }
 
@@ -195,7 +254,7 @@ func (s *Store) RollupCounts(ctx context.Context, before time.Time) (int64, erro
 				sums[k] = c
 			}
 			moved += int64(len(rows))
-			return upsertCounts(ctx, tx, "usage_daily", "day", sums)
+			return upsertCounts(ctx, tx, s.countsChunk(), "usage_daily", "day", sums)
 		})
 		if err != nil {
 			return moved, fmt.Errorf("store: rolling up the usage of %s: %w", time.Unix(day, 0).UTC().Format(time.DateOnly), err)

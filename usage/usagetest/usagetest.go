@@ -108,6 +108,22 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 	})
 
+	t.Run("OddIDs", func(t *testing.T) {
+		s := newBackend(t)
+		odd := []string{`a"b`, `c\d`, "e,f", "{g}", "NULL", "ü 🙂", " "}
+		var cs []usage.Count
+		for i, id := range odd {
+			cs = append(cs, count(id, id+"-key", Hour0, int64(i+1), 0, 1))
+		}
+		add(t, s, batch(cs...))
+		for i, id := range odd {
+			got := read(t, s, usage.Query{UserID: id, From: Hour0, To: Hour0.Add(time.Hour), Granularity: usage.Hour})
+			if len(got) != 1 || got[0].KeyID != id+"-key" || got[0].OK != int64(i+1) {
+				t.Errorf("user %q: %+v", id, got)
+			}
+		}
+	})
+
 	t.Run("BatchOnce", func(t *testing.T) {
 		s := newBackend(t)
 		b := batch(count("1", "k1", Hour0, 1, 0, 3))
