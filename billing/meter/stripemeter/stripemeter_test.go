@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/apikit/apikit/billing/meter"
 	"github.com/apikit/apikit/billing/meter/stripemeter"
 	"github.com/apikit/apikit/internal/testkit/fakeclock"
+	"github.com/apikit/apikit/internal/testkit/faultproxy"
 	"github.com/apikit/apikit/internal/testkit/stripemock"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
@@ -236,23 +238,29 @@ func TestTwoSenders(t *testing.T) {
 	}
 }
 
-// Stripe is down for an hour: events wait and back off, then every unit
-// is billed once.
+// Stripe is down for an hour — answering 503 for half of it, unreachable
+// (connections refused) for the other half: events wait and back off,
+// then every unit is billed once.
 func TestStripeDownForAnHour(t *testing.T) {
 	st := testdb.SQLite(t)
 	stripe, url := newFakeStripe(t)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(url, "http://"))
 	clock := fakeclock.New(hour0.Add(2 * time.Hour))
 	want := addUsage(t, st, []string{"1", "2", "3"}, 2, 5)
-	r := newReporter(t, st, url, clock, "1", "2", "3")
+	r := newReporter(t, st, "http://"+proxy.Addr(), clock, "1", "2", "3")
 	stripe.setDown(true)
-	for range 60 {
+	for i := range 60 {
+		if i == 30 {
+			stripe.setDown(false)
+			proxy.Down()
+		}
 		if res := pass(t, r); res.Sent != 0 {
 			t.Fatalf("sent while Stripe was down: %+v", res)
 		}
 		clock.Advance(time.Minute)
 	}
 	want += addUsage(t, st, []string{"1"}, 1, 2) // usage goes on meanwhile
-	stripe.setDown(false)
+	proxy.Up()
 	for range 120 { // the backoff is at most an hour
 		pass(t, r)
 		clock.Advance(time.Minute)
@@ -293,7 +301,7 @@ func TestRejectedIsKept(t *testing.T) {
 	if err != nil || len(rej) != 1 || rej[0].CustomerID != "cus_bad" || rej[0].Value != 3 {
 		t.Fatalf("rejected events = %+v, %v", rej, err)
 	}
-	if want := "No such customer"; !contains(rej[0].LastError, want) {
+	if want := "No such customer"; !strings.Contains(rej[0].LastError, want) {
 		t.Errorf("rejected event's error %q lacks %q", rej[0].LastError, want)
 	}
 	if ok, err := st.RequeueMeterEvent(context.Background(), rej[0].Identifier, clock.Now()); !ok || err != nil {
@@ -303,15 +311,6 @@ func TestRejectedIsKept(t *testing.T) {
 	if stripe.bad != 2 {
 		t.Errorf("after requeueing: sent %d times; want 2", stripe.bad)
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // The real request shape, checked by stripe-mock against Stripe's
