@@ -254,3 +254,29 @@ func (s *Store) PruneBilling(ctx context.Context, before time.Time) (int64, erro
 	})
 	return total, err
 }
+
+// SubscriptionsWithPrices returns the subscriptions that are not ended,
+// whose price is one of priceIDs and whose customer is linked to a user,
+// ordered by user and subscription: for instance the subscribers of the
+// plans billed by usage, whom billing/meter's Options.Customers lists
+// (keep those that are entitling, subscription.Subscription.Entitling).
+func (s *Store) SubscriptionsWithPrices(ctx context.Context, priceIDs []string) ([]subscription.Subscription, error) {
+	if len(priceIDs) == 0 {
+		return nil, nil
+	}
+	q, args, err := sqlx.In(`SELECT `+subColumns+`
+		FROM billing_subscriptions s JOIN billing_customers c ON c.customer_id = s.customer_id
+		WHERE s.price_id IN (?) AND NOT s.ended ORDER BY c.user_id, s.subscription_id`, priceIDs)
+	if err != nil {
+		return nil, err
+	}
+	var rows []subRow
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	subs := make([]subscription.Subscription, len(rows))
+	for i, r := range rows {
+		subs[i] = r.subscription()
+	}
+	return subs, nil
+}

@@ -25,17 +25,18 @@ const (
 	Login   Feature = "login"   // login_tokens, sessions, email_changes (package magiclink)
 	Billing Feature = "billing" // billing_* (package billing)
 	Plans   Feature = "plans"   // plan_usage, plan_overrides (package plan: durable quotas, overrides)
+	Usage   Feature = "usage"   // usage_*, meter_events (packages usage and billing/meter: metering, alerts, Stripe meter outbox)
 )
 
 // users is the base that every feature's tables refer to.
 const users Feature = "users"
 
 // features is every feature in the order Migrate applies them.
-var features = []Feature{users, Keys, Login, Billing, Plans}
+var features = []Feature{users, Keys, Login, Billing, Plans, Usage}
 
 // legacyFeatures are the features whose first migrations create the tables
 // of the legacy scope: adopting a legacy database records them as applied.
-// Features added later ([Plans]) are migrated as usual.
+// Features added later ([Plans], [Usage]) are migrated as usual.
 var legacyFeatures = []Feature{users, Keys, Login, Billing}
 
 // legacyScope is the single scope of apikit's migrations before they were
@@ -108,7 +109,7 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // Migrate creates the tables of the given features (all of them when none
 // is given) and of the users they share, applying the migrations that have
 // not been applied yet. An application that uses only API keys migrates
-// [Keys]; adding [Login], [Billing] or [Plans] later migrates their tables
+// [Keys]; adding [Login], [Billing], [Plans] or [Usage] later migrates their tables
 // then.
 //
 // Each migration runs in its own transaction together with its row in
@@ -126,7 +127,7 @@ func (s *Store) Migrate(ctx context.Context, feats ...Feature) ([]Migration, err
 	want := map[Feature]bool{users: true}
 	for _, f := range feats {
 		if f == users || !slices.Contains(features, f) {
-			return nil, fmt.Errorf("store: Migrate: unknown feature %q (want store.Keys, store.Login, store.Billing or store.Plans)", f)
+			return nil, fmt.Errorf("store: Migrate: unknown feature %q (want store.Keys, store.Login, store.Billing, store.Plans or store.Usage)", f)
 		}
 		want[f] = true
 	}

@@ -174,7 +174,7 @@ func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
 					got = append(got, m.Scope+"/"+m.Name)
 				}
 				wantApplied := []string{"apikit/login/0002_email_changes.sql", "apikit/login/0003_login_codes.sql", "apikit/login/0004_session_details.sql", "apikit/billing/0002_billing_cycle_anchor.sql",
-					"apikit/plans/0001_plans.sql"}
+					"apikit/plans/0001_plans.sql", "apikit/usage/0001_usage.sql"}
 				if last == 2 {
 					wantApplied = append([]string{"apikit/0003_billing.sql", "apikit/0004_verified_email.sql"}, wantApplied...)
 				}
@@ -255,8 +255,17 @@ func TestMigrateFeatures(t *testing.T) {
 		if err != nil || len(applied) != 1 || applied[0].Scope != "apikit/plans" {
 			t.Errorf("Migrate(Plans) = %v, %v; want the plans migration only", applied, err)
 		}
-		if !exists("plan_usage") || !exists("plan_overrides") {
-			t.Error("after adding Plans: want plan_usage and plan_overrides")
+		if !exists("plan_usage") || !exists("plan_overrides") || exists("usage_hourly") {
+			t.Error("after adding Plans: want plan_usage and plan_overrides, and no usage tables")
+		}
+		applied, err = st.Migrate(ctx, store.Usage)
+		if err != nil || len(applied) != 1 || applied[0].Scope != "apikit/usage" {
+			t.Errorf("Migrate(Usage) = %v, %v; want the usage migration only", applied, err)
+		}
+		for _, table := range []string{"usage_hourly", "usage_daily", "usage_batches", "usage_alerts", "meter_events"} {
+			if !exists(table) {
+				t.Errorf("after adding Usage: no table %s", table)
+			}
 		}
 		if _, err := st.Migrate(ctx, store.Feature("audit")); err == nil || !strings.Contains(err.Error(), `"audit"`) {
 			t.Errorf("Migrate(unknown feature) = %v; want an error naming it", err)

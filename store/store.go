@@ -2,7 +2,11 @@
 // Store interfaces that packages apikey, magiclink and billing declare, of
 // package plan's durable state (quota usage, [Store.AddUsage] and
 // [Store.Usage] for a plan.Flusher, and per-identity overrides,
-// [Store.SetOverride], [Store.Overrides]), and of apikit's users
+// [Store.SetOverride], [Store.Overrides]), of package usage's counts and
+// alert claims and package billing/meter's outbox of Stripe meter events
+// (migrate [Usage]: [Store.AddCounts], [Store.Counts],
+// [Store.RollupCounts], [Store.ClaimAlert], [Store.EnqueueMeterEvents]…),
+// and of apikit's users
 // ([Store.CreateUser], [Store.User], [Store.Users], [Store.DeleteUser]).
 //
 // Open a database with store/sqlite (embedded, the default, with cgo),

@@ -147,7 +147,9 @@ type DeleteUserOptions struct {
 // it cancels nothing at Stripe: cancel the user's subscriptions first (in
 // the Billing Portal or the Stripe API) if they should stop billing. With
 // [Plans] migrated it also deletes the plan overrides and quota usage of
-// the user and of their keys. The customer links go with the user, so
+// the user and of their keys, and with [Usage] migrated the user's usage
+// counts and quota alert claims (keyed by the decimal user id; the meter
+// event outbox is kept as billing history). The customer links go with the user, so
 // webhooks about those customers no longer reach any user.
 func (s *Store) DeleteUser(ctx context.Context, id int64, opts DeleteUserOptions) (found bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -175,6 +177,17 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, opts DeleteUserOptions
 						(SELECT 'key:' || id FROM api_keys WHERE user_id = ?)`), id); err != nil {
 						return err
 					}
+				}
+			}
+		}
+		if migrated[Usage] > 0 {
+			// Usage counts and alert claims; the meter event outbox is
+			// billing history and is kept (its pending events are still
+			// owed to Stripe).
+			user := strconv.FormatInt(id, 10)
+			for _, table := range []string{"usage_hourly", "usage_daily", "usage_alerts"} {
+				if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM `+table+` WHERE user_id = ?`), user); err != nil {
+					return err
 				}
 			}
 		}

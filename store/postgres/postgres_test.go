@@ -3,11 +3,13 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/storetest"
+	"github.com/apikit/apikit/usage/usagetest"
 )
 
 func TestConformance(t *testing.T) {
@@ -54,4 +56,47 @@ func TestPlansAcrossInstances(t *testing.T) {
 		}
 		return a, open()
 	})
+}
+
+// Two handles on one database, as two instances have: usage counts add
+// up and an alert is claimed once.
+func TestUsageAcrossInstances(t *testing.T) {
+	usagetest.RunInstances(t, func(t *testing.T) (usagetest.Backend, usagetest.Backend) {
+		dsn := testdb.PostgresDSN(t)
+		open := func() *store.Store {
+			st, err := postgres.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Usage); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}
+
+// The flush of 10,000 active keys' counters: one batch, one statement per
+// 500 rows. Run with -bench Flush10k -benchtime 1x -count 5 for medians.
+func BenchmarkFlush10k(b *testing.B) {
+	st := testdb.Postgres(b)
+	hour := usagetest.Hour0
+	for b.Loop() {
+		d := usagetest.Flush10k(b, st, hour)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+		hour = hour.Add(time.Hour)
+	}
+}
+
+// The same flush when every counter exists already: the upserts update.
+func BenchmarkFlush10kUpdate(b *testing.B) {
+	st := testdb.Postgres(b)
+	usagetest.Flush10k(b, st, usagetest.Hour0)
+	for b.Loop() {
+		d := usagetest.Flush10k(b, st, usagetest.Hour0)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
 	"github.com/apikit/apikit/store/storetest"
+	"github.com/apikit/apikit/usage/usagetest"
 )
 
 // TestConformance is the example of storetest's package documentation.
@@ -49,4 +51,47 @@ func TestPlansAcrossInstances(t *testing.T) {
 		}
 		return a, open()
 	})
+}
+
+// Two handles on one database, as two instances have: usage counts add
+// up and an alert is claimed once.
+func TestUsageAcrossInstances(t *testing.T) {
+	usagetest.RunInstances(t, func(t *testing.T) (usagetest.Backend, usagetest.Backend) {
+		path := filepath.Join(t.TempDir(), "shared.db")
+		open := func() *store.Store {
+			st, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Usage); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}
+
+// The flush of 10,000 active keys' counters: one batch, one statement per
+// 500 rows. Run with -bench Flush10k -benchtime 1x -count 5 for medians.
+func BenchmarkFlush10k(b *testing.B) {
+	st := testdb.SQLite(b)
+	hour := usagetest.Hour0
+	for b.Loop() {
+		d := usagetest.Flush10k(b, st, hour)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+		hour = hour.Add(time.Hour)
+	}
+}
+
+// The same flush when every counter exists already: the upserts update.
+func BenchmarkFlush10kUpdate(b *testing.B) {
+	st := testdb.SQLite(b)
+	usagetest.Flush10k(b, st, usagetest.Hour0)
+	for b.Loop() {
+		d := usagetest.Flush10k(b, st, usagetest.Hour0)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+	}
 }

@@ -45,7 +45,7 @@ type Users interface {
 
 // Backend is everything an apikit store must implement. Run also tests the
 // optional interfaces a backend implements: [UserDirectory],
-// magiclink.EmailChangeStore and [PlanStore].
+// magiclink.EmailChangeStore, [PlanStore] and [UsageStore].
 type Backend interface {
 	Users
 	apikey.Store
@@ -66,6 +66,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("LoginCode", func(t *testing.T) { testLoginCode(t, newBackend) })
 	t.Run("SessionDetails", func(t *testing.T) { testSessionDetails(t, newBackend) })
 	t.Run("Plans", func(t *testing.T) { testPlans(t, newBackend) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, newBackend) })
 }
 
 // epoch is a fixed instant, microsecond-aligned, that tests build times from.

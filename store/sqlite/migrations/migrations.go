@@ -6,7 +6,7 @@ package migrations
 
 import "embed"
 
-// FS holds the directories users, keys, login, billing, plans and legacy.
+// FS holds the directories users, keys, login, billing, plans, usage and legacy.
 //
-//go:embed users keys login billing plans legacy
+//go:embed users keys login billing plans usage legacy
 var FS embed.FS
