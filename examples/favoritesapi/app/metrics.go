@@ -160,8 +160,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 func routeOf(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o := findObserved(w); o != nil {
-			if _, pattern := mux.Handler(r); pattern != "" {
-				o.route = pattern
+			_, o.route = mux.Handler(r)
+			if o.route == "" {
+				o.route = unmatched // and the mux answers 404 or 405
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -183,13 +184,16 @@ func findObserved(w http.ResponseWriter) *observed {
 	}
 }
 
+// unmatched is the route of requests that matched no pattern.
+const unmatched = "unmatched"
+
 // routeLabel is a ServeMux pattern without its method ("GET
 // /v1/favorites/{id}" is "/v1/favorites/{id}"): a bounded set of values,
 // whatever paths clients send. Requests that matched no pattern are
 // "unmatched".
 func routeLabel(pattern string) string {
 	if pattern == "" {
-		return "unmatched"
+		return unmatched
 	}
 	if i := strings.IndexByte(pattern, ' '); i >= 0 {
 		pattern = strings.TrimLeft(pattern[i:], " \t")
