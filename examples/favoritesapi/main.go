@@ -132,7 +132,7 @@ func (e usageError) Error() string { return e.msg }
 // flushes batched writes and the mail queue.
 func serve(ctx context.Context, cfg app.Config, getenv func(string) string, logger *slog.Logger, stderr io.Writer) error {
 	opts := app.Options{Logger: logger, Stderr: stderr}
-	tp, err := app.TracerProviderFromEnv(ctx, getenv)
+	tp, err := tracerProviderFromEnv(ctx, getenv)
 	if err != nil {
 		return err
 	}

@@ -124,3 +124,30 @@ func TestServeTracing(t *testing.T) {
 		}
 	})
 }
+
+// Which OTEL_* settings turn tracing on, and which this build refuses.
+func TestTracerProviderFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		vars    map[string]string
+		on, err bool
+	}{
+		{vars: nil},
+		{vars: map[string]string{"OTEL_SERVICE_NAME": "x"}},
+		{vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, on: true},
+		{vars: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, on: true},
+		{vars: map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, on: true},
+		{vars: map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}},
+		{vars: map[string]string{"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}},
+		{vars: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, err: true},
+		{vars: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, err: true},
+		{vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, err: true},
+	} {
+		tp, err := tracerProviderFromEnv(t.Context(), env(tc.vars))
+		if (err != nil) != tc.err || (tp != nil) != tc.on {
+			t.Errorf("%v: provider %v, error %v; want on %v, error %v", tc.vars, tp != nil, err, tc.on, tc.err)
+		}
+		if tp != nil {
+			tp.Shutdown(t.Context())
+		}
+	}
+}

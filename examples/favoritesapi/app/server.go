@@ -97,8 +97,8 @@ type Options struct {
 	// span per request (otelhttp), and within it the key store's queries,
 	// the plans' and limits' decisions, Redis commands, the favorites
 	// queries, Stripe calls and the handling of queued emails. Nil, the
-	// default, traces nothing; see [TracerProviderFromEnv] for one
-	// configured by the OTEL_* variables.
+	// default, traces nothing. The favoritesapi command builds one from
+	// the OTEL_* variables.
 	TracerProvider trace.TracerProvider
 }
 
