@@ -1,9 +1,11 @@
 package app
 
 import (
+	"cmp"
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
@@ -25,12 +27,51 @@ import (
 type metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.HistogramVec
+
+	// observers caches requests' series by labels, so that a request
+	// costs a map lookup rather than a label hash and an allocation. Its
+	// size is bounded as the labels are: routes × methods × classes.
+	mu        sync.RWMutex
+	observers map[requestLabels]prometheus.Observer
+}
+
+// requestLabels are the request histogram's labels.
+type requestLabels struct{ method, route, code string }
+
+// observer returns the request histogram's series for l.
+func (m *metrics) observer(l requestLabels) prometheus.Observer {
+	m.mu.RLock()
+	o, ok := m.observers[l]
+	m.mu.RUnlock()
+	if ok {
+		return o
+	}
+	o = m.requests.WithLabelValues(l.method, l.route, l.code)
+	m.mu.Lock()
+	if m.observers == nil {
+		m.observers = map[requestLabels]prometheus.Observer{}
+	}
+	m.observers[l] = o
+	m.mu.Unlock()
+	return o
 }
 
 // requestBuckets are the request histogram's bounds, in seconds: API calls
 // answered from memory take well under a millisecond, pages that reach the
 // database a few, Stripe's redirects hundreds.
 var requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// newRequestHistogram returns the request histogram.
+func newRequestHistogram() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "favoritesapi_http_request_duration_seconds",
+		Help: "Time to answer an HTTP request, by method, route pattern (not path) and status class.",
+		// Classic buckets for the text format, and a native histogram for
+		// servers that ask for it.
+		Buckets:                     requestBuckets,
+		NativeHistogramBucketFactor: 1.1,
+	}, []string{"method", "route", "code"})
+}
 
 // newMetrics registers the Go runtime and process collectors, the
 // database pool's, and one collector per component that reads its Stats
@@ -39,14 +80,7 @@ var requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 func (s *Server) newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
-		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "favoritesapi_http_request_duration_seconds",
-			Help: "Time to answer an HTTP request, by method, route pattern (not path) and status class.",
-			// Classic buckets for the text format, and a native histogram for
-			// servers that ask for it.
-			Buckets:                     requestBuckets,
-			NativeHistogramBucketFactor: 1.1,
-		}, []string{"method", "route", "code"}),
+		requests: newRequestHistogram(),
 	}
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
@@ -142,7 +176,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			pattern = r.Pattern
 		}
 		route := routeLabel(pattern)
-		s.metrics.requests.WithLabelValues(methodLabel(r.Method), route, statusClass(o.status)).
+		s.metrics.observer(requestLabels{methodLabel(r.Method), route, statusClass(o.status)}).
 			Observe(time.Since(start).Seconds())
 		if s.tracer != nil {
 			// otelhttp names its span from r.Pattern once the handler
@@ -153,19 +187,33 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 	})
 }
 
-// routeOf reports to [Server.instrument] the pattern of mux that will
-// serve r, before next (middleware in front of mux, which may refuse r)
-// runs, so that a request refused by the key middleware is counted under
-// the route it asked for, not under the prefix that mounts the mux.
+// routeOf serves r with next, middleware in front of mux (which may
+// refuse r before mux sees it), and reports to [Server.instrument] the
+// pattern of mux that served r, or would have: a request refused by the
+// key middleware is counted under the route it asked for, not under the
+// prefix that mounts mux. Inside next, mux is wrapped by [routed], which
+// reports the pattern for free; only a refused request costs a second
+// routing.
 func routeOf(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o := findObserved(w); o != nil {
+		next.ServeHTTP(w, r)
+		if o := findObserved(w); o != nil && o.route == "" {
 			_, o.route = mux.Handler(r)
 			if o.route == "" {
 				o.route = unmatched // and the mux answers 404 or 405
 			}
 		}
-		next.ServeHTTP(w, r)
+	})
+}
+
+// routed serves r with mux and reports the pattern that served it to
+// [Server.instrument].
+func routed(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if o := findObserved(w); o != nil {
+			o.route = cmp.Or(r.Pattern, unmatched)
+		}
 	})
 }
 
