@@ -68,8 +68,9 @@ func newRequestHistogram() *prometheus.HistogramVec {
 		Help: "Time to answer an HTTP request, by method, route pattern (not path) and status class.",
 		// Classic buckets for the text format, and a native histogram for
 		// servers that ask for it.
-		Buckets:                     requestBuckets,
-		NativeHistogramBucketFactor: 1.1,
+		Buckets:                        requestBuckets,
+		NativeHistogramBucketFactor:    1.1,
+		NativeHistogramMaxBucketNumber: 160,
 	}, []string{"method", "route", "code"})
 }
 
