@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -121,7 +122,7 @@ func noSecrets(t *testing.T, spans tracetest.SpanStubs, secrets ...string) {
 				t.Errorf("span %q shows %q", sp.Name, secret)
 			}
 			for _, a := range sp.Attributes {
-				if v := a.Value.String(); strings.Contains(v, secret) {
+				if v := fmt.Sprint(a.Value.AsInterface()); strings.Contains(v, secret) {
 					t.Errorf("span %s has %s=%s", sp.Name, a.Key, v)
 				}
 			}
