@@ -182,23 +182,29 @@ func (s *Service) cancelOne(ctx context.Context, sub Subscription, atEnd bool, n
 }
 
 func (c *Client) updateCustomerEmail(ctx context.Context, customerID, email string) error {
-	p := &stripe.CustomerParams{Email: stripe.String(email)}
-	p.Context = ctx
-	_, err := c.api.Customers.Update(customerID, p)
+	_, err := call(c, ctx, "stripe.customers.update", func(ctx context.Context) (*stripe.Customer, error) {
+		p := &stripe.CustomerParams{Email: stripe.String(email)}
+		p.Context = ctx
+		return c.api.Customers.Update(customerID, p)
+	})
 	return err
 }
 
 func (c *Client) cancelSubscription(ctx context.Context, id string) error {
-	p := &stripe.SubscriptionCancelParams{}
-	p.Context = ctx
-	_, err := c.api.Subscriptions.Cancel(id, p)
+	_, err := call(c, ctx, "stripe.subscriptions.cancel", func(ctx context.Context) (*stripe.Subscription, error) {
+		p := &stripe.SubscriptionCancelParams{}
+		p.Context = ctx
+		return c.api.Subscriptions.Cancel(id, p)
+	})
 	return err
 }
 
 func (c *Client) cancelAtPeriodEnd(ctx context.Context, id string) error {
-	p := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(true)}
-	p.Context = ctx
-	_, err := c.api.Subscriptions.Update(id, p)
+	_, err := call(c, ctx, "stripe.subscriptions.update", func(ctx context.Context) (*stripe.Subscription, error) {
+		p := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(true)}
+		p.Context = ctx
+		return c.api.Subscriptions.Update(id, p)
+	})
 	return err
 }
 

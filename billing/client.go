@@ -29,6 +29,14 @@ type ClientOptions struct {
 	// network reason, or with a status Stripe marks retryable, is retried,
 	// with Stripe's idempotency keys (default 2; negative means none).
 	MaxNetworkRetries int64
+	// Trace, if set, is called as each call to Stripe starts, with the
+	// call's name ("stripe.checkout.sessions.create",
+	// "stripe.subscriptions.get", …), and the function it returns when
+	// the call ends (retries included), with its error. It lets a tracer,
+	// such as OpenTelemetry's, time the calls without this package
+	// depending on one; the context it returns is the one the call is made
+	// with. The name carries no ids, addresses or keys.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
 }
 
 // Client talks to the Stripe API through stripe-go's client.API, with its
@@ -36,8 +44,9 @@ type ClientOptions struct {
 // so several Clients (say, test and live) can live in one process. A Client
 // is safe for concurrent use.
 type Client struct {
-	api  *client.API
-	live bool
+	api   *client.API
+	live  bool
+	trace func(ctx context.Context, name string) (context.Context, func(error))
 }
 
 // NewClient returns a Client for the key.
@@ -71,7 +80,23 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		Connect: stripe.GetBackendWithConfig(stripe.ConnectBackend, cfg),
 		Uploads: stripe.GetBackendWithConfig(stripe.UploadsBackend, cfg),
 	})
-	return &Client{api: api, live: strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_")}, nil
+	return &Client{
+		api:   api,
+		live:  strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_"),
+		trace: opts.Trace,
+	}, nil
+}
+
+// call runs one Stripe call named name with ctx (inside ClientOptions.Trace
+// if there is one).
+func call[T any](c *Client, ctx context.Context, name string, f func(ctx context.Context) (T, error)) (T, error) {
+	if c.trace == nil {
+		return f(ctx)
+	}
+	ctx, end := c.trace(ctx, name)
+	v, err := f(ctx)
+	end(err)
+	return v, err
 }
 
 // Live reports whether the client's key is a live-mode key, which moves
@@ -133,7 +158,6 @@ func (c *Client) createCheckout(ctx context.Context, r checkoutRequest) (*stripe
 			Metadata: meta,
 		},
 	}
-	p.Context = ctx
 	for k, v := range meta {
 		p.AddMetadata(k, v)
 	}
@@ -148,19 +172,26 @@ func (c *Client) createCheckout(ctx context.Context, r checkoutRequest) (*stripe
 		// Checkout shows customer_email read-only.
 		p.CustomerEmail = stripe.String(r.Email)
 	}
-	return c.api.CheckoutSessions.New(p)
+	return call(c, ctx, "stripe.checkout.sessions.create", func(ctx context.Context) (*stripe.CheckoutSession, error) {
+		p.Context = ctx
+		return c.api.CheckoutSessions.New(p)
+	})
 }
 
 func (c *Client) checkoutSession(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
-	p := &stripe.CheckoutSessionParams{}
-	p.Context = ctx
-	return c.api.CheckoutSessions.Get(id, p)
+	return call(c, ctx, "stripe.checkout.sessions.get", func(ctx context.Context) (*stripe.CheckoutSession, error) {
+		p := &stripe.CheckoutSessionParams{}
+		p.Context = ctx
+		return c.api.CheckoutSessions.Get(id, p)
+	})
 }
 
 func (c *Client) subscription(ctx context.Context, id string) (*stripe.Subscription, error) {
-	p := &stripe.SubscriptionParams{}
-	p.Context = ctx
-	return c.api.Subscriptions.Get(id, p)
+	return call(c, ctx, "stripe.subscriptions.get", func(ctx context.Context) (*stripe.Subscription, error) {
+		p := &stripe.SubscriptionParams{}
+		p.Context = ctx
+		return c.api.Subscriptions.Get(id, p)
+	})
 }
 
 func (c *Client) createPortal(ctx context.Context, customerID, returnURL string) (*stripe.BillingPortalSession, error) {
@@ -168,8 +199,10 @@ func (c *Client) createPortal(ctx context.Context, customerID, returnURL string)
 		Customer:  stripe.String(customerID),
 		ReturnURL: stripe.String(returnURL),
 	}
-	p.Context = ctx
-	return c.api.BillingPortalSessions.New(p)
+	return call(c, ctx, "stripe.billing_portal.sessions.create", func(ctx context.Context) (*stripe.BillingPortalSession, error) {
+		p.Context = ctx
+		return c.api.BillingPortalSessions.New(p)
+	})
 }
 
 // stripeErrorSummary describes a Stripe API error for logs: its type, code,

@@ -155,4 +155,11 @@
 // rather than to a second Checkout, which tells whoever typed it that the
 // address is subscribed. Applied event ids are kept for
 // [Options.EventRetention]; call [Service.Prune] periodically.
+//
+// # Observability
+//
+// [Service.Stats] counts checkouts, portal sessions and webhook events by
+// result; [ClientOptions].Trace is called around each call to Stripe, so
+// that a tracer such as OpenTelemetry's can time them without this package
+// depending on one.
 package billing

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -116,6 +117,24 @@ func ExampleNewClient() {
 	c, err := billing.NewClient(billing.ClientOptions{
 		Key: "sk_test_123",
 		URL: "http://127.0.0.1:12111", // stripe-mock; leave empty for Stripe
+	})
+	fmt.Println(c.Live(), err)
+	// Output: false <nil>
+}
+
+// Time every call to Stripe with a tracer of your choice: Trace is called
+// as each call starts, and its function when the call ends. With
+// OpenTelemetry, start a client span in Trace and end it in the function
+// returned (see the favoritesapi example).
+func ExampleClientOptions_trace() {
+	c, err := billing.NewClient(billing.ClientOptions{
+		Key: "sk_test_123",
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			start := time.Now()
+			return ctx, func(err error) {
+				slog.InfoContext(ctx, "stripe call", "name", name, "took", time.Since(start), "failed", err != nil)
+			}
+		},
 	})
 	fmt.Println(c.Live(), err)
 	// Output: false <nil>

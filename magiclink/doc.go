@@ -107,4 +107,12 @@
 // over plain HTTP (a LAN address, a container name), drop it: use https
 // there, or, for development only, set [Options.InsecureCookies], which
 // names the cookie "session" and drops Secure.
+//
+// # Observability
+//
+// [Service.Stats] counts what the service did (links requested, mail sent,
+// failed and queued, verifications, sessions); [Options.Trace] is called
+// around the handling of each queued email, in the context of the request
+// that queued it, so that a tracer such as OpenTelemetry's can time the
+// mail path without this package depending on one.
 package magiclink

@@ -262,3 +262,43 @@ func ExampleService_RequestEmailChange() {
 		}
 	})))
 }
+
+// Time the mail path with a tracer of your choice: Trace is called as each
+// queued email is handled, in the context of the request that queued it,
+// and its function when the handling ends. With OpenTelemetry, start a
+// span in Trace and end it in the function returned (see the
+// favoritesapi example).
+func ExampleOptions_trace() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	_, _, _ = st.CreateUser(ctx, "ada@example.com", time.Now())
+
+	ended := make(chan string, 1)
+	login, err := magiclink.New(st, magiclink.Options{
+		BaseURL: "https://api.example.com",
+		Mailer:  magiclink.NewConsoleMailer(io.Discard),
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			start := time.Now()
+			return ctx, func(err error) {
+				_ = time.Since(start) // record it
+				ended <- fmt.Sprintf("%s: error %v", name, err)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer login.Close(ctx)
+	if err := login.SendLink(ctx, "ada@example.com"); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(<-ended)
+	// Output: magiclink.mail: error <nil>
+}

@@ -17,6 +17,9 @@ type mailJob struct {
 	// nonceHash is, for a login request from a browser, the SHA-256 of
 	// the nonce in its login cookie: the email then carries a code too.
 	nonceHash []byte
+	// trace is the context of the request that queued the job, without
+	// its cancellation, for Options.Trace (nil without a Trace).
+	trace context.Context
 }
 
 // errClientQueueFull refuses a job of a client that has QueuePerClient
@@ -53,6 +56,16 @@ func (s *Service) enqueue(j mailJob) error {
 	}
 }
 
+// traceContext is what a job queued by a request with context ctx keeps
+// of it for Options.Trace: its values, not its cancellation, and nothing
+// without a Trace.
+func (s *Service) traceContext(ctx context.Context) context.Context {
+	if s.opts.Trace == nil {
+		return nil
+	}
+	return context.WithoutCancel(ctx)
+}
+
 // dequeued releases j's place in its client's share of the queue.
 func (s *Service) dequeued(j mailJob) {
 	if j.client == "" {
@@ -73,18 +86,41 @@ func (s *Service) mailWorker() {
 			s.stats.mailAbandoned.Add(1)
 			continue
 		}
-		s.handleJob(j)
+		s.runJob(j)
 	}
 }
 
-// handleJob sends a job's message, or for a login request looks the
-// account up, creates a token and sends the link.
-func (s *Service) handleJob(j mailJob) {
-	if j.msg != nil {
-		s.deliver(*j.msg, j.email, j.what)
+// runJob handles j, inside Options.Trace's span if there is a Trace: the
+// span's context carries the request's values and Close's cancellation.
+func (s *Service) runJob(j mailJob) {
+	if s.opts.Trace == nil {
+		_ = s.handleJob(s.baseCtx, j)
 		return
 	}
-	ctx := s.baseCtx
+	parent := j.trace
+	if parent == nil {
+		parent = context.Background()
+	}
+	tctx, end := s.opts.Trace(parent, "magiclink.mail")
+	ctx, cancel := context.WithCancel(tctx)
+	stop := context.AfterFunc(s.baseCtx, cancel)
+	err := s.handleJob(ctx, j)
+	stop()
+	cancel()
+	end(err)
+}
+
+// errNotSent is handleJob's error for an email that was not sent; what
+// went wrong is logged and counted already.
+var errNotSent = errors.New("magiclink: email not sent")
+
+// handleJob sends a job's message, or for a login request looks the
+// account up, creates a token and sends the link. ctx is cancelled when
+// Close gives up waiting.
+func (s *Service) handleJob(ctx context.Context, j mailJob) error {
+	if j.msg != nil {
+		return s.deliver(ctx, *j.msg, j.email, j.what)
+	}
 	sctx, cancel := context.WithTimeout(ctx, time.Minute) // bounds the store calls
 	defer cancel()
 	log := s.logger.With("to", RedactEmail(j.email))
@@ -96,12 +132,12 @@ func (s *Service) handleJob(j mailJob) {
 			s.stats.storeErrors.Add(1)
 			s.stats.mailFailed.Add(1)
 			log.Error("magiclink: looking up the account for a login link", "err", err)
-			return
+			return errNotSent
 		}
 		if !found {
 			s.stats.noAccount.Add(1)
 			log.Debug("magiclink: login link requested for an address with no account")
-			return
+			return nil
 		}
 	}
 	token, hash := newSecret()
@@ -119,21 +155,20 @@ func (s *Service) handleJob(j mailJob) {
 		s.stats.storeErrors.Add(1)
 		s.stats.mailFailed.Add(1)
 		log.Error("magiclink: storing a login token", "err", err)
-		return
+		return errNotSent
 	}
 	msg, err := s.renderEmail(j.email, s.opts.BaseURL+"/login/verify?token="+token, code)
 	if err != nil {
 		s.stats.mailFailed.Add(1)
 		log.Error("magiclink: rendering the login email", "err", err)
-		return
+		return errNotSent
 	}
-	s.deliver(msg, j.email, "login email")
+	return s.deliver(ctx, msg, j.email, "login email")
 }
 
-// deliver sends msg to email, retrying with backoff; what names the
-// message in logs.
-func (s *Service) deliver(msg Message, email, what string) {
-	ctx := s.baseCtx
+// deliver sends msg to email, retrying with backoff until ctx is done;
+// what names the message in logs. It returns errNotSent if it gave up.
+func (s *Service) deliver(ctx context.Context, msg Message, email, what string) error {
 	log := s.logger.With("to", RedactEmail(email))
 	backoff := s.opts.RetryBackoff
 	for attempt := 1; ; attempt++ {
@@ -143,17 +178,17 @@ func (s *Service) deliver(msg Message, email, what string) {
 		if err == nil {
 			s.stats.mailSent.Add(1)
 			log.Debug("magiclink: "+what+" sent", "attempt", attempt)
-			return
+			return nil
 		}
 		if ctx.Err() != nil {
 			s.stats.mailAbandoned.Add(1)
 			log.Warn("magiclink: "+what+" abandoned at shutdown", "err", redactErr(err, email))
-			return
+			return errNotSent
 		}
 		if attempt >= s.opts.SendAttempts {
 			s.stats.mailFailed.Add(1)
 			log.Error("magiclink: sending the "+what+" failed; giving up", "attempts", attempt, "err", redactErr(err, email))
-			return
+			return errNotSent
 		}
 		s.stats.mailRetries.Add(1)
 		log.Warn("magiclink: sending the "+what+" failed; retrying", "attempt", attempt, "in", backoff, "err", redactErr(err, email))
@@ -161,7 +196,7 @@ func (s *Service) deliver(msg Message, email, what string) {
 		case <-time.After(backoff):
 		case <-ctx.Done():
 			s.stats.mailAbandoned.Add(1)
-			return
+			return errNotSent
 		}
 		backoff *= 2
 	}

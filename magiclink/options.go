@@ -185,6 +185,18 @@ type Options struct {
 	// change has happened whatever it does.
 	OnEmailChanged func(ctx context.Context, userID int64, oldEmail, newEmail string)
 
+	// Trace, if set, is called as each queued email is handled (the
+	// account looked up, the token stored, the message sent with its
+	// retries), with the context of the request that queued it (its
+	// values only: the handling outlives the request) and the name
+	// "magiclink.mail"; the function it returns is called when the
+	// handling ends, with its error (nil when the email was sent, or when
+	// none was due). It lets a tracer, such as OpenTelemetry's, time the
+	// mail path without this package depending on one. The context Trace
+	// returns is the one the Mailer and the store receive. Neither the
+	// name nor anything this package passes carries an address or a token.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
+
 	// Logger receives failures (default: discard). Tokens, session ids and
 	// full email addresses are never logged: addresses appear as
 	// "…@domain".

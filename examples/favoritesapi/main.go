@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch cmd {
 	case "serve":
-		err = serve(ctx, cfg, logger, stderr)
+		err = serve(ctx, cfg, getenv, logger, stderr)
 	case "migrate":
 		err = migrateCmd(ctx, cfg, stdout)
 	case "keys":
@@ -130,8 +130,25 @@ func (e usageError) Error() string { return e.msg }
 // serve runs the server until ctx is done, then shuts down gracefully:
 // it stops accepting, lets in-flight requests finish (bounded), then
 // flushes batched writes and the mail queue.
-func serve(ctx context.Context, cfg app.Config, logger *slog.Logger, stderr io.Writer) error {
-	srv, err := app.New(ctx, cfg, app.Options{Logger: logger, Stderr: stderr})
+func serve(ctx context.Context, cfg app.Config, getenv func(string) string, logger *slog.Logger, stderr io.Writer) error {
+	opts := app.Options{Logger: logger, Stderr: stderr}
+	tp, err := tracerProviderFromEnv(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		opts.TracerProvider = tp
+		logger.Info("tracing with OpenTelemetry")
+		defer func() {
+			// The last batch of spans, after the server has stopped.
+			sctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				logger.Warn("sending the last spans", "error", err)
+			}
+		}()
+	}
+	srv, err := app.New(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}

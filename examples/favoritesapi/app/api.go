@@ -151,7 +151,9 @@ func (s *Server) handleCreateFavorite(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	p, _ := apikey.PrincipalFrom(ctx)
-	fav, err := s.favs.create(ctx, p.UserID, strings.TrimSpace(*in.Name), *in.URL, in.Tags, s.now())
+	dbctx, end := s.span(ctx, "favorites.create")
+	fav, err := s.favs.create(dbctx, p.UserID, strings.TrimSpace(*in.Name), *in.URL, in.Tags, s.now())
+	end(err)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("creating favorite: %w", err))
 		return
@@ -234,7 +236,9 @@ func (s *Server) handleListFavorites(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	p, _ := apikey.PrincipalFrom(ctx)
-	favs, next, err := s.favs.list(ctx, p.UserID, limit, after)
+	dbctx, end := s.span(ctx, "favorites.list")
+	favs, next, err := s.favs.list(dbctx, p.UserID, limit, after)
+	end(err)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("listing favorites: %w", err))
 		return
@@ -249,7 +253,9 @@ func (s *Server) handleListFavorites(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleGetFavorite(w http.ResponseWriter, r *http.Request) {
 	s.withFavorite(w, r, "reading", func(ctx context.Context, userID int64, id string) (bool, error) {
-		fav, found, err := s.favs.get(ctx, userID, id)
+		dbctx, end := s.span(ctx, "favorites.get")
+		fav, found, err := s.favs.get(dbctx, userID, id)
+		end(err)
 		if found {
 			writeJSON(w, http.StatusOK, fav)
 		}
@@ -259,7 +265,9 @@ func (s *Server) handleGetFavorite(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleDeleteFavorite(w http.ResponseWriter, r *http.Request) {
 	s.withFavorite(w, r, "deleting", func(ctx context.Context, userID int64, id string) (bool, error) {
-		deleted, err := s.favs.delete(ctx, userID, id)
+		dbctx, end := s.span(ctx, "favorites.delete")
+		deleted, err := s.favs.delete(dbctx, userID, id)
+		end(err)
 		if deleted {
 			w.WriteHeader(http.StatusNoContent)
 		}

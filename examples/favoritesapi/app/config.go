@@ -48,8 +48,13 @@ const EnvHelp = `Environment:
   TRUSTED_PROXIES        comma-separated CIDRs of the reverse proxies in front of the
                          service (e.g. 10.0.0.0/8); only their X-Forwarded-For is
                          believed when limiting per client (default: none)
-  METRICS_ADDR           listen address of /metrics (default 127.0.0.1:9090; "off"
-                         disables it); never the public listener
+  METRICS_ADDR           listen address of /metrics and /debug/pprof/ (default
+                         127.0.0.1:9090; "off" disables it); never the public listener
+  OTEL_EXPORTER_OTLP_ENDPOINT
+                         OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318):
+                         traces requests, store and Redis calls, Stripe calls and mail;
+                         with the other standard OTEL_* variables (OTEL_TRACES_EXPORTER,
+                         OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, …); default: no tracing
   ACCOUNT_DELETE_AT_PERIOD_END
                          true: a deleted account's subscription runs to the end of
                          the period paid for (default false: canceled at once)

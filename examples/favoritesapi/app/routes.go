@@ -94,7 +94,7 @@ func (s *Server) routes() (http.Handler, error) {
 		Cost:    requestCost,
 		Logger:  s.logger,
 	})
-	root.Handle("/v1/", authn(limit(api)))
+	root.Handle("/v1/", routeOf(api, authn(limit(routed(api)))))
 	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.
@@ -112,8 +112,14 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 	// LoadUser puts the signed-in user, if any, in every page's context:
 	// the layout shows it, and billing's portal asks for it.
-	root.Handle("/", s.login.LoadUser(site))
-	return securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://")), nil
+	root.Handle("/", routeOf(site, s.login.LoadUser(routed(site))))
+	// Every request is timed by its route pattern (and, when traced, a
+	// span of its own).
+	h := s.instrument(securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://")))
+	if s.tracer != nil {
+		h = s.traced(h)
+	}
+	return h, nil
 }
 
 // keyError writes apikey's refusal, and says so when a key of the other

@@ -47,6 +47,7 @@ import (
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/sqlite"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RollGrace is how long a rolled key's old token keeps working.
@@ -92,6 +93,13 @@ type Options struct {
 	UsageFlushInterval time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// TracerProvider, if set, traces the service with OpenTelemetry: a
+	// span per request (otelhttp), and within it the key store's queries,
+	// the plans' and limits' decisions, Redis commands, the favorites
+	// queries, Stripe calls and the handling of queued emails. Nil, the
+	// default, traces nothing. The favoritesapi command builds one from
+	// the OTEL_* variables.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a running FavoritesAPI: its store, components and routes.
@@ -115,6 +123,11 @@ type Server struct {
 	billing   *billing.Service
 	handler   http.Handler
 	pages     pageSet
+	metrics   *metrics
+
+	// tracerProvider and tracer are set when the service is traced.
+	tracerProvider trace.TracerProvider
+	tracer         trace.Tracer
 
 	// clientKey names the client a request comes from, for every
 	// per-client limit: its address, or with TRUSTED_PROXIES the address
@@ -160,6 +173,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{cfg: cfg, logger: opts.Logger, now: opts.Now, plans: cfg.Plans}
+	if opts.TracerProvider != nil {
+		s.tracerProvider = opts.TracerProvider
+		s.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
 	s.clientKey = ratelimit.ClientKey(ratelimit.IPKeyOptions{TrustedProxies: cfg.TrustedProxies})
 	ok := false
 	defer func() {
@@ -184,7 +201,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	// a live Stripe key, test keys otherwise (test Stripe key, dev mode), so
 	// that a key issued by a free dev or test deployment never opens the
 	// paid one.
-	s.verifier = apikey.NewVerifier(s.store, apikey.VerifierOptions{
+	var keyStore apikey.Store = s.store
+	if s.tracer != nil {
+		keyStore = tracedKeys{Store: s.store, s: s}
+	}
+	s.verifier = apikey.NewVerifier(keyStore, apikey.VerifierOptions{
 		Prefixes: []string{cfg.KeyEnvPrefix()},
 		CacheTTL: opts.KeyCacheTTL,
 		Logger:   s.logger,
@@ -193,7 +214,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if s.bus, err = openBus(ctx, cfg, s.store, s.logger, opts.InvalidationChannel); err != nil {
 		return nil, err
 	}
-	s.keys = apikey.NewManager(s.store, apikey.ManagerOptions{
+	s.keys = apikey.NewManager(keyStore, apikey.ManagerOptions{
 		Prefix:         cfg.KeyEnvPrefix(),
 		Verifier:       s.verifier,
 		MaxKeysPerUser: maxKeysPerUser,
@@ -220,6 +241,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// deciders' 100 ms), not at the client's 3 s read timeout.
 		ropts.ContextTimeoutEnabled = true
 		s.redis = redis.NewClient(ropts)
+		if s.tracer != nil {
+			s.redis.AddHook(redisTracing{s})
+		}
 		prefix := cmp.Or(opts.RedisPrefix, "favoritesapi:")
 		// Every instance decides in one Redis, so a user's budget is one
 		// budget whichever instance serves their keys.
@@ -268,6 +292,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		SendClientLimiter: s.abuseLimiter("login-mail-client", ratelimit.PerHour(30)),
 		VerifyLimiter:     s.abuseLimiter("login-verify", ratelimit.PerMinute(20)),
 		AfterLoginPath:    "/app",
+		Trace:             s.traceHook(trace.SpanKindInternal),
 		// A confirmed email change follows the account to Stripe, so that
 		// receipts and the portal use the new address.
 		OnEmailChanged: s.emailChanged,
@@ -281,6 +306,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if !cfg.DevBilling() {
 		if stripe, err = billing.NewClient(billing.ClientOptions{
 			Key: cfg.StripeSecretKey, URL: cfg.StripeAPIURL, HTTPClient: opts.HTTPClient,
+			Trace: s.traceHook(trace.SpanKindClient),
 		}); err != nil {
 			return nil, fmt.Errorf("stripe: %w", err)
 		}
@@ -320,6 +346,14 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	// What the other instances change, dropped here on receipt; while the
 	// bus is down, cached keys and plans are served for 1 s only.
 	s.bus.Subscribe(invalidate.Handler{Event: s.invalidated, Degraded: s.degraded})
+
+	// The collectors read the components' own Stats, so they are built
+	// before the components are wrapped for tracing.
+	s.metrics = s.newMetrics()
+	if s.tracer != nil {
+		s.decider = tracedDecider{Decider: s.decider, s: s}
+		s.abuse = tracedLimiter{Limiter: s.abuse, s: s}
+	}
 
 	if s.handler, err = s.routes(); err != nil {
 		return nil, err
