@@ -144,5 +144,5 @@ func (s *Service) verifyCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, s.loginCookie("", -1))
-	s.signedIn(w, r, client, email, invalidCode)
+	s.signedIn(w, r, client, email, "code", invalidCode)
 }

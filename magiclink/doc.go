@@ -115,4 +115,17 @@
 // around the handling of each queued email, in the context of the request
 // that queued it, so that a tracer such as OpenTelemetry's can time the
 // mail path without this package depending on one.
+//
+// # Audit trail
+//
+// [Options.Audit] is told of the security events of an account
+// ([AuditEvent]): sign-in links requested, sign-ins (by link, code or
+// [Service.SignIn]), sign-outs of one session or of all, and email changes
+// requested and made, with the context of the request, so that an audit
+// log (package audit) records the client's address and user agent. The
+// kinds have the values of package audit's kinds; this package does not
+// import it. Events never hold a token, a code, a session id or a full
+// address, and a request for an address with no account is reported to no
+// one, so that the login response still tells nothing. A failing hook is
+// logged and counted ([Stats].AuditErrors) and changes no response.
 package magiclink

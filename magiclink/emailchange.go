@@ -39,6 +39,9 @@ var ErrEmailChangeUnsupported = errors.New("magiclink: the Store does not implem
 //     [ErrEmailChangeUnsupported] if the Store does not implement
 //     [EmailChangeStore].
 //
+// [Options.Audit] hears of a link sent (EventEmailChangeRequested, with
+// the new address masked).
+//
 // It does not tell whether the new address belongs to another account:
 // the answer is the same either way, and only the person who proves the
 // new address by its link is told, by a refusal ([ErrEmailTaken]).
@@ -89,6 +92,8 @@ func (s *Service) RequestEmailChange(ctx context.Context, userID int64, newEmail
 	}
 	s.stats.emailChangesRequested.Add(1)
 	s.logger.Info("magiclink: email change requested", "user", userID, "to", RedactEmail(email))
+	s.audit(ctx, AuditEvent{Kind: EventEmailChangeRequested, UserID: userID, At: now, Actor: ActorUser,
+		Detail: map[string]string{"email": mask(email)}})
 	return nil
 }
 
@@ -101,8 +106,9 @@ func (s *Service) RequestEmailChange(ctx context.Context, userID int64, newEmail
 // client gets 200 and {"user_id", "email"}). It signs nobody in, and the
 // store ends every session of the account: they were started by whoever
 // proved the old address, and the new one may belong to someone else.
-// Sign in again with the new address. [Options.OnEmailChanged], if set,
-// is called after the change.
+// Sign in again with the new address. [Options.Audit] hears of the change
+// (EventEmailChanged, with both addresses masked), and then
+// [Options.OnEmailChanged], if set, is called.
 //
 // If the new address belongs to another account by then, the token is
 // spent, nothing changes, and the answer is a clear refusal (409,
@@ -152,6 +158,8 @@ func (s *Service) confirmEmailChange(w http.ResponseWriter, r *http.Request) {
 	}
 	s.stats.emailChangesConfirmed.Add(1)
 	s.logger.Info("magiclink: email changed", "user", userID, "from", RedactEmail(oldEmail), "to", RedactEmail(newEmail))
+	s.audit(ctx, AuditEvent{Kind: EventEmailChanged, UserID: userID, Actor: ActorUser,
+		Detail: map[string]string{"from": mask(oldEmail), "to": mask(newEmail)}})
 	s.notifyEmailChanged(oldEmail, newEmail)
 	if s.opts.OnEmailChanged != nil {
 		s.opts.OnEmailChanged(ctx, userID, oldEmail, newEmail)

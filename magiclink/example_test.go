@@ -302,3 +302,49 @@ func ExampleOptions_trace() {
 	fmt.Println(<-ended)
 	// Output: magiclink.mail: error <nil>
 }
+
+// Keep an audit trail of sign-ins, sign-outs and email changes: Audit is
+// told of each, with the context of the request (or caller), where an
+// audit log finds the client's address and user agent. With package
+// audit, convert each event to an audit.Event (see the favoritesapi
+// example): the kinds have audit's values.
+func ExampleOptions_audit() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	ada, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
+
+	events := make(chan magiclink.AuditEvent, 10)
+	login, err := magiclink.New(st, magiclink.Options{
+		BaseURL: "https://api.example.com",
+		Mailer:  magiclink.NewConsoleMailer(io.Discard),
+		Audit: func(ctx context.Context, e magiclink.AuditEvent) error {
+			events <- e // append it to the audit log here
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer login.Close(ctx)
+
+	if err := login.SendLink(ctx, "ada@example.com"); err != nil {
+		log.Fatal(err)
+	}
+	e := <-events // reported by the mail worker
+	fmt.Println(e.Kind, e.UserID == ada, e.Detail["email"])
+	if err := login.RevokeSessions(ctx, ada); err != nil {
+		log.Fatal(err)
+	}
+	e = <-events
+	fmt.Println(e.Kind, e.UserID == ada, e.Detail["sessions"])
+	// Output:
+	// session.link_requested true a•••@example.com
+	// session.signed_out_everywhere true 0
+}

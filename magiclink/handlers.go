@@ -148,7 +148,9 @@ func unavailable(sentinel error, detail string) *Error {
 // LogoutHandler handles POST /logout: it deletes the session in the store,
 // so the cookie stops working everywhere at once, clears the cookie, and
 // redirects to AfterLogoutPath with 303 (JSON clients get 204). Signing
-// out without a session is not an error.
+// out without a session is not an error. Ending a session is reported to
+// [Options.Audit] (EventSignedOut; the session is read first, for its
+// user, only when Audit is set).
 func (s *Service) LogoutHandler() http.Handler {
 	return s.protect(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -156,7 +158,18 @@ func (s *Service) LogoutHandler() http.Handler {
 			return
 		}
 		if c, err := r.Cookie(s.cookie); err == nil && wellFormed(c.Value) {
-			found, err := s.store.DeleteSession(r.Context(), hashSecret(c.Value))
+			hash := hashSecret(c.Value)
+			var userID int64 // the session's user, read only for the audit
+			if s.opts.Audit != nil {
+				se, found, err := s.store.Session(r.Context(), hash)
+				if err != nil {
+					s.stats.storeErrors.Add(1)
+					s.logger.Warn("magiclink: reading a session at logout for the audit log", "err", err)
+				} else if found {
+					userID = se.UserID
+				}
+			}
+			found, err := s.store.DeleteSession(r.Context(), hash)
 			if err != nil {
 				s.stats.storeErrors.Add(1)
 				s.logger.Error("magiclink: deleting a session at logout", "err", err)
@@ -165,6 +178,9 @@ func (s *Service) LogoutHandler() http.Handler {
 			}
 			if found {
 				s.stats.sessionsRevoked.Add(1)
+				if userID != 0 {
+					s.audit(r.Context(), AuditEvent{Kind: EventSignedOut, UserID: userID, Actor: ActorUser})
+				}
 			}
 		}
 		s.clearCookie(w)

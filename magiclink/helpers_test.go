@@ -51,6 +51,7 @@ type setup struct {
 	faulty  bool // route SMTP through a faultproxy.Proxy
 	mailer  func(magiclink.Mailer) magiclink.Mailer
 	wrap    func(*store.Store) magiclink.Store // the Store the Service uses, over the real one
+	handler func(http.Handler) http.Handler    // middleware around the routes, if set
 }
 
 func newHarness(t testing.TB, s setup) *harness {
@@ -117,6 +118,9 @@ func newHarness(t testing.TB, s setup) *harness {
 		fmt.Fprint(w, "signed out")
 	})))
 	h.http.Config.Handler = mux
+	if s.handler != nil {
+		h.http.Config.Handler = s.handler(mux)
+	}
 	h.http.Start()
 	t.Cleanup(h.http.Close)
 	return h

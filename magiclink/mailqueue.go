@@ -20,6 +20,9 @@ type mailJob struct {
 	// trace is the context of the request that queued the job, without
 	// its cancellation, for Options.Trace (nil without a Trace).
 	trace context.Context
+	// audit is the context of the request that queued a login request,
+	// without its cancellation, for Options.Audit (nil without an Audit).
+	audit context.Context
 }
 
 // errClientQueueFull refuses a job of a client that has QueuePerClient
@@ -61,6 +64,16 @@ func (s *Service) enqueue(j mailJob) error {
 // without a Trace.
 func (s *Service) traceContext(ctx context.Context) context.Context {
 	if s.opts.Trace == nil {
+		return nil
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// auditContext is what a login request queued by a request with context
+// ctx keeps of it for Options.Audit: its values, not its cancellation, and
+// nothing without an Audit.
+func (s *Service) auditContext(ctx context.Context) context.Context {
+	if s.opts.Audit == nil {
 		return nil
 	}
 	return context.WithoutCancel(ctx)
@@ -126,18 +139,25 @@ func (s *Service) handleJob(ctx context.Context, j mailJob) error {
 	log := s.logger.With("to", RedactEmail(j.email))
 	// With AllowSignup an unknown address gets a link too; the account is
 	// created only when the link is used, so asking creates no account.
-	if !s.opts.AllowSignup {
-		_, found, err := s.store.UserByEmail(sctx, j.email)
-		if err != nil {
+	var userID int64 // the account, when it was looked up and found
+	if !s.opts.AllowSignup || j.audit != nil {
+		id, found, err := s.store.UserByEmail(sctx, j.email)
+		switch {
+		case err != nil && s.opts.AllowSignup:
+			// Looked up only for the audit: the link is sent anyway.
+			s.stats.storeErrors.Add(1)
+			log.Warn("magiclink: looking up the account of a login link for the audit log", "err", err)
+		case err != nil:
 			s.stats.storeErrors.Add(1)
 			s.stats.mailFailed.Add(1)
 			log.Error("magiclink: looking up the account for a login link", "err", err)
 			return errNotSent
-		}
-		if !found {
+		case !found && !s.opts.AllowSignup:
 			s.stats.noAccount.Add(1)
 			log.Debug("magiclink: login link requested for an address with no account")
 			return nil
+		case found:
+			userID = id
 		}
 	}
 	token, hash := newSecret()
@@ -156,6 +176,18 @@ func (s *Service) handleJob(ctx context.Context, j mailJob) error {
 		s.stats.mailFailed.Add(1)
 		log.Error("magiclink: storing a login token", "err", err)
 		return errNotSent
+	}
+	if j.audit != nil && userID != 0 {
+		method := "link"
+		if code != "" {
+			method = "link_and_code"
+		}
+		actx, cancel := context.WithTimeout(j.audit, time.Minute)
+		stop := context.AfterFunc(ctx, cancel) // Close gave up
+		s.audit(actx, AuditEvent{Kind: EventLinkRequested, UserID: userID, At: now,
+			Detail: map[string]string{"method": method, "email": mask(j.email)}})
+		stop()
+		cancel()
 	}
 	msg, err := s.renderEmail(j.email, s.opts.BaseURL+"/login/verify?token="+token, code)
 	if err != nil {

@@ -185,6 +185,29 @@ type Options struct {
 	// change has happened whatever it does.
 	OnEmailChanged func(ctx context.Context, userID int64, oldEmail, newEmail string)
 
+	// Audit, if set, is told of security events ([AuditEvent]): sign-in
+	// links requested, sign-ins, sign-outs (one session, or all of a
+	// user's), and email changes requested and made. It is called after
+	// the change was written, with the context of the request (or of the
+	// method's caller), so that it can read who acted and from where
+	// (package audit: audit.Middleware, audit.WithActor), and on the
+	// request's goroutine, except for EventLinkRequested (below). An error
+	// from it is logged and changes nothing: a sign-out must stand and a
+	// response must not depend on the audit store. Wire it to an audit log
+	// that writes synchronously, so that the entry exists when the
+	// response is sent.
+	//
+	// EventLinkRequested is reported by the mail worker, once the account
+	// has been looked up and the link stored, with the request's context
+	// values (not its cancellation): the login response stays the same,
+	// in content and timing, whether or not the address has an account.
+	// It is reported only for an address that has an account; a request
+	// for any other address is reported to no one (with AllowSignup too:
+	// no account exists until the link is followed, and the sign-in that
+	// creates it is reported), so that strangers cannot fill the log with
+	// addresses of their choosing. [Stats].NoAccount counts those.
+	Audit func(ctx context.Context, e AuditEvent) error
+
 	// Trace, if set, is called as each queued email is handled (the
 	// account looked up, the token stored, the message sent with its
 	// retries), with the context of the request that queued it (its

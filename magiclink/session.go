@@ -19,9 +19,10 @@ import (
 // ([Options.ClientKey]) of the request, for [Service.Sessions], when ctx
 // is (or derives from) the context of a request that passed through one
 // of the Service's handlers or its RequireUser or LoadUser middleware;
-// otherwise they are empty.
+// otherwise they are empty. [Options.Audit] hears of it (EventSignedIn,
+// without a method).
 func (s *Service) SignIn(ctx context.Context, w http.ResponseWriter, userID int64) error {
-	return s.signIn(ctx, w, nil, userID)
+	return s.signIn(ctx, w, nil, userID, nil)
 }
 
 // clientKey carries a request's client details in its context.
@@ -39,8 +40,8 @@ func (s *Service) withClient(r *http.Request) *http.Request {
 }
 
 // signIn is SignIn; the client details are taken from r if it is not
-// nil, and else from ctx.
-func (s *Service) signIn(ctx context.Context, w http.ResponseWriter, r *http.Request, userID int64) error {
+// nil, and else from ctx. detail goes to Options.Audit's EventSignedIn.
+func (s *Service) signIn(ctx context.Context, w http.ResponseWriter, r *http.Request, userID int64, detail map[string]string) error {
 	if r != nil {
 		ctx = s.withClient(r).Context()
 	}
@@ -61,11 +62,15 @@ func (s *Service) signIn(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	s.stats.sessionsCreated.Add(1)
 	http.SetCookie(w, s.sessionCookie(id, s.opts.SessionTTL))
+	s.audit(ctx, AuditEvent{Kind: EventSignedIn, UserID: userID, At: now, Actor: ActorUser, Detail: detail})
 	return nil
 }
 
 // RevokeSessions signs the user out everywhere: every session of the user
-// is deleted, and their cookies stop working at once.
+// is deleted, and their cookies stop working at once. [Options.Audit]
+// hears of it (EventSignedOutEverywhere, with no actor: ctx says who
+// acted, the user on a dashboard or an operator in a command-line tool),
+// even when the user had no session.
 func (s *Service) RevokeSessions(ctx context.Context, userID int64) error {
 	n, err := s.store.DeleteUserSessions(ctx, userID)
 	if err != nil {
@@ -73,6 +78,7 @@ func (s *Service) RevokeSessions(ctx context.Context, userID int64) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	s.stats.sessionsRevoked.Add(n)
+	s.audit(ctx, AuditEvent{Kind: EventSignedOutEverywhere, UserID: userID, Detail: map[string]string{"sessions": itoa(n)}})
 	return nil
 }
 

@@ -90,7 +90,8 @@ func (s *Service) Sessions(ctx context.Context, r *http.Request, userID int64) (
 // its cookie stops working at once. Only the user's own sessions are
 // found; found is false for an unknown ref or another user's session.
 // Ending the caller's own session signs it out (clear nothing: its next
-// request finds no session).
+// request finds no session). [Options.Audit] hears of it
+// (EventSignedOut, with the ref's first 8 characters).
 func (s *Service) EndSession(ctx context.Context, userID int64, ref string) (found bool, err error) {
 	if len(ref) != 32 {
 		return false, nil
@@ -111,6 +112,8 @@ func (s *Service) EndSession(ctx context.Context, userID int64, ref string) (fou
 		}
 		if found {
 			s.stats.sessionsRevoked.Add(1)
+			s.audit(ctx, AuditEvent{Kind: EventSignedOut, UserID: userID, Actor: ActorUser,
+				Detail: map[string]string{"session_ref": ref[:8]}})
 		}
 		return found, nil
 	}
@@ -119,18 +122,24 @@ func (s *Service) EndSession(ctx context.Context, userID int64, ref string) (fou
 
 // EndOtherSessions ends every session of the user except r's own, and
 // returns how many it ended. If r carries no session of the user, it ends
-// them all (as [Service.RevokeSessions]).
+// them all (as [Service.RevokeSessions]). [Options.Audit] hears of it
+// (EventSignedOutEverywhere, with "kept": "current" when r's session was
+// kept), even when there was nothing to end: the user asked.
 func (s *Service) EndOtherSessions(ctx context.Context, r *http.Request, userID int64) (n int64, err error) {
 	keep := s.currentHash(r)
+	detail := map[string]string{}
 	if keep == nil {
 		n, err = s.store.DeleteUserSessions(ctx, userID)
 	} else {
 		n, err = s.store.DeleteUserSessionsExcept(ctx, userID, keep)
+		detail["kept"] = "current"
 	}
 	if err != nil {
 		s.stats.storeErrors.Add(1)
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	s.stats.sessionsRevoked.Add(n)
+	detail["sessions"] = itoa(n)
+	s.audit(ctx, AuditEvent{Kind: EventSignedOutEverywhere, UserID: userID, Actor: ActorUser, Detail: detail})
 	return n, nil
 }

@@ -32,6 +32,8 @@ type Stats struct {
 	// belonged to another account by then.
 	EmailChangesRequested, EmailChangesConfirmed, EmailChangesTaken int64
 	StoreErrors                                                     int64
+	// AuditErrors counts calls of Options.Audit that returned an error.
+	AuditErrors int64
 }
 
 type counters struct {
@@ -41,7 +43,7 @@ type counters struct {
 	mailAbandoned, noAccount                                           atomic.Int64
 	verifySucceeded, verifyFailed, verifyLimited                       atomic.Int64
 	sessionsCreated, sessionsLoaded, sessionsRejected, sessionsRevoked atomic.Int64
-	storeErrors                                                        atomic.Int64
+	storeErrors, auditErrors                                           atomic.Int64
 	emailChangesRequested, emailChangesConfirmed, emailChangesTaken    atomic.Int64
 }
 
@@ -60,6 +62,6 @@ func (s *Service) Stats() Stats {
 		SessionsRejected: c.sessionsRejected.Load(), SessionsRevoked: c.sessionsRevoked.Load(),
 		StoreErrors:           c.storeErrors.Load(),
 		EmailChangesRequested: c.emailChangesRequested.Load(), EmailChangesConfirmed: c.emailChangesConfirmed.Load(),
-		EmailChangesTaken: c.emailChangesTaken.Load(),
+		EmailChangesTaken: c.emailChangesTaken.Load(), AuditErrors: c.auditErrors.Load(),
 	}
 }

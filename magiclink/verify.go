@@ -96,13 +96,14 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 		s.verifyFailed(w, r, client, invalidToken())
 		return
 	}
-	s.signedIn(w, r, client, email, invalidToken)
+	s.signedIn(w, r, client, email, "link", invalidToken)
 }
 
 // signedIn finishes a sign-in whose token (link or code) was spent for
 // email: it confirms the address, ends the sessions that predate a first
-// proof, replaces this browser's session and answers r.
-func (s *Service) signedIn(w http.ResponseWriter, r *http.Request, client, email string, invalid func() *Error) {
+// proof, replaces this browser's session and answers r. method ("link"
+// or "code") is reported to Options.Audit.
+func (s *Service) signedIn(w http.ResponseWriter, r *http.Request, client, email, method string, invalid func() *Error) {
 	ctx := r.Context()
 	now := s.opts.Now()
 	userID, first, found, err := s.store.ConfirmEmail(ctx, email, s.opts.AllowSignup, now)
@@ -116,15 +117,18 @@ func (s *Service) signedIn(w http.ResponseWriter, r *http.Request, client, email
 		s.verifyFailed(w, r, client, invalid())
 		return
 	}
+	detail := map[string]string{"method": method}
 	if first {
 		// The first proof of the address: any session that existed before
 		// it was not started by the address's owner.
-		if _, err := s.store.DeleteUserSessions(ctx, userID); err != nil {
+		n, err := s.store.DeleteUserSessions(ctx, userID)
+		if err != nil {
 			s.stats.storeErrors.Add(1)
 			s.logger.Error("magiclink: ending sessions before the first proof", "user", userID, "err", err)
 			s.refuse(w, r, unavailable(ErrUnavailable, "Signing in is not possible right now. Ask for a new link shortly."))
 			return
 		}
+		detail["first_sign_in"], detail["sessions_ended"] = "true", itoa(n)
 	}
 	// Whatever session this browser had (perhaps planted by someone
 	// else) is replaced, never adopted.
@@ -133,7 +137,7 @@ func (s *Service) signedIn(w http.ResponseWriter, r *http.Request, client, email
 			s.logger.Warn("magiclink: deleting the previous session", "err", err)
 		}
 	}
-	if err := s.signIn(ctx, w, r, userID); err != nil {
+	if err := s.signIn(ctx, w, r, userID, detail); err != nil {
 		s.logger.Error("magiclink: starting a session", "user", userID, "err", err)
 		s.refuse(w, r, unavailable(ErrUnavailable, "Signing in is not possible right now. Ask for a new link shortly."))
 		return
