@@ -175,7 +175,7 @@ func (s *Service) cancelOne(ctx context.Context, sub Subscription, atEnd bool, n
 		ev.Type, ev.Created = "customer.subscription.deleted", at
 		ch = Change{CustomerID: sub.CustomerID, Subscription: sub, Mode: WriteTerminal}
 	}
-	if _, err := s.apply(ctx, ev, ch); err != nil {
+	if _, err := s.apply(ctx, "", ev, ch); err != nil {
 		return fmt.Errorf("%w: recording the cancellation of %s: %w", ErrUnavailable, sub.SubscriptionID, err)
 	}
 	return nil

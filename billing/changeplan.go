@@ -34,6 +34,12 @@ import (
 // brings the new price. Asking for the plan one is on already goes back
 // to AppPath.
 //
+// [Options.Audit] hears of the change: in dev mode, of the subscription
+// and plan changed (actor [ActorUser]); with Stripe, of the request
+// (EventPlanChangeRequested, once the user is sent to Checkout or the
+// portal), and then of the change itself from the webhook (actor
+// [ActorStripe]).
+//
 // Without a signed-in user browsers go to [Options.SignInURL] and JSON
 // clients get 401. Requests are limited per client ([Options.Limiter],
 // "plan:"), and the handler refuses cross-origin requests itself (403),
@@ -98,11 +104,22 @@ func (s *Service) serveChangePlan(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.stats.planChanges.Add(1)
-		s.checkout(w, r, uid, email, target.Prices[0], subs)
+		if s.checkout(w, r, uid, email, target.Prices[0], subs) {
+			s.auditRequested(ctx, uid, target, "checkout")
+		}
 		return
 	}
 	s.stats.planChanges.Add(1)
-	s.portal(w, r, uid, subs)
+	if s.portal(w, r, uid, subs) {
+		s.auditRequested(ctx, uid, target, "portal")
+	}
+}
+
+// auditRequested reports a plan change the user asked for and was sent to
+// Stripe (via: "checkout" or "portal") to make.
+func (s *Service) auditRequested(ctx context.Context, uid int64, target *plan.Plan, via string) {
+	s.audit(ctx, AuditEvent{Kind: EventPlanChangeRequested, UserID: uid, Actor: ActorUser,
+		Detail: map[string]string{"plan": target.Name, "via": via}})
 }
 
 // samePlan reports whether sub's price grants plan p.
@@ -129,7 +146,7 @@ func (s *Service) changeDevPlan(ctx context.Context, uid int64, target *plan.Pla
 	if target.IsFree() {
 		for _, sub := range current {
 			sub.Status, sub.EventCreated, sub.CancelAtPeriodEnd = "canceled", at, false
-			if _, err := s.apply(ctx, ev("customer.subscription.deleted"), Change{CustomerID: sub.CustomerID, Subscription: sub, Mode: WriteTerminal}); err != nil {
+			if _, err := s.apply(ctx, ActorUser, ev("customer.subscription.deleted"), Change{CustomerID: sub.CustomerID, Subscription: sub, Mode: WriteTerminal}); err != nil {
 				return err
 			}
 		}
@@ -144,7 +161,7 @@ func (s *Service) changeDevPlan(ctx context.Context, uid int64, target *plan.Pla
 		sub.PriceID, sub.EventCreated = price, at
 		// WriteCurrent: the change is authoritative even within the second
 		// of the subscription's previous event.
-		_, err := s.apply(ctx, ev("customer.subscription.updated"), Change{CustomerID: sub.CustomerID, Subscription: sub, Mode: WriteCurrent})
+		_, err := s.apply(ctx, ActorUser, ev("customer.subscription.updated"), Change{CustomerID: sub.CustomerID, Subscription: sub, Mode: WriteCurrent})
 		return err
 	}
 	customer := "cus_dev_" + strconv.FormatInt(uid, 10)
@@ -157,6 +174,6 @@ func (s *Service) changeDevPlan(ctx context.Context, uid int64, target *plan.Pla
 		CustomerID: customer, SubscriptionID: DevSubscriptionPrefix + rand.Text(), Status: "active", PriceID: price,
 		CurrentPeriodStart: at, CurrentPeriodEnd: at.Add(DevSubscriptionPeriod), BillingCycleAnchor: at, EventCreated: at,
 	}
-	_, err := s.apply(ctx, ev("customer.subscription.created"), Change{UserID: uid, CustomerID: customer, Subscription: sub})
+	_, err := s.apply(ctx, ActorUser, ev("customer.subscription.created"), Change{UserID: uid, CustomerID: customer, Subscription: sub})
 	return err
 }

@@ -134,19 +134,20 @@ func (s *Service) serveCheckout(w http.ResponseWriter, r *http.Request) {
 
 // checkout sends the browser to a Checkout session (or, in dev mode, the
 // dev checkout page) for price: the signed-in user self's own (0: a
-// pending sign-up for email), reusing their Stripe customer.
-func (s *Service) checkout(w http.ResponseWriter, r *http.Request, self int64, email, price string, subs []Subscription) {
+// pending sign-up for email), reusing their Stripe customer. It reports
+// whether it did (else it answered with an error).
+func (s *Service) checkout(w http.ResponseWriter, r *http.Request, self int64, email, price string, subs []Subscription) bool {
 	ctx := r.Context()
 	if s.opts.DevMode {
 		token, err := s.newDevSession(devSession{userID: self, email: email, priceID: price})
 		if err != nil {
 			s.stats.checkoutErrors.Add(1)
 			s.fail(w, r, http.StatusServiceUnavailable, err)
-			return
+			return false
 		}
 		s.stats.checkouts.Add(1)
 		s.redirect(w, r, s.opts.DevCheckoutPath+"?session="+url.QueryEscape(token))
-		return
+		return true
 	}
 	req := checkoutRequest{
 		UserID: self, Email: email, PriceID: price,
@@ -168,10 +169,11 @@ func (s *Service) checkout(w http.ResponseWriter, r *http.Request, self int64, e
 		s.stats.checkoutErrors.Add(1)
 		s.opts.Logger.Error("billing: creating a Checkout session", append([]any{"user", self}, stripeErrorSummary(err)...)...)
 		s.fail(w, r, http.StatusBadGateway, ErrStripe)
-		return
+		return false
 	}
 	s.stats.checkouts.Add(1)
 	s.redirect(w, r, cs.URL)
+	return true
 }
 
 // signupFree answers a sign-up for the free plan: no Checkout, a sign-in

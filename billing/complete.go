@@ -91,8 +91,8 @@ func (s *Service) serveSuccess(w http.ResponseWriter, r *http.Request) {
 		refuse("session not created by apikit")
 		return
 	}
-	ev := Event{ID: cs.ID, Type: "checkout.session.success_page", Created: time.Unix(cs.Created, 0), ReceivedAt: now}
-	if _, err := s.apply(ctx, ev, ch); err != nil {
+	ev := Event{ID: cs.ID, Type: checkoutSuccessPage, Created: time.Unix(cs.Created, 0), ReceivedAt: now}
+	if _, err := s.apply(ctx, ActorStripe, ev, ch); err != nil {
 		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
 	}
@@ -233,29 +233,37 @@ func (s *Service) checkoutChange(ctx context.Context, cs *stripe.CheckoutSession
 	return ch, uid, nil
 }
 
+// checkoutSuccessPage is the type of the Event the success page applies
+// (its id is the Checkout session's).
+const checkoutSuccessPage = "checkout.session.success_page"
+
 // apply applies an event's change and, unless it was a duplicate, drops
-// the user's cached entitlement and runs the callbacks.
-func (s *Service) apply(ctx context.Context, ev Event, ch Change) (Applied, error) {
+// the user's cached entitlement, runs the callbacks and reports the change
+// to Options.Audit as made by actor (ActorStripe, ActorUser, or "" for the
+// context's).
+func (s *Service) apply(ctx context.Context, actor string, ev Event, ch Change) (Applied, error) {
 	a, err := s.store.ApplyEvent(ctx, ev, ch)
 	if err != nil || a.Duplicate {
 		return a, err
 	}
-	s.afterApply(ctx, ch, a)
+	s.afterApply(ctx, actor, ev, ch, a)
 	return a, nil
 }
 
-// afterApply drops the user's cached entitlement and runs the callbacks,
-// from the row ApplyEvent returned (nothing is read again).
-func (s *Service) afterApply(ctx context.Context, ch Change, a Applied) {
+// afterApply drops the user's cached entitlement, runs the callbacks and
+// reports to Options.Audit, from the row ApplyEvent returned (nothing is
+// read again).
+func (s *Service) afterApply(ctx context.Context, actor string, ev Event, ch Change, a Applied) {
 	uid := a.UserID
 	if uid == 0 {
 		return
 	}
 	s.forget(uid)
+	linkedNow := a.PreviousFound && a.Previous.UserID != uid
+	defer s.auditApplied(ctx, actor, ev, ch, a, linkedNow)
 	if ch.Subscription.SubscriptionID == "" || !a.CurrentFound {
 		return
 	}
-	linkedNow := a.PreviousFound && a.Previous.UserID != uid
 	if !a.Written && !linkedNow {
 		return
 	}

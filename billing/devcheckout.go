@@ -171,6 +171,6 @@ func (s *Service) completeDevCheckout(ctx context.Context, token string, d devSe
 		return 0, fmt.Errorf("the user of dev checkout %s is gone", token)
 	}
 	now := s.opts.Now()
-	_, err = s.apply(ctx, Event{ID: "evt_dev_" + suffix, Type: "checkout.session.completed", Created: now, ReceivedAt: now}, ch)
+	_, err = s.apply(ctx, "", Event{ID: "evt_dev_" + suffix, Type: "checkout.session.completed", Created: now, ReceivedAt: now}, ch)
 	return uid, err
 }

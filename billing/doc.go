@@ -162,4 +162,17 @@
 // result; [ClientOptions].Trace is called around each call to Stripe, so
 // that a tracer such as OpenTelemetry's can time them without this package
 // depending on one.
+//
+// # Audit trail
+//
+// [Options.Audit] is told of every change to a user's subscriptions and
+// plan that the Service applies ([AuditEvent]), of completed Checkouts,
+// and of plan changes asked for through [Service.ChangePlanHandler], with
+// who made them ([ActorStripe] for webhooks, [ActorUser] for the
+// signed-in user's plan changes) and the request's context, so that an
+// audit log (package audit) records where they came from. The kinds and
+// actors have the values of package audit's; this package does not import
+// it. Events hold Stripe ids, statuses and plan names, never a secret. A
+// failing hook is logged and counted ([Stats].AuditErrors) and changes
+// nothing: an applied webhook is still answered 200.
 package billing

@@ -261,3 +261,48 @@ func ExampleService_CancelSubscriptions() {
 	// at period end: entitled true, plan pro, cancel at period end true, ended false
 	// at once: entitled false, plan free, cancel at period end false, ended true
 }
+
+// Keep an audit trail of subscription and plan changes: Audit is told of
+// each change the Service applies, with who made it (Stripe, through a
+// webhook, or the signed-in user) and the request's context. With package
+// audit, convert each event to an audit.Event (see the favoritesapi
+// example): the kinds and actors have audit's values.
+func ExampleOptions_audit() {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, store.Keys, store.Login, store.Billing, store.Plans); err != nil {
+		log.Fatal(err)
+	}
+	plans := plan.MustCatalog(
+		plan.Plan{Name: "free", Limits: []ratelimit.Limit{ratelimit.PerSecond(1)}},
+		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)}},
+	)
+	ada, _, _ := st.CreateUser(ctx, "ada@example.com", time.Now())
+	svc, err := billing.New(st, nil, billing.Options{
+		BaseURL:        "http://localhost:8080",
+		DevMode:        true,
+		Plans:          plans,
+		SendSignInLink: func(ctx context.Context, email string) error { return nil },
+		CurrentUser:    func(ctx context.Context) (int64, bool) { return ada, true },
+		Audit: func(ctx context.Context, e billing.AuditEvent) error {
+			// Append it to the audit log here.
+			if e.Kind == billing.EventPlanChanged {
+				fmt.Println(e.Kind, e.Actor, e.UserID == ada, e.Detail["from"], "->", e.Detail["to"])
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Register(mux)
+	r := httptest.NewRequest(http.MethodPost, "/billing/plan", strings.NewReader("plan=pro"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	mux.ServeHTTP(httptest.NewRecorder(), r)
+	// Output: billing.plan_changed user true free -> pro
+}

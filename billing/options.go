@@ -145,6 +145,23 @@ type Options struct {
 	OnActivated, OnCanceled, OnPaymentFailed func(ctx context.Context, userID int64)
 	OnChange                                 func(ctx context.Context, userID int64, s Subscription)
 
+	// Audit, if set, is told of every change to a user's subscriptions and
+	// plan that this Service applies ([AuditEvent]: from webhooks, the
+	// success page, the dev checkout, ChangePlanHandler and
+	// CancelSubscriptions), of completed Checkouts, and of plan changes
+	// requested through ChangePlanHandler. Duplicate events and changes
+	// that wrote nothing are not reported; neither are changes to
+	// customers linked to no user. It is called after the change was
+	// stored, on the request's goroutine, with the request's (or the
+	// caller's) context, so that an audit log finds the client's address
+	// there (package audit: audit.Middleware); a webhook's is Stripe's.
+	// An error from it is logged and counted ([Stats].AuditErrors) and
+	// changes nothing: the webhook is still answered 200, because the
+	// event is applied and recorded, and Stripe's retry would be a
+	// duplicate that is reported to no one. Wire it to an audit log that
+	// writes synchronously.
+	Audit func(ctx context.Context, e AuditEvent) error
+
 	// ErrorHandler writes every refusal of every handler, the
 	// cross-origin 403s and the 429s included (default: an HTML page for
 	// browsers, an RFC 9457 problem for JSON clients, with [ErrorCode] and

@@ -40,8 +40,9 @@ func (s *Service) servePortal(w http.ResponseWriter, r *http.Request) {
 }
 
 // portal answers 303 to a new Billing Portal session for the user's
-// Stripe customer (of their main subscription, else the newest linked).
-func (s *Service) portal(w http.ResponseWriter, r *http.Request, uid int64, subs []Subscription) {
+// Stripe customer (of their main subscription, else the newest linked),
+// and reports whether it did (else it answered with an error).
+func (s *Service) portal(w http.ResponseWriter, r *http.Request, uid int64, subs []Subscription) bool {
 	ctx := r.Context()
 	customer := ""
 	if sub, ok := s.primary(subs); ok {
@@ -51,7 +52,7 @@ func (s *Service) portal(w http.ResponseWriter, r *http.Request, uid int64, subs
 		if err != nil {
 			s.stats.portalErrors.Add(1)
 			s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err))
-			return
+			return false
 		}
 		if len(cs) > 0 {
 			customer = cs[0]
@@ -59,15 +60,16 @@ func (s *Service) portal(w http.ResponseWriter, r *http.Request, uid int64, subs
 	}
 	if customer == "" {
 		s.fail(w, r, http.StatusNotFound, ErrNoCustomer)
-		return
+		return false
 	}
 	ps, err := s.client.createPortal(ctx, customer, s.opts.BaseURL+s.opts.AppPath)
 	if err != nil || ps.URL == "" {
 		s.stats.portalErrors.Add(1)
 		s.opts.Logger.Error("billing: creating a portal session", append([]any{"user", uid}, stripeErrorSummary(err)...)...)
 		s.fail(w, r, http.StatusBadGateway, ErrStripe)
-		return
+		return false
 	}
 	s.stats.portals.Add(1)
 	s.redirect(w, r, ps.URL)
+	return true
 }

@@ -353,6 +353,7 @@ type Stats struct {
 
 	Pruned      uint64 // event ids and checkout sessions deleted by pruning
 	PruneErrors uint64 // prunings that failed
+	AuditErrors uint64 // calls of Options.Audit that returned an error
 
 	EntitledCacheHits   uint64
 	EntitledCacheMisses uint64
@@ -363,7 +364,7 @@ type counters struct {
 	limited, crossOrigin, planChanges, freeSignups                                                        atomic.Uint64
 	applied, duplicate, ignored, invalid, failed                                                          atomic.Uint64
 	cacheHits, cacheMisses                                                                                atomic.Uint64
-	pruned, pruneErrors                                                                                   atomic.Uint64
+	pruned, pruneErrors, auditErrors                                                                      atomic.Uint64
 }
 
 // Stats returns the service's counters.
@@ -378,6 +379,6 @@ func (s *Service) Stats() Stats {
 		WebhooksApplied: c.applied.Load(), WebhooksDuplicate: c.duplicate.Load(), WebhooksIgnored: c.ignored.Load(),
 		WebhooksInvalid: c.invalid.Load(), WebhooksFailed: c.failed.Load(),
 		EntitledCacheHits: c.cacheHits.Load(), EntitledCacheMisses: c.cacheMisses.Load(),
-		Pruned: c.pruned.Load(), PruneErrors: c.pruneErrors.Load(),
+		Pruned: c.pruned.Load(), PruneErrors: c.pruneErrors.Load(), AuditErrors: c.auditErrors.Load(),
 	}
 }

@@ -182,7 +182,7 @@ func (s *Service) handleEvent(ctx context.Context, ev stripe.Event) (eventStatus
 	if err != nil {
 		return 0, err
 	}
-	a, err := s.apply(ctx, Event{ID: ev.ID, Type: string(ev.Type), Created: created, ReceivedAt: s.opts.Now()}, ch)
+	a, err := s.apply(ctx, ActorStripe, Event{ID: ev.ID, Type: string(ev.Type), Created: created, ReceivedAt: s.opts.Now()}, ch)
 	if err != nil {
 		return 0, err
 	}
