@@ -19,7 +19,10 @@ const (
 	// plan).
 	EventPlanChanged = "billing.plan_changed"
 	// EventCheckoutCompleted: Stripe reported a completed Checkout of
-	// apikit's for the user (or a dev checkout was completed).
+	// apikit's for the user (the webhook's checkout.session.completed), or
+	// a dev checkout was completed. The success page, which records the
+	// same Checkout provisionally, reports only the subscription change it
+	// writes, so that each Checkout is reported once.
 	EventCheckoutCompleted = "billing.checkout_completed"
 	// EventPlanChangeRequested: the signed-in user asked
 	// [Service.ChangePlanHandler] for a plan and was sent to Stripe

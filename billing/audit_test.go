@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -234,4 +235,51 @@ func TestAuditChangePlanStripe(t *testing.T) {
 		t.Fatal(resp.StatusCode)
 	}
 	checkLines(t, log.take(), []string{"billing.plan_change_requested user " + u + "  map[plan:hobby via:portal]"})
+}
+
+// A completed dev checkout reports the checkout, the subscription and the
+// plan, with no actor: the buyer has proven nothing yet, so the context
+// (the application's audit source) says who it was.
+func TestAuditDevCheckout(t *testing.T) {
+	st := sqliteStore(t)
+	log := &auditLog{}
+	h := newHarness(t, st, nil, billing.Options{DevMode: true, Plans: testCatalog(), Audit: log.hook})
+	w := h.do(form("/signup", url.Values{"email": {"pro@example.org"}, "plan": {"pro"}}))
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	token := loc.Query().Get("session")
+	checkLines(t, log.take(), nil) // nothing happened yet
+	if w := devComplete(h, token, ""); w.Code != http.StatusOK {
+		t.Fatalf("dev checkout = %d", w.Code)
+	}
+	uid, _, _ := st.UserByEmail(context.Background(), "pro@example.org")
+	u, suffix := fmt.Sprint(uid), strings.TrimPrefix(token, "cs_dev_")
+	checkLines(t, log.take(), []string{
+		"billing.checkout_completed  " + u + "  map[customer:cus_dev_" + suffix + " plan:pro price:price_pro subscription:sub_dev_" + suffix + "]",
+		"billing.subscription_changed  " + u + "  map[change:created customer:cus_dev_" + suffix + " plan:pro price:price_pro status:active subscription:sub_dev_" + suffix + "]",
+		"billing.plan_changed  " + u + "  map[from:free subscription:sub_dev_" + suffix + " to:pro]",
+	})
+}
+
+// The success page records the Checkout's provisional state as Stripe's
+// (it read it from Stripe), without the session id, and reports no
+// second checkout: the webhook's checkout.session.completed does.
+func TestAuditSuccessPage(t *testing.T) {
+	st := sqliteStore(t)
+	uid := mustUser(t, st, "paid@example.com")
+	cs := checkoutObject(uid, "cus_9", "sub_9", "paid@example.com")
+	cs["created"] = time.Now().Unix()
+	log := &auditLog{}
+	h := newHarness(t, st, mockClient(t, fakeStripe(t, cs, 200)), billing.Options{Plans: testCatalog(), Audit: log.hook})
+	if w := h.do(httptest.NewRequest(http.MethodGet, "/billing/success?session_id=cs_test_sub_9", nil)); w.Code != http.StatusOK {
+		t.Fatalf("success = %d:\n%s", w.Code, w.Body)
+	}
+	u := fmt.Sprint(uid)
+	got := log.take()
+	checkLines(t, got, []string{
+		"billing.subscription_changed stripe " + u + "  map[change:created customer:cus_9 plan:hobby price:price_test status:active subscription:sub_9]",
+		"billing.plan_changed stripe " + u + "  map[from:free subscription:sub_9 to:hobby]",
+	})
+	if strings.Contains(strings.Join(got, " "), "cs_test") {
+		t.Error("an event holds the Checkout session id")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -152,12 +153,19 @@ func TestAuditEvents(t *testing.T) {
 		}, []want{
 			{magiclink.EventLinkRequested, "", "dashboard", map[string]string{"email": "a•••@example.com", "method": "link"}},
 		}},
+		{"SignIn", func(t *testing.T) {
+			if err := h.svc.SignIn(ctx, httptest.NewRecorder(), ada); err != nil {
+				t.Fatal(err)
+			}
+		}, []want{
+			{magiclink.EventSignedIn, magiclink.ActorUser, "dashboard", nil},
+		}},
 		{"EndOtherSessions", func(t *testing.T) {
-			if n, err := h.svc.EndOtherSessions(ctx, h.requestOf(phone), ada); err != nil || n != 1 {
+			if n, err := h.svc.EndOtherSessions(ctx, h.requestOf(phone), ada); err != nil || n != 2 {
 				t.Fatalf("EndOtherSessions = %d, %v", n, err)
 			}
 		}, []want{
-			{magiclink.EventSignedOutEverywhere, magiclink.ActorUser, "dashboard", map[string]string{"kept": "current", "sessions": "1"}},
+			{magiclink.EventSignedOutEverywhere, magiclink.ActorUser, "dashboard", map[string]string{"kept": "current", "sessions": "2"}},
 		}},
 		{"logout", func(t *testing.T) {
 			if r := postForm(t, phone, h.http.URL+"/logout", nil, "User-Agent", "Phone/1.0"); r.status != http.StatusSeeOther {
