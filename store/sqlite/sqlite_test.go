@@ -95,3 +95,8 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
 	}
 }
+
+// The store query behind a verification cache miss: one key by its id.
+func BenchmarkKey(b *testing.B) {
+	storetest.BenchmarkKey(b, testdb.SQLite(b))
+}
