@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/postgres"
@@ -73,6 +74,27 @@ func TestUsageAcrossInstances(t *testing.T) {
 		}
 		a := open()
 		if _, err := a.Migrate(context.Background(), store.Usage); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}
+
+// Two handles on one database, as two instances have: a notice is
+// claimed once.
+func TestNoticesAcrossInstances(t *testing.T) {
+	storetest.RunNoticeInstances(t, func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend) {
+		dsn := testdb.PostgresDSN(t)
+		open := func() *store.Store {
+			st, err := postgres.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Keys); err != nil {
 			t.Fatal(err)
 		}
 		return a, open()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
@@ -68,6 +69,27 @@ func TestUsageAcrossInstances(t *testing.T) {
 		}
 		a := open()
 		if _, err := a.Migrate(context.Background(), store.Usage); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}
+
+// Two handles on one database, as two instances have: a notice is
+// claimed once.
+func TestNoticesAcrossInstances(t *testing.T) {
+	storetest.RunNoticeInstances(t, func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend) {
+		path := filepath.Join(t.TempDir(), "shared.db")
+		open := func() *store.Store {
+			st, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Keys); err != nil {
 			t.Fatal(err)
 		}
 		return a, open()
