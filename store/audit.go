@@ -85,13 +85,28 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e audit.Event) (int64, err
 		}
 		detail = string(b)
 	}
+	args := []any{ts(e.Time), string(e.Kind), e.UserID, string(e.Actor.Kind), e.Actor.ID, ip, e.UserAgent, e.KeyID, detail}
+	q := `INSERT INTO audit_events (at, kind, user_id, actor_kind, actor_id, ip, user_agent, key_id, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	if s.dialect.Name == DialectPostgres {
+		// An id is drawn when the insert runs and seen when it commits;
+		// the lock, taken before the id is drawn and held until the
+		// commit, makes appends commit in id order, so that a reader never
+		// sees an id before a smaller one (see AuditEvents). SQLite
+		// serialises writes already.
+		q = `WITH serial AS (SELECT pg_advisory_xact_lock(?))
+			INSERT INTO audit_events (at, kind, user_id, actor_kind, actor_id, ip, user_agent, key_id, detail)
+			SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM serial RETURNING id`
+		args = append([]any{auditLockID}, args...)
+	}
 	var id int64
-	err := s.db.GetContext(ctx, &id, s.db.Rebind(`INSERT INTO audit_events
-		(at, kind, user_id, actor_kind, actor_id, ip, user_agent, key_id, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		ts(e.Time), string(e.Kind), e.UserID, string(e.Actor.Kind), e.Actor.ID, ip, e.UserAgent, e.KeyID, detail)
+	err := s.db.GetContext(ctx, &id, s.db.Rebind(q), args...)
 	return id, err
 }
+
+// auditLockID is the PostgreSQL advisory lock that orders appends to
+// audit_events (the bytes of "audit" as a number).
+const auditLockID = 0x6175646974
 
 // AuditEventsByUser implements [audit.Store]: up to limit of the user's
 // events with an id below beforeID (all if beforeID <= 0), newest first.
@@ -108,15 +123,11 @@ func (s *Store) AuditEventsByUser(ctx context.Context, userID int64, beforeID in
 }
 
 // AuditEvents implements [audit.Store]: up to limit events of every user
-// with an id above afterID, oldest first.
-//
-// On PostgreSQL, ids are taken when an append starts and become visible
-// when it commits, so concurrent appends may commit out of id order: a
-// page read while events are being appended can miss an event with a
-// smaller id that commits just after. An export that runs alongside
-// appends and must not miss one should start over from an earlier id, or
-// run again and skip the ids it wrote. SQLite serialises appends, so there
-// ids commit in order.
+// with an id above afterID, oldest first. Events become visible in the
+// order of their ids (on PostgreSQL, appends take a transaction-scoped
+// advisory lock to that end; SQLite serialises them anyway), so a reader
+// that follows the log by id while events are appended, resuming after
+// the last id it read, misses none.
 func (s *Store) AuditEvents(ctx context.Context, afterID int64, limit int) ([]audit.Event, error) {
 	if limit <= 0 {
 		return nil, nil
