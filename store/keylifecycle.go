@@ -29,12 +29,15 @@ func (s *Store) keysInWindow(ctx context.Context, col, cond string, from time.Ti
 	if limit <= 0 {
 		return nil, nil
 	}
+	// The redundant "col >= from" bounds the index scan from below: keys
+	// that expired long ago and were never revoked stay in the index, and
+	// PostgreSQL does not derive the bound from the OR.
 	var rows []keyRow
 	f := ts(from)
 	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT `+keyColumns+` FROM api_keys
-		WHERE revoked_at IS NULL AND `+cond+` AND `+col+` < ?
+		WHERE revoked_at IS NULL AND `+cond+` AND `+col+` >= ? AND `+col+` < ?
 		  AND (`+col+` > ? OR (`+col+` = ? AND id > ?))
-		ORDER BY `+col+`, id LIMIT ?`), ts(to), f, f, afterID, limit); err != nil {
+		ORDER BY `+col+`, id LIMIT ?`), f, ts(to), f, f, afterID, limit); err != nil {
 		return nil, err
 	}
 	return keys(rows)
