@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/jmoiron/sqlx"
@@ -102,6 +103,13 @@ func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) err
 	var metadata any
 	if len(k.Metadata) > 0 {
 		metadata = string(k.Metadata)
+	}
+	for _, t := range k.Tags {
+		// Tags are stored space-separated; apikey.ValidTag allows no
+		// spaces, and a tag that had them would come back split.
+		if t == "" || strings.ContainsFunc(t, unicode.IsSpace) {
+			return fmt.Errorf("store: CreateKey: tag %q is empty or has a space", t)
+		}
 	}
 	cidrs := make([]string, len(k.AllowedCIDRs))
 	for i, p := range k.AllowedCIDRs {

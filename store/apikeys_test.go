@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 )
 
@@ -33,4 +34,21 @@ func TestKeyWithACorruptNetworkIsAnError(t *testing.T) {
 			t.Errorf("KeysByUser = %+v, nil; want an error", ks)
 		}
 	})
+}
+
+// Tags are stored space-separated: one with a space is refused, not split.
+func TestCreateKeyRefusesATagWithASpace(t *testing.T) {
+	st := testdb.SQLite(t)
+	ctx := context.Background()
+	user, _, err := st.CreateUser(ctx, "ada@example.com", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"two words", "", "tab\there"} {
+		now := time.Now()
+		if err := st.CreateKey(ctx, apikey.Key{ID: "4tQ2x9LmZpB7", UserID: user, Prefix: "fav_live", SecretHash: make([]byte, 32),
+			Active: true, CreatedAt: now, UpdatedAt: now, Tags: []string{"ci", tag}}, 0); err == nil {
+			t.Errorf("CreateKey with tag %q succeeded", tag)
+		}
+	}
 }
