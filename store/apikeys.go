@@ -3,15 +3,23 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/jmoiron/sqlx"
 )
 
-var _ apikey.Store = (*Store)(nil)
+var (
+	_ apikey.Store          = (*Store)(nil)
+	_ apikey.AttributeStore = (*Store)(nil)
+	_ apikey.ExpiryStore    = (*Store)(nil)
+	_ apikey.NoticePruner   = (*Store)(nil)
+)
 
 // keyRow is an api_keys row as stored.
 type keyRow struct {
@@ -29,13 +37,24 @@ type keyRow struct {
 	LastUsedAt         sql.NullTime `db:"last_used_at"`
 	ExpiresAt          sql.NullTime `db:"expires_at"`
 	RevokedAt          sql.NullTime `db:"revoked_at"`
+	// The attributes (keys migration 0002): JSON or NULL, and
+	// space-separated lists.
+	Metadata     sql.NullString `db:"metadata"`
+	Tags         string         `db:"tags"`
+	AllowedCIDRs string         `db:"allowed_cidrs"`
 }
 
 const keyColumns = `id, user_id, name, prefix, secret_hash, previous_secret_hash, previous_expires_at,
-	scopes, is_active, created_at, updated_at, last_used_at, expires_at, revoked_at`
+	scopes, is_active, created_at, updated_at, last_used_at, expires_at, revoked_at,
+	metadata, tags, allowed_cidrs`
 
-func (r keyRow) key() apikey.Key {
-	return apikey.Key{
+// keyPlaceholders has a placeholder for each of keyColumns.
+var keyPlaceholders = strings.TrimSuffix(strings.Repeat("?, ", strings.Count(keyColumns, ",")+1), ", ")
+
+// key converts the row. A stored network that does not parse is an error,
+// not a key without that restriction.
+func (r keyRow) key() (apikey.Key, error) {
+	k := apikey.Key{
 		ID: r.ID, UserID: r.UserID, Name: r.Name, Prefix: r.Prefix,
 		SecretHash: r.SecretHash, PreviousSecretHash: r.PreviousSecretHash,
 		PreviousExpiresAt: fromNull(r.PreviousExpiresAt),
@@ -43,19 +62,66 @@ func (r keyRow) key() apikey.Key {
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		LastUsedAt: fromNull(r.LastUsedAt), ExpiresAt: fromNull(r.ExpiresAt), RevokedAt: fromNull(r.RevokedAt),
 	}
+	if r.Tags != "" {
+		k.Tags = strings.Fields(r.Tags)
+	}
+	if r.Metadata.Valid && r.Metadata.String != "" {
+		k.Metadata = json.RawMessage(r.Metadata.String)
+	}
+	for _, c := range strings.Fields(r.AllowedCIDRs) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return apikey.Key{}, fmt.Errorf("store: key %s: stored network %q: %w", r.ID, c, err)
+		}
+		k.AllowedCIDRs = append(k.AllowedCIDRs, p)
+	}
+	return k, nil
 }
 
-// CreateKey implements [apikey.Store]. With a cap, the count and the insert
-// are one INSERT … SELECT; on PostgreSQL the transaction first locks the
-// user's row, so that concurrent creates for one user are serialised (SQLite
-// serialises every write already).
+// keys converts rows.
+func keys(rows []keyRow) ([]apikey.Key, error) {
+	ks := make([]apikey.Key, len(rows))
+	for i, r := range rows {
+		var err error
+		if ks[i], err = r.key(); err != nil {
+			return nil, err
+		}
+	}
+	return ks, nil
+}
+
+// StoresKeyAttributes implements [apikey.AttributeStore]: CreateKey keeps
+// a key's Metadata, Tags and AllowedCIDRs (in the columns of the keys
+// feature's second migration), and Key and KeysByUser return them.
+func (*Store) StoresKeyAttributes() {}
+
+// CreateKey implements [apikey.Store] and [apikey.AttributeStore]. With a
+// cap, the count and the insert are one INSERT … SELECT; on PostgreSQL the
+// transaction first locks the user's row, so that concurrent creates for
+// one user are serialised (SQLite serialises every write already).
 func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) error {
+	var metadata any
+	if len(k.Metadata) > 0 {
+		metadata = string(k.Metadata)
+	}
+	for _, t := range k.Tags {
+		// Tags are stored space-separated; apikey.ValidTag allows no
+		// spaces, and a tag that had them would come back split.
+		if t == "" || strings.ContainsFunc(t, unicode.IsSpace) {
+			return fmt.Errorf("store: CreateKey: tag %q is empty or has a space", t)
+		}
+	}
+	cidrs := make([]string, len(k.AllowedCIDRs))
+	for i, p := range k.AllowedCIDRs {
+		cidrs[i] = p.String()
+	}
 	args := []any{k.ID, k.UserID, k.Name, k.Prefix, k.SecretHash, nullBytes(k.PreviousSecretHash), ts(k.PreviousExpiresAt),
 		strings.Join(k.Scopes, " "), k.Active, ts(k.CreatedAt), ts(k.UpdatedAt),
-		ts(k.LastUsedAt), ts(k.ExpiresAt), ts(k.RevokedAt)}
+		ts(k.LastUsedAt), ts(k.ExpiresAt), ts(k.RevokedAt),
+		metadata, strings.Join(k.Tags, " "), strings.Join(cidrs, " ")}
 	if maxPerUser <= 0 {
 		_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), args...)
+			VALUES (`+keyPlaceholders+`)`), args...)
 		return err
 	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -65,7 +131,7 @@ func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) err
 			}
 		}
 		ok, err := affected(tx.ExecContext(ctx, tx.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
-			SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+			SELECT `+keyPlaceholders+`
 			WHERE (SELECT count(*) FROM api_keys WHERE user_id = ?) < ?`), append(args, k.UserID, maxPerUser)...))
 		if err == nil && !ok {
 			err = fmt.Errorf("%w: user %d holds %d keys", apikey.ErrTooManyKeys, k.UserID, maxPerUser)
@@ -82,7 +148,11 @@ func (s *Store) Key(ctx context.Context, id string) (apikey.Key, bool, error) {
 	if !ok {
 		return apikey.Key{}, false, err
 	}
-	return r.key(), true, nil
+	k, err := r.key()
+	if err != nil {
+		return apikey.Key{}, false, err
+	}
+	return k, true, nil
 }
 
 // KeysByUser implements [apikey.Store].
@@ -92,11 +162,7 @@ func (s *Store) KeysByUser(ctx context.Context, userID int64) ([]apikey.Key, err
 		WHERE user_id = ? ORDER BY created_at DESC, id`), userID); err != nil {
 		return nil, err
 	}
-	keys := make([]apikey.Key, len(rows))
-	for i, r := range rows {
-		keys[i] = r.key()
-	}
-	return keys, nil
+	return keys(rows)
 }
 
 // RevokeKey implements [apikey.Store].

@@ -16,7 +16,7 @@ import (
 )
 
 // An application that uses only API keys migrates only the users and
-// api_keys tables; adding sign-in later migrates the login tables then.
+// API key tables; adding sign-in later migrates the login tables then.
 func ExampleStore_Migrate() {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, ":memory:")
@@ -44,6 +44,7 @@ func ExampleStore_Migrate() {
 	// Output:
 	// apikit/users 0001_users.sql
 	// apikit/keys 0001_api_keys.sql
+	// apikit/keys 0002_key_lifecycle.sql
 	// apikit/login 0001_login.sql
 	// apikit/login 0002_email_changes.sql
 	// apikit/login 0003_login_codes.sql

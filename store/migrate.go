@@ -21,22 +21,23 @@ type Feature string
 // [Dialect.Migrations], recorded in schema_migrations under the scope
 // "apikit/<feature>".
 const (
-	Keys    Feature = "keys"    // api_keys (package apikey)
+	Keys    Feature = "keys"    // api_keys, api_key_notices (package apikey: keys, their attributes, expiry notices)
 	Login   Feature = "login"   // login_tokens, sessions, email_changes (package magiclink)
 	Billing Feature = "billing" // billing_* (package billing)
 	Plans   Feature = "plans"   // plan_usage, plan_overrides (package plan: durable quotas, overrides)
 	Usage   Feature = "usage"   // usage_*, meter_events (packages usage and billing/meter: metering, alerts, Stripe meter outbox)
+	Audit   Feature = "audit"   // audit_events (package audit: the security log)
 )
 
 // users is the base that every feature's tables refer to.
 const users Feature = "users"
 
 // features is every feature in the order Migrate applies them.
-var features = []Feature{users, Keys, Login, Billing, Plans, Usage}
+var features = []Feature{users, Keys, Login, Billing, Plans, Usage, Audit}
 
 // legacyFeatures are the features whose first migrations create the tables
 // of the legacy scope: adopting a legacy database records them as applied.
-// Features added later ([Plans], [Usage]) are migrated as usual.
+// Features added later ([Plans], [Usage], [Audit]) are migrated as usual.
 var legacyFeatures = []Feature{users, Keys, Login, Billing}
 
 // legacyScope is the single scope of apikit's migrations before they were
@@ -109,8 +110,8 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // Migrate creates the tables of the given features (all of them when none
 // is given) and of the users they share, applying the migrations that have
 // not been applied yet. An application that uses only API keys migrates
-// [Keys]; adding [Login], [Billing], [Plans] or [Usage] later migrates their tables
-// then.
+// [Keys]; adding [Login], [Billing], [Plans], [Usage] or [Audit] later
+// migrates their tables then.
 //
 // Each migration runs in its own transaction together with its row in
 // schema_migrations (stamped by the database's clock), so that a failed
@@ -121,13 +122,13 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // A database migrated by an earlier release, under the single scope
 // "apikit", is brought up to that scope's last version and then recorded
 // as having the first migration of users, keys, login and billing, which
-// create the same tables; later migrations (and the plans feature, which
-// came later) apply as usual.
+// create the same tables; later migrations (and the features that came
+// later: plans, usage, audit) apply as usual.
 func (s *Store) Migrate(ctx context.Context, feats ...Feature) ([]Migration, error) {
 	want := map[Feature]bool{users: true}
 	for _, f := range feats {
 		if f == users || !slices.Contains(features, f) {
-			return nil, fmt.Errorf("store: Migrate: unknown feature %q (want store.Keys, store.Login, store.Billing, store.Plans or store.Usage)", f)
+			return nil, fmt.Errorf("store: Migrate: unknown feature %q (want store.Keys, store.Login, store.Billing, store.Plans, store.Usage or store.Audit)", f)
 		}
 		want[f] = true
 	}

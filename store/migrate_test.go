@@ -165,6 +165,10 @@ func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
 					"ada@example.com", time.Now().UTC(), time.Now().UTC()); err != nil {
 					t.Fatal(err)
 				}
+				if _, err := st.DB().ExecContext(ctx, st.DB().Rebind(`INSERT INTO api_keys (id, user_id, prefix, secret_hash, scopes, created_at, updated_at)
+					VALUES (?, 1, 'fav_live', ?, 'read', ?, ?)`), "4tQ2x9LmZpB7", make([]byte, 32), time.Now().UTC(), time.Now().UTC()); err != nil {
+					t.Fatal(err)
+				}
 				applied, err := st.Migrate(ctx)
 				if err != nil {
 					t.Fatalf("Migrate after the legacy scope: %v", err)
@@ -173,8 +177,8 @@ func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
 				for _, m := range applied {
 					got = append(got, m.Scope+"/"+m.Name)
 				}
-				wantApplied := []string{"apikit/login/0002_email_changes.sql", "apikit/login/0003_login_codes.sql", "apikit/login/0004_session_details.sql", "apikit/billing/0002_billing_cycle_anchor.sql",
-					"apikit/plans/0001_plans.sql", "apikit/usage/0001_usage.sql"}
+				wantApplied := []string{"apikit/keys/0002_key_lifecycle.sql", "apikit/login/0002_email_changes.sql", "apikit/login/0003_login_codes.sql", "apikit/login/0004_session_details.sql", "apikit/billing/0002_billing_cycle_anchor.sql",
+					"apikit/plans/0001_plans.sql", "apikit/usage/0001_usage.sql", "apikit/audit/0001_audit_events.sql"}
 				if last == 2 {
 					wantApplied = append([]string{"apikit/0003_billing.sql", "apikit/0004_verified_email.sql"}, wantApplied...)
 				}
@@ -186,6 +190,10 @@ func TestMigrateUpgradesTheLegacyScope(t *testing.T) {
 				}
 				if _, found, err := st.UserByEmail(ctx, "ada@example.com"); err != nil || !found {
 					t.Errorf("the user from before the upgrade: found %v, %v", found, err)
+				}
+				if k, found, err := st.Key(ctx, "4tQ2x9LmZpB7"); err != nil || !found || k.Metadata != nil || k.Tags != nil || k.AllowedCIDRs != nil ||
+					len(k.Scopes) != 1 {
+					t.Errorf("the key from before the upgrade = %+v, %v, %v; want it with no attributes", k, found, err)
 				}
 				if again, err := st.Migrate(ctx); err != nil || len(again) != 0 {
 					t.Errorf("Migrate again = %v, %v; want nothing to do", again, err)
@@ -226,7 +234,8 @@ func TestMigrateFeatures(t *testing.T) {
 		if _, err := st.Migrate(ctx, store.Keys); err != nil {
 			t.Fatal(err)
 		}
-		for table, want := range map[string]bool{"users": true, "api_keys": true, "login_tokens": false, "sessions": false, "billing_customers": false} {
+		for table, want := range map[string]bool{"users": true, "api_keys": true, "api_key_notices": true, "login_tokens": false,
+			"sessions": false, "billing_customers": false, "audit_events": false} {
 			if exists(table) != want {
 				t.Errorf("after Migrate(Keys): table %s exists = %v; want %v", table, !want, want)
 			}
@@ -267,7 +276,14 @@ func TestMigrateFeatures(t *testing.T) {
 				t.Errorf("after adding Usage: no table %s", table)
 			}
 		}
-		if _, err := st.Migrate(ctx, store.Feature("audit")); err == nil || !strings.Contains(err.Error(), `"audit"`) {
+		if exists("audit_events") {
+			t.Error("audit_events exists before Migrate(Audit)")
+		}
+		applied, err = st.Migrate(ctx, store.Audit)
+		if err != nil || len(applied) != 1 || applied[0].Scope != "apikit/audit" || !exists("audit_events") {
+			t.Errorf("Migrate(Audit) = %v, %v; want the audit migration only, and audit_events", applied, err)
+		}
+		if _, err := st.Migrate(ctx, store.Feature("audits")); err == nil || !strings.Contains(err.Error(), `"audits"`) {
 			t.Errorf("Migrate(unknown feature) = %v; want an error naming it", err)
 		}
 	})

@@ -1,13 +1,27 @@
-// Package store is apikit's SQL storage: one implementation over sqlx of the
-// Store interfaces that packages apikey, magiclink and billing declare, of
-// package plan's durable state (quota usage, [Store.AddUsage] and
-// [Store.Usage] for a plan.Flusher, and per-identity overrides,
-// [Store.SetOverride], [Store.Overrides]), of package usage's counts and
-// alert claims and package billing/meter's outbox of Stripe meter events
-// (migrate [Usage]: [Store.AddCounts], [Store.Counts],
-// [Store.RollupCounts], [Store.ClaimAlert], [Store.EnqueueMeterEvents]…),
-// and of apikit's users
-// ([Store.CreateUser], [Store.User], [Store.Users], [Store.DeleteUser]).
+// Package store is apikit's SQL storage: one implementation over sqlx of
+// the Store interfaces that apikit's packages declare, in the tables of the
+// features that [Store.Migrate] creates:
+//
+//   - [Keys]: apikey.Store and its optional interfaces: a key's metadata,
+//     tags and networks ([Store.StoresKeyAttributes]), and the expiry
+//     windows and notice claims of an apikey.ExpiryNotifier
+//     ([Store.KeysExpiring], [Store.KeysGraceEnding], [Store.ClaimNotice],
+//     [Store.ReleaseNotice], [Store.PruneNotices]);
+//   - [Login]: magiclink.Store;
+//   - [Billing]: billing.Store;
+//   - [Plans]: package plan's durable state: quota usage ([Store.AddUsage]
+//     and [Store.Usage] for a plan.Flusher) and per-identity overrides
+//     ([Store.SetOverride], [Store.Overrides]);
+//   - [Usage]: package usage's counts and alert claims and package
+//     billing/meter's outbox of Stripe meter events ([Store.AddCounts],
+//     [Store.Counts], [Store.RollupCounts], [Store.ClaimAlert],
+//     [Store.EnqueueMeterEvents]…);
+//   - [Audit]: audit.Store, the security log ([Store.AppendAuditEvent],
+//     [Store.AuditEventsByUser], [Store.AuditEvents],
+//     [Store.PruneAuditEvents]);
+//
+// and the users they share ([Store.CreateUser], [Store.User],
+// [Store.Users], [Store.DeleteUser]).
 //
 // Open a database with store/sqlite (embedded, the default, with cgo),
 // store/sqlite/puresqlite (embedded, without cgo) or store/postgres; each
@@ -55,7 +69,8 @@ type Dialect struct {
 	Name string
 
 	// Migrations holds apikit's schema: a directory per [Feature] and one
-	// for the users they share ("users", "keys", "login", "billing"), each
+	// for the users they share ("users", "keys", "login", "billing",
+	// "plans", "usage", "audit"), each
 	// of numbered files "0001_description.sql" applied in order, and
 	// "legacy", the single scope of earlier releases (see [Store.Migrate]).
 	Migrations fs.FS

@@ -150,7 +150,14 @@ type DeleteUserOptions struct {
 // the user and of their keys, and with [Usage] migrated the user's usage
 // counts and quota alert claims (keyed by the decimal user id; the meter
 // event outbox is kept as billing history). The customer links go with the user, so
-// webhooks about those customers no longer reach any user.
+// webhooks about those customers no longer reach any user. The expiry and
+// leak notices claimed for the user's keys go with the keys.
+//
+// The user's security log ([Audit]) is kept: its events are the record of
+// what happened to the account, and the one that says it was deleted
+// (audit.AccountDeleted, appended after DeleteUser returns) must outlive
+// it. They name the user by id, never by address; they leave the log
+// when [Store.PruneAuditEvents] reaches them (the audit.Log's retention).
 func (s *Store) DeleteUser(ctx context.Context, id int64, opts DeleteUserOptions) (found bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		q := `SELECT email FROM users WHERE id = ?`
@@ -192,6 +199,10 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, opts DeleteUserOptions
 			}
 		}
 		var stmts []string
+		if migrated[Keys] > 1 {
+			// The foreign key cascades too; this does not rely on it.
+			stmts = append(stmts, `DELETE FROM api_key_notices WHERE key_id IN (SELECT id FROM api_keys WHERE user_id = ?)`)
+		}
 		if migrated[Keys] > 0 {
 			stmts = append(stmts, `DELETE FROM api_keys WHERE user_id = ?`)
 		}

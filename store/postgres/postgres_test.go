@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/postgres"
@@ -79,6 +80,27 @@ func TestUsageAcrossInstances(t *testing.T) {
 	})
 }
 
+// Two handles on one database, as two instances have: a notice is
+// claimed once.
+func TestNoticesAcrossInstances(t *testing.T) {
+	storetest.RunNoticeInstances(t, func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend) {
+		dsn := testdb.PostgresDSN(t)
+		open := func() *store.Store {
+			st, err := postgres.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Keys); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}
+
 // The flush of 10,000 active keys' counters: one batch, one statement per
 // 500 rows. Run with -bench Flush10k -benchtime 1x -count 5 for medians.
 func BenchmarkFlush10k(b *testing.B) {
@@ -99,4 +121,9 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 		d := usagetest.Flush10k(b, st, usagetest.Hour0)
 		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
 	}
+}
+
+// The store query behind a verification cache miss: one key by its id.
+func BenchmarkKey(b *testing.B) {
+	storetest.BenchmarkKey(b, testdb.Postgres(b))
 }

@@ -61,6 +61,7 @@ func ExampleOpen() {
 	// Output:
 	// apikit/users 0001_users.sql
 	// apikit/keys 0001_api_keys.sql
+	// apikit/keys 0002_key_lifecycle.sql
 	// apikit/login 0001_login.sql
 	// apikit/login 0002_email_changes.sql
 	// apikit/login 0003_login_codes.sql

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
@@ -74,6 +75,27 @@ func TestUsageAcrossInstances(t *testing.T) {
 	})
 }
 
+// Two handles on one database, as two instances have: a notice is
+// claimed once.
+func TestNoticesAcrossInstances(t *testing.T) {
+	storetest.RunNoticeInstances(t, func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend) {
+		path := filepath.Join(t.TempDir(), "shared.db")
+		open := func() *store.Store {
+			st, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		a := open()
+		if _, err := a.Migrate(context.Background(), store.Keys); err != nil {
+			t.Fatal(err)
+		}
+		return a, open()
+	})
+}
+
 // The flush of 10,000 active keys' counters: one batch, one statement per
 // 500 rows. Run with -bench Flush10k -benchtime 1x -count 5 for medians.
 func BenchmarkFlush10k(b *testing.B) {
@@ -94,4 +116,9 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 		d := usagetest.Flush10k(b, st, usagetest.Hour0)
 		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
 	}
+}
+
+// The store query behind a verification cache miss: one key by its id.
+func BenchmarkKey(b *testing.B) {
+	storetest.BenchmarkKey(b, testdb.SQLite(b))
 }

@@ -45,7 +45,8 @@ type Users interface {
 
 // Backend is everything an apikit store must implement. Run also tests the
 // optional interfaces a backend implements: [UserDirectory],
-// magiclink.EmailChangeStore, [PlanStore] and [UsageStore].
+// magiclink.EmailChangeStore, [PlanStore], [UsageStore],
+// [KeyLifecycleStore] and audit.Store.
 type Backend interface {
 	Users
 	apikey.Store
@@ -67,6 +68,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("SessionDetails", func(t *testing.T) { testSessionDetails(t, newBackend) })
 	t.Run("Plans", func(t *testing.T) { testPlans(t, newBackend) })
 	t.Run("Usage", func(t *testing.T) { testUsage(t, newBackend) })
+	t.Run("KeyLifecycle", func(t *testing.T) { testKeyLifecycle(t, newBackend) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, newBackend) })
 }
 
 // epoch is a fixed instant, microsecond-aligned, that tests build times from.

@@ -6,7 +6,8 @@ package migrations
 
 import "embed"
 
-// FS holds the directories users, keys, login, billing, plans, usage and legacy.
+// FS holds the directories users, keys, login, billing, plans, usage, audit
+// and legacy.
 //
-//go:embed users keys login billing plans usage legacy
+//go:embed users keys login billing plans usage audit legacy
 var FS embed.FS
