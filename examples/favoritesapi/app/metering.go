@@ -58,7 +58,7 @@ func (s *Server) startMetering(opts Options, mailer magiclink.Mailer) error {
 	s.reporter = meter.NewReporter(s.store, meter.Options{
 		Customers: s.meteredCustomers,
 		Backend:   sender,
-		Interval:  opts.MeterInterval,
+		Interval:  max(opts.MeterInterval, 0),
 		Now:       opts.Now,
 		Logger:    s.logger,
 	})
