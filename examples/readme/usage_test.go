@@ -33,8 +33,8 @@ func Example_usage() {
 	mailer := magiclink.NewConsoleMailer(os.Stderr)
 	mux := http.NewServeMux()
 
-	meterMW := usage.NewMeter(st, usage.Options{}) // counts in memory, written every 10 s and on Close
-	defer meterMW.Close(ctx)                       // before the store closes: nothing counted is lost
+	requests := usage.NewMeter(st, usage.Options{}) // counts in memory, written every 10 s and on Close
+	defer requests.Close(ctx)                       // before the store closes: nothing counted is lost
 	alerts := usage.NewAlerts(st, usage.AlertOptions{
 		Send: func(ctx context.Context, a usage.Alert) error { // in the background, never on a request's path
 			id, _ := strconv.ParseInt(a.UserID, 10, 64)
@@ -46,7 +46,7 @@ func Example_usage() {
 		},
 	})
 	defer alerts.Close()
-	count := meterMW.Middleware(usage.MiddlewareOptions{
+	count := requests.Middleware(usage.MiddlewareOptions{
 		Identity: func(r *http.Request) (keyID, userID string, ok bool) {
 			p, ok := apikey.PrincipalFrom(r.Context())
 			return p.KeyID, strconv.FormatInt(p.UserID, 10), ok
