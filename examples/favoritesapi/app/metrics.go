@@ -14,6 +14,7 @@ import (
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/usage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -93,6 +94,7 @@ func (s *Server) newMetrics() *metrics {
 		billingCollector(s.billing.Stats),
 		invalidationCollector(s.bus.Stats),
 		usageCollector(s.usage.Stats),
+		meterCollector(s.meter.Stats),
 	}
 	if d, ok := s.decider.(interface{ Stats() plan.Stats }); ok {
 		cs = append(cs, planCollector(d.Stats))
@@ -358,6 +360,20 @@ func usageCollector(stats func() plan.FlusherStats) prometheus.Collector {
 		counter(p, "failures", "Batched writes of quota usage that failed.", func(s *S) float64 { return float64(s.Failures) }),
 		counter(p, "written", "Quota usage entries written.", func(s *S) float64 { return float64(s.Written) }),
 		counter(p, "restores", "Quota counters restored from the database.", func(s *S) float64 { return float64(s.Restores) }),
+	}}
+}
+
+// meterCollector publishes the usage meter's counts: requests counted
+// per key and written in batches.
+func meterCollector(stats func() usage.Stats) prometheus.Collector {
+	const p = "apikit_usage"
+	type S = usage.Stats
+	return &statsCollector[S]{stats: stats, fields: []statsField[S]{
+		gauge(p, "pending", "Usage counters (user, key, hour) held in memory, not yet written.", func(s *S) float64 { return float64(s.Pending) }),
+		counter(p, "flushes", "Batched writes of usage counts.", func(s *S) float64 { return float64(s.Flushes) }),
+		counter(p, "failures", "Batched writes of usage counts that failed (kept and retried).", func(s *S) float64 { return float64(s.Failures) }),
+		counter(p, "written", "Usage counters written.", func(s *S) float64 { return float64(s.Written) }),
+		counter(p, "dropped", "Requests not counted: the meter was full, or they had no user.", func(s *S) float64 { return float64(s.Dropped) }),
 	}}
 }
 

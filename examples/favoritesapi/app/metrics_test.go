@@ -15,6 +15,7 @@ import (
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/usage"
 )
 
 // families returns the metric families of a Prometheus text exposition,
@@ -95,6 +96,7 @@ func TestMetricsCoverStats(t *testing.T) {
 		"apikit_keys":         apikey.VerifierStats{},
 		"apikit_plan":         plan.Stats{},
 		"apikit_plan_usage":   plan.FlusherStats{},
+		"apikit_usage":        usage.Stats{},
 		"apikit_abuse_limits": ratelimit.Stats{},
 		"apikit_login":        magiclink.Stats{},
 		"apikit_billing":      billing.Stats{},
