@@ -324,6 +324,7 @@ func keyCollector(stats func() apikey.VerifierStats) prometheus.Collector {
 		counter(p, "expired", "Expired keys refused.", func(s *S) float64 { return float64(s.Expired) }),
 		counter(p, "inactive", "Deactivated keys refused.", func(s *S) float64 { return float64(s.Inactive) }),
 		counter(p, "unavailable", "Verifications refused with 503: the store failed.", func(s *S) float64 { return float64(s.Unavailable) }),
+		counter(p, "address_refused", "Valid keys refused because the request came from outside the key's allowed networks.", func(s *S) float64 { return float64(s.AddressRefused) }),
 		counter(p, "cache_hits", "Verifications answered from the key cache.", func(s *S) float64 { return float64(s.CacheHits) }),
 		counter(p, "cache_misses", "Verifications the key cache could not answer.", func(s *S) float64 { return float64(s.CacheMisses) }),
 		counter(p, "lookups", "Key queries made to the store (concurrent misses share one).", func(s *S) float64 { return float64(s.Lookups) }),
