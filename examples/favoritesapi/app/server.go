@@ -439,7 +439,15 @@ func (s *Server) Close(ctx context.Context) error {
 			s.reporter.Close()
 		}
 		if s.alerts != nil {
-			s.alerts.Drain()
+			// The alerts already observed are sent, within ctx: a mail
+			// server that is down must not hold the shutdown (an alert not
+			// sent is observed again after the restart).
+			drained := make(chan struct{})
+			go func() { s.alerts.Drain(); close(drained) }()
+			select {
+			case <-drained:
+			case <-ctx.Done():
+			}
 			s.alerts.Close()
 		}
 		if s.billing != nil {

@@ -59,7 +59,13 @@ func keyID(token string) string { return strings.Split(token, "_")[2] }
 // the plan and its quota; only the caller's own keys; and on the
 // dashboard's charts.
 func TestUsageEndToEnd(t *testing.T) {
-	s := startServer(t, sqliteDB, app.Config{RateLimit: ratelimit.MustParseLimit("1000/s")}, fastUsage)
+	for _, b := range []backend{sqliteDB, postgresDB} {
+		t.Run(string(b), func(t *testing.T) { testUsageEndToEnd(t, b) })
+	}
+}
+
+func testUsageEndToEnd(t *testing.T, db backend) {
+	s := startServer(t, db, app.Config{RateLimit: ratelimit.MustParseLimit("1000/s")}, fastUsage)
 	c := newCustomer(t, s, "usage@example.com")
 	second := createKey(t, s, c.web, "second key")
 	k1, k2 := keyID(c.token), keyID(second)
