@@ -10,6 +10,8 @@
 //	go run ./examples/favoritesapi plans      # print the plans in force
 //	go run ./examples/favoritesapi override --email ada@example.com --limits 50/s --quota 100000/month
 //	go run ./examples/favoritesapi delete-account --email ada@example.com
+//	go run ./examples/favoritesapi usage --email ada@example.com --from 2026-03-01 --to 2026-03-08
+//	go run ./examples/favoritesapi usage --rejected
 //
 // It is configured by environment variables; run it with -h for the list.
 // Without STRIPE_SECRET_KEY, billing runs in a dev mode that takes no
@@ -58,6 +60,12 @@ const usage = `Usage:
                                                      (at once, or at the end of the period paid
                                                      for), revoke its keys, end its sessions,
                                                      delete its address and favorites
+  favoritesapi usage --email E [--from D] [--to D] [--granularity hour|day] [--key ID]
+                                                     print an account's usage as GET /v1/usage
+                                                     reports it: totals, then per key (default:
+                                                     the current period, by the day)
+  favoritesapi usage --rejected [--limit N]          list the meter events Stripe rejected
+  favoritesapi usage --requeue IDENTIFIER            send a rejected meter event again
 
 `
 
@@ -106,6 +114,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = overrideCmd(ctx, cfg, rest, stdout, stderr)
 	case "delete-account":
 		err = deleteAccountCmd(ctx, cfg, logger, rest, stdout, stderr)
+	case "usage":
+		err = usageCmd(ctx, cfg, logger, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "favoritesapi: unknown command %q\n\n", cmd)
 		fs.Usage()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -509,4 +510,103 @@ func serveForCommands(t *testing.T, opts app.Options) (map[string]string, *app.S
 		srv.Close(context.Background())
 	})
 	return vars, srv, hs
+}
+
+// TestUsageCommand: "favoritesapi usage" prints the numbers GET /v1/usage
+// answers the account's keys, in total and per key; it lists rejected
+// meter events; and it refuses what it cannot answer.
+func TestUsageCommand(t *testing.T) {
+	ctx := t.Context()
+	vars, srv, hs := serveForCommands(t, app.Options{UsageFlushInterval: 50 * time.Millisecond})
+	token, err := srv.Provision(ctx, "ada@example.com", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := apikey.Parse(token)
+	apiCall := func(method, path, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for range 3 {
+		apiCall("GET", "/v1/favorites", "").Body.Close()
+	}
+	apiCall("POST", "/v1/favorites", `{"name":"Go","url":"https://go.dev/"}`).Body.Close()
+	apiCall("GET", "/v1/favorites/0123456789abcdef", "").Body.Close()
+	if err := srv.Metering().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"usage", "--email", "ADA@example.com"}, env(vars), &stdout, &stderr); code != 0 {
+		t.Fatalf("usage exited %d: %s", code, stderr.String())
+	}
+	// The API's answer, which does not count the request asking.
+	resp := apiCall("GET", "/v1/usage", "")
+	var api struct {
+		Plan   string
+		Totals map[string]int64
+		Keys   []struct {
+			KeyID  string `json:"key_id"`
+			Totals map[string]int64
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&api)
+	resp.Body.Close()
+	row := func(name string, t map[string]int64) string {
+		return strings.Join([]string{name, fmt.Sprint(t["requests"]), fmt.Sprint(t["ok"]), fmt.Sprint(t["client_error"]),
+			fmt.Sprint(t["rate_limited"]), fmt.Sprint(t["server_error"]), fmt.Sprint(t["cost"])}, " ")
+	}
+	out := stdout.String()
+	fields := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 7 {
+			if _, seen := fields[f[0]]; !seen {
+				fields[f[0]] = strings.Join(f, " ")
+			}
+		}
+	}
+	if api.Plan != "pro" || len(api.Keys) != 1 || api.Keys[0].KeyID != tok.ID || api.Totals["requests"] != 5 || api.Totals["cost"] != 3+5+1 {
+		t.Fatalf("GET /v1/usage: %+v, want pro with one key, 5 requests costing 9", api)
+	}
+	if got, want := fields["total"], row("total", api.Totals); got != want {
+		t.Errorf("usage prints total %q, GET /v1/usage says %q:\n%s", got, want, out)
+	}
+	if got, want := fields[tok.ID], row(tok.ID, api.Keys[0].Totals); got != want {
+		t.Errorf("usage prints key %q, GET /v1/usage says %q:\n%s", got, want, out)
+	}
+	if !strings.Contains(out, "plan pro") || !strings.Contains(out, "quota    none") {
+		t.Errorf("usage output lacks the plan and quota:\n%s", out)
+	}
+
+	stdout.Reset()
+	if code := run(ctx, []string{"usage", "--email", "ada@example.com", "--granularity", "hour", "--from", time.Now().UTC().Format(time.DateOnly)}, env(vars), &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "by the hour") || !strings.Contains(stdout.String(), time.Now().UTC().Format("2006-01-02T15:00:00Z")) {
+		t.Errorf("usage by the hour exited %d:\n%s%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"usage", "--rejected"}, env(vars), &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "no rejected meter events") {
+		t.Errorf("usage --rejected exited %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	for _, bad := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"usage"}, 2, "needs --email"},
+		{[]string{"usage", "--email", "ada@example.com", "--granularity", "minute"}, 2, "granularity"},
+		{[]string{"usage", "--email", "nobody@example.com"}, 1, "no user"},
+		{[]string{"usage", "--requeue", "mev_nothing"}, 1, "no meter event"},
+	} {
+		stderr.Reset()
+		if code := run(ctx, bad.args, env(vars), &stdout, &stderr); code != bad.code || !strings.Contains(stderr.String(), bad.says) {
+			t.Errorf("%v exited %d, want %d saying %q: %s", bad.args, code, bad.code, bad.says, stderr.String())
+		}
+	}
 }

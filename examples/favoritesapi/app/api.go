@@ -75,6 +75,8 @@ type quotaState struct {
 	Used      int64     `json:"used"`
 	Remaining int64     `json:"remaining"`
 	ResetsAt  time.Time `json:"resets_at"`
+	// PeriodStart is when the quota's period began (for the dashboard).
+	PeriodStart time.Time `json:"-"`
 }
 
 // newPlanState describes p and the state d reports (overrides applied).
@@ -85,6 +87,7 @@ func newPlanState(p *plan.Plan, status string, d *plan.Decision) planState {
 			st.Quota = &quotaState{
 				Name: q.String(), Limit: q.Count, Period: q.Period.String(),
 				Used: max(0, q.Count-pol.Remaining), Remaining: pol.Remaining, ResetsAt: d.PeriodEnd.UTC(),
+				PeriodStart: d.PeriodStart.UTC(),
 			}
 			continue
 		}

@@ -413,13 +413,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	// Every served API route is documented.
-	for _, route := range []string{"GET /v1/me", "POST /v1/favorites", "GET /v1/favorites", "GET /v1/favorites/{id}", "DELETE /v1/favorites/{id}"} {
+	for _, route := range []string{"GET /v1/me", "POST /v1/favorites", "GET /v1/favorites", "GET /v1/favorites/{id}", "DELETE /v1/favorites/{id}", "GET /v1/usage"} {
 		if !documented[route] {
 			t.Errorf("route %s is not in openapi.json", route)
 		}
 	}
-	if len(documented) != 5 {
-		t.Errorf("openapi.json documents %d operations, the API serves 5: %v", len(documented), documented)
+	if len(documented) != 6 {
+		t.Errorf("openapi.json documents %d operations, the API serves 6: %v", len(documented), documented)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/internal/testkit/smtptest"
 	"github.com/apikit/apikit/internal/testkit/testenv"
+	"github.com/apikit/apikit/usage"
 	"github.com/chromedp/chromedp"
 )
 
@@ -37,7 +39,7 @@ var codeRe = regexp.MustCompile(`\b[0-9]{8}\b`)
 func TestBrowserJourney(t *testing.T) {
 	chromium := testenv.Program(t, "chromium")
 	smtp := smtptest.Start(t)
-	s := startServer(t, sqliteDB, app.Config{SMTPURL: smtp.URL()})
+	s := startServer(t, sqliteDB, app.Config{SMTPURL: smtp.URL()}, fastUsage)
 	shots := t.TempDir()
 	if dir := os.Getenv("APIKIT_SCREENSHOTS"); dir != "" { // keep them to look at
 		shots = dir
@@ -177,6 +179,49 @@ func TestBrowserJourney(t *testing.T) {
 	if r := call(t, s.URL, token, "GET", "/v1/me", ""); r.status != 200 || !strings.Contains(string(r.body), email) {
 		t.Fatalf("API with the new key: %d %s", r.status, r.body)
 	}
+	// The usage charts: 29 days of history written to the usage tables,
+	// then today's calls through the API (some refused by the 10/s
+	// limit, some 404s), read back by the dashboard as SVG.
+	seedUsage(t, s, email, tok.ID)
+	for i := range 25 {
+		switch {
+		case i%10 == 3:
+			call(t, s.URL, token, "POST", "/v1/favorites", fmt.Sprintf(`{"name":"link %d","url":"https://example.com/%d"}`, i, i))
+		case i%10 == 7:
+			call(t, s.URL, token, "GET", "/v1/favorites/0123456789abcdef", "")
+		default:
+			call(t, s.URL, token, "GET", "/v1/favorites", "")
+		}
+	}
+	if err := s.Metering().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	do("usage charts",
+		chromedp.Navigate(s.URL+"/app#usage"),
+		chromedp.WaitVisible(chromedp.CSS("#chart-total svg")))
+	bars, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#chart-total svg rect[class^="bar-"]').length`))
+	if err != nil || bars < 30 {
+		t.Errorf("the total chart has %d bar segments (%v), want one or more for each of the 30 days", bars, err)
+	}
+	if got, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('#chart-total svg.usage-chart > title').textContent`)); err != nil ||
+		!strings.HasPrefix(got, "Requests per day, last 30 days") {
+		t.Errorf("the total chart's <title> is %q (%v)", got, err)
+	}
+	if got := text("#chart-key-" + tok.ID + " figcaption"); !strings.Contains(got, "browser key") {
+		t.Errorf("the key's chart is captioned %q", got)
+	}
+	// On a phone: the charts scale to the width, their text stays legible.
+	do("usage charts on a phone",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
+		chromedp.Navigate(s.URL+"/app#usage"),
+		chromedp.WaitVisible(chromedp.CSS("#chart-total svg")))
+	if w, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`document.querySelector('#chart-total svg.usage-chart').getBoundingClientRect().width`)); err != nil || w > 390 || w < 300 {
+		t.Errorf("on a 390 px wide phone the chart is %v px wide (%v), want it to fit", w, err)
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateReset()); err != nil {
+		t.Fatal(err)
+	}
+
 	// The landing page's default plan, shown with its quota; upgrade to
 	// pro on the dashboard, served on the next API request.
 	if got := text("#plan-name"); got != "hobby" {
@@ -345,4 +390,31 @@ func TestBrowserJourney(t *testing.T) {
 		t.Errorf("browser console: %s", p)
 	}
 	t.Logf("screenshots in %s", shots)
+}
+
+// seedUsage writes 29 days of made-up usage before today for the user's
+// key to the usage tables, as the meters of earlier days would have.
+func seedUsage(t *testing.T, s *testServer, email, keyID string) {
+	t.Helper()
+	ctx := context.Background()
+	uid, _, err := s.Store().UserByEmail(ctx, email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	today := usage.Day.Truncate(time.Now())
+	b := usage.Batch{ID: "browser-history-" + runID, At: time.Now()}
+	for i := 1; i < 30; i++ {
+		c := usage.Counts{OK: int64(30 + (i*37)%70), ClientError: int64(i % 4)}
+		if i%6 == 0 {
+			c.Limited = int64(4 + i%5)
+		}
+		if i%13 == 0 {
+			c.ServerError = 1
+		}
+		c.Cost = c.OK + c.ClientError + c.ServerError
+		b.Counts = append(b.Counts, usage.Count{UserID: strconv.FormatInt(uid, 10), KeyID: keyID, Start: today.AddDate(0, 0, -i).Add(12 * time.Hour), Counts: c})
+	}
+	if err := s.Store().AddCounts(ctx, b); err != nil {
+		t.Fatal(err)
+	}
 }

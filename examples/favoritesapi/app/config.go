@@ -27,8 +27,9 @@ const EnvHelp = `Environment:
                          (no payment taken; BASE_URL must then be on localhost)
   STRIPE_WEBHOOK_SECRET  whsec_… of the webhook endpoint BASE_URL/webhooks/stripe
   STRIPE_PRICE_ID        price_… of the hobby plan's subscription
-  STRIPE_PRO_PRICE_ID    price_… of the pro plan's subscription (unset with a Stripe
-                         key: no pro plan)
+  STRIPE_PRO_PRICE_ID    price_… of the pro plan's subscription: a usage-based price
+                         on the Stripe meter whose event name is api_requests
+                         (unset with a Stripe key: no pro plan)
   STRIPE_API_URL         Stripe API base URL, e.g. a local stripe-mock (default Stripe)
   REDIS_URL              redis://host:6379/0 for plan budgets and limits shared by
                          several instances; unset: in memory, per instance

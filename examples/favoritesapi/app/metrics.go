@@ -14,6 +14,7 @@ import (
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/usage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -93,6 +94,7 @@ func (s *Server) newMetrics() *metrics {
 		billingCollector(s.billing.Stats),
 		invalidationCollector(s.bus.Stats),
 		usageCollector(s.usage.Stats),
+		meterCollector(s.meter.Stats),
 	}
 	if d, ok := s.decider.(interface{ Stats() plan.Stats }); ok {
 		cs = append(cs, planCollector(d.Stats))
@@ -322,6 +324,7 @@ func keyCollector(stats func() apikey.VerifierStats) prometheus.Collector {
 		counter(p, "expired", "Expired keys refused.", func(s *S) float64 { return float64(s.Expired) }),
 		counter(p, "inactive", "Deactivated keys refused.", func(s *S) float64 { return float64(s.Inactive) }),
 		counter(p, "unavailable", "Verifications refused with 503: the store failed.", func(s *S) float64 { return float64(s.Unavailable) }),
+		counter(p, "address_refused", "Valid keys refused because the request came from outside the key's allowed networks.", func(s *S) float64 { return float64(s.AddressRefused) }),
 		counter(p, "cache_hits", "Verifications answered from the key cache.", func(s *S) float64 { return float64(s.CacheHits) }),
 		counter(p, "cache_misses", "Verifications the key cache could not answer.", func(s *S) float64 { return float64(s.CacheMisses) }),
 		counter(p, "lookups", "Key queries made to the store (concurrent misses share one).", func(s *S) float64 { return float64(s.Lookups) }),
@@ -358,6 +361,20 @@ func usageCollector(stats func() plan.FlusherStats) prometheus.Collector {
 		counter(p, "failures", "Batched writes of quota usage that failed.", func(s *S) float64 { return float64(s.Failures) }),
 		counter(p, "written", "Quota usage entries written.", func(s *S) float64 { return float64(s.Written) }),
 		counter(p, "restores", "Quota counters restored from the database.", func(s *S) float64 { return float64(s.Restores) }),
+	}}
+}
+
+// meterCollector publishes the usage meter's counts: requests counted
+// per key and written in batches.
+func meterCollector(stats func() usage.Stats) prometheus.Collector {
+	const p = "apikit_usage"
+	type S = usage.Stats
+	return &statsCollector[S]{stats: stats, fields: []statsField[S]{
+		gauge(p, "pending", "Usage counters (user, key, hour) held in memory, not yet written.", func(s *S) float64 { return float64(s.Pending) }),
+		counter(p, "flushes", "Batched writes of usage counts.", func(s *S) float64 { return float64(s.Flushes) }),
+		counter(p, "failures", "Batched writes of usage counts that failed (kept and retried).", func(s *S) float64 { return float64(s.Failures) }),
+		counter(p, "written", "Usage counters written.", func(s *S) float64 { return float64(s.Written) }),
+		counter(p, "dropped", "Requests not counted: the meter was full, or they had no user.", func(s *S) float64 { return float64(s.Dropped) }),
 	}}
 }
 

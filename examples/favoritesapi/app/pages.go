@@ -192,10 +192,13 @@ type dashboardPage struct {
 	PerKey     bool
 	Usage      *quotaState
 	OtherPlans []planView
-	NewKey     string // the full token of a key just issued or rolled, shown once
-	NewKeyID   string
-	Rolled     bool
-	Error      string
+	// Charts are the usage charts: the account's and each key's; nil if
+	// the usage could not be read (the dashboard works without them).
+	Charts   *usageCharts
+	NewKey   string // the full token of a key just issued or rolled, shown once
+	NewKeyID string
+	Rolled   bool
+	Error    string
 }
 
 // dashboard gathers what /app shows for the signed-in user.
@@ -235,6 +238,17 @@ func (s *Server) dashboard(r *http.Request) (dashboardPage, error) {
 			ID: k.ID, Name: k.Name, Prefix: k.Prefix, State: state,
 			CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, Usable: state == apikey.StateActive,
 		})
+	}
+	var periodStart time.Time
+	var used, limit int64
+	if p.Usage != nil {
+		periodStart, used, limit = p.Usage.PeriodStart, p.Usage.Used, p.Usage.Limit
+	} else {
+		periodStart = time.Date(now.UTC().Year(), now.UTC().Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	if p.Charts, err = s.usageCharts(ctx, u.ID, p.Keys, periodStart, used, limit); err != nil {
+		s.logger.Warn("reading usage for the dashboard's charts", "user", u.ID, "error", err)
+		p.Charts = nil
 	}
 	return p, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/problem"
 	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/usage"
 )
 
 //go:embed openapi.json
@@ -21,6 +22,7 @@ var openAPI []byte
 // routes assembles the service's handler:
 //
 //   - /v1/ is the API: key middleware (with the plan check), then the
+//     usage meter (which counts every authenticated request), then the
 //     plan's decision (its rate limits and quota, the request's cost, one
 //     decision per request), then the handlers;
 //   - /webhooks/stripe is Stripe's, authenticated by its signature;
@@ -75,6 +77,7 @@ func (s *Server) routes() (http.Handler, error) {
 	api.HandleFunc("GET /v1/favorites", s.handleListFavorites)
 	api.HandleFunc("GET /v1/favorites/{id}", s.handleGetFavorite)
 	api.HandleFunc("DELETE /v1/favorites/{id}", s.handleDeleteFavorite)
+	api.Handle("GET /v1/usage", s.usageHandler())
 	// Only requests that match no route get here: the ServeMux's own
 	// answers would be plain text.
 	api.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +97,11 @@ func (s *Server) routes() (http.Handler, error) {
 		Cost:    requestCost,
 		Logger:  s.logger,
 	})
-	root.Handle("/v1/", routeOf(api, authn(limit(routed(api)))))
+	// The meter sits between the key and the plan, so that the plan's
+	// 429s are counted too; inside the plan, the decision's cost is
+	// reported to it (and what is used of the quota to the alerts).
+	count := s.meter.Middleware(usage.MiddlewareOptions{Identity: principalIdentity, Cost: meterCost})
+	root.Handle("/v1/", routeOf(api, authn(count(limit(s.reportDecision(routed(api)))))))
 	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.

@@ -37,6 +37,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/billing"
+	"github.com/apikit/apikit/billing/meter"
 	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/plan"
@@ -46,6 +47,7 @@ import (
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/sqlite"
+	"github.com/apikit/apikit/usage"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -87,10 +89,17 @@ type Options struct {
 	// override set by the operator CLI takes to apply (default
 	// [DefaultOverrideRefresh]).
 	OverrideRefresh time.Duration
-	// UsageFlushInterval is how often quota usage is written to the
-	// database, and so the most a crash loses (default
-	// plan.DefaultFlushInterval; a graceful shutdown loses nothing).
+	// UsageFlushInterval is how often quota usage and the request counts
+	// of the usage meter are written to the database, and so the most a
+	// crash loses and how soon a request shows in GET /v1/usage (default
+	// 10 seconds, plan.DefaultFlushInterval and
+	// usage.DefaultFlushInterval; a graceful shutdown loses nothing).
 	UsageFlushInterval time.Duration
+	// MeterInterval is how often the metered plans' usage is reported to
+	// Stripe as meter events (default meter.DefaultInterval, 30 s); a
+	// negative interval starts no background reporting, for tests that
+	// call [Server.MeterReporter]'s Enqueue and Send themselves.
+	MeterInterval time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// TracerProvider, if set, traces the service with OpenTelemetry: a
@@ -124,6 +133,12 @@ type Server struct {
 	handler   http.Handler
 	pages     pageSet
 	metrics   *metrics
+	meter     *usage.Meter    // requests per key, user and hour, written in batches
+	alerts    *usage.Alerts   // quota alerts at 80 % and 100 %, mailed in the background
+	reporter  *meter.Reporter // the metered plans' usage, billed through Stripe; nil in dev mode
+
+	stopHousekeeping chan struct{}
+	housekeepingDone chan struct{}
 
 	// tracerProvider and tracer are set when the service is traced.
 	tracerProvider trace.TracerProvider
@@ -336,12 +351,22 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		},
 		// Plan and subscription changes (webhooks, checkouts, plan
 		// changes) reach the other instances' entitlement caches.
-		OnForget: func(userID int64) { s.bus.Publish(invalidate.User(userID)) },
-		Logger:   s.logger,
-		Now:      opts.Now,
+		OnForget:     func(userID int64) { s.bus.Publish(invalidate.User(userID)) },
+		PastDueGrace: pastDueGrace,
+		Logger:       s.logger,
+		Now:          opts.Now,
 	}); err != nil {
 		return nil, err // billing's errors name the package
 	}
+
+	// Every API request counted per key for GET /v1/usage and the
+	// dashboard's charts, quota alerts, and the metered plans' usage
+	// billed through Stripe; the tables kept bounded.
+	if err := s.startMetering(opts, mailer); err != nil {
+		return nil, err
+	}
+	s.stopHousekeeping, s.housekeepingDone = make(chan struct{}), make(chan struct{})
+	go s.housekeep(s.stopHousekeeping, s.housekeepingDone)
 
 	// What the other instances change, dropped here on receipt; while the
 	// bus is down, cached keys and plans are served for 1 s only.
@@ -396,12 +421,35 @@ func (s *Server) Keys() *apikey.Manager { return s.keys }
 // Billing returns the server's billing service.
 func (s *Server) Billing() *billing.Service { return s.billing }
 
-// Close flushes batched writes (keys' last-used times, quota usage) and
-// the mail queue, bounded by ctx, and closes the store and Redis. Call it after the
-// HTTP server has stopped accepting requests.
+// Close stops the background work (housekeeping, meter events, quota
+// alerts after those queued), flushes batched writes (keys' last-used
+// times, quota usage, the usage meter's counts) and the mail queue,
+// bounded by ctx, and closes the store and Redis. Call it after the HTTP
+// server has stopped accepting requests.
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.stopHousekeeping != nil {
+			close(s.stopHousekeeping)
+			<-s.housekeepingDone
+		}
+		if s.reporter != nil {
+			// Events leased and not marked are sent again after their
+			// lease, with the same identifier: billed once.
+			s.reporter.Close()
+		}
+		if s.alerts != nil {
+			// The alerts already observed are sent, within ctx: a mail
+			// server that is down must not hold the shutdown (an alert not
+			// sent is observed again after the restart).
+			drained := make(chan struct{})
+			go func() { s.alerts.Drain(); close(drained) }()
+			select {
+			case <-drained:
+			case <-ctx.Done():
+			}
+			s.alerts.Close()
+		}
 		if s.billing != nil {
 			errs = append(errs, s.billing.Close(ctx))
 		}
@@ -421,6 +469,11 @@ func (s *Server) Close(ctx context.Context) error {
 		if s.usage != nil {
 			// The quota used since the last batch: nothing is lost.
 			errs = append(errs, s.usage.Close(ctx))
+		}
+		if s.meter != nil {
+			// The requests counted since the last batch, before the store
+			// closes.
+			errs = append(errs, s.meter.Close(ctx))
 		}
 		if s.redis != nil {
 			errs = append(errs, s.redis.Close())
