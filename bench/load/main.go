@@ -17,9 +17,13 @@
 //	auth+limit         plus the per-key in-memory rate limiter
 //	auth+plan          auth plus plan.Middleware: two limits and a monthly quota per user, in memory
 //	auth+limit+redis   with the Redis limiter (needs -redis or REDIS_URL)
+//	auth+limit+redis-local   with redislimit.Local: local decisions, synced with Redis every 100ms
 //	favorites-read     GET /v1/favorites of the full FavoritesAPI, SQLite
 //	favorites-write    POST /v1/favorites of the full FavoritesAPI, SQLite
 //	favorites-read-pg, favorites-write-pg   the same on PostgreSQL (needs -postgres or DATABASE_URL)
+//	favorites-*-raw    the raw twin of each favorites scenario: the same SQL in a minimal
+//	                   net/http + database/sql handler, no apikit; the favorites rows
+//	                   show their ratio to it ("vs raw")
 //	many-keys          auth+limit with 100,000 distinct keys in rotation (cache misses)
 //	remote             GET /v1/me of a running server given by -url and -key
 //
@@ -38,6 +42,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -56,16 +61,17 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	scenarios []string
-	duration  time.Duration
-	rounds    int
-	workers   int
-	rate      int
-	jsonOut   string
-	redisURL  string
-	pgURL     string
-	url, key  string
-	manyKeys  int
+	scenarios  []string
+	duration   time.Duration
+	rounds     int
+	workers    int
+	rate       int
+	jsonOut    string
+	redisURL   string
+	pgURL      string
+	url, key   string
+	manyKeys   int
+	cpuProfile string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -83,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.url, "url", "", "base URL of a running server, for the remote scenario")
 	fs.StringVar(&o.key, "key", os.Getenv("KEY"), "API key for the remote scenario")
 	fs.IntVar(&o.manyKeys, "many-keys", 100_000, "number of distinct keys of many-keys")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (servers and load generator) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +100,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.scenarios = strings.Split(*names, ",")
 	}
 	logger := log.New(stderr, "", 0)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := measure(ctx, o, logger)
 	if err != nil {
 		return err
@@ -125,8 +143,11 @@ type Report struct {
 type Result struct {
 	Scenario string `json:"scenario"`
 	// Full-speed attack.
-	RPS       float64        `json:"rps"`
-	RatioBare float64        `json:"ratio_to_bare"`
+	RPS       float64 `json:"rps"`
+	RatioBare float64 `json:"ratio_to_bare"`
+	// RatioRaw is RPS over that of the scenario's raw twin (the same
+	// SQL with no apikit), for the favorites scenarios run with theirs.
+	RatioRaw  float64        `json:"ratio_to_raw,omitempty"`
 	Requests  uint64         `json:"requests"`
 	Errors    int            `json:"errors"`
 	Statuses  map[string]int `json:"status_codes"`

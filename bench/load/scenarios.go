@@ -36,6 +36,7 @@ type target struct {
 	targeter vegeta.Targeter
 	ok       uint16 // the status a served request answers
 	close    func()
+	post     vegeta.Targeter // favorites scenarios: a POST /v1/favorites
 }
 
 // scenario builds one stack and serves it on loopback.
@@ -82,6 +83,24 @@ func scenarios(o options) []scenario {
 			t.close = func() { inner(); rdb.Close() }
 			return t, nil
 		}},
+		{name: "auth+limit+redis-local", needs: redisNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			ropts, err := redis.ParseURL(o.redisURL)
+			if err != nil {
+				return nil, err
+			}
+			ropts.ContextTimeoutEnabled = true
+			rdb := redis.NewClient(ropts)
+			l := redislimit.NewLocal(rdb, redislimit.LocalOptions{Options: redislimit.Options{Prefix: "apikit-load:" + rand8() + ":"}})
+			t, err := startMiddleware(ctx, dir, limitMiddleware(l), 1)
+			if err != nil {
+				l.Close(ctx)
+				rdb.Close()
+				return nil, err
+			}
+			inner := t.close
+			t.close = func() { inner(); l.Close(context.Background()); rdb.Close() }
+			return t, nil
+		}},
 		{name: "many-keys", start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startMiddleware(ctx, dir, limitMiddleware(ratelimit.NewMemory(ratelimit.MemoryOptions{})), o.manyKeys)
 		}},
@@ -96,6 +115,18 @@ func scenarios(o options) []scenario {
 		}},
 		{name: "favorites-write-pg", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startFavorites(ctx, o.pgURL, true)
+		}},
+		{name: "favorites-read-raw", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, filepath.Join(dir, "favorites-raw.db"), false)
+		}},
+		{name: "favorites-write-raw", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, filepath.Join(dir, "favorites-write-raw.db"), true)
+		}},
+		{name: "favorites-read-pg-raw", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, o.pgURL, false)
+		}},
+		{name: "favorites-write-pg-raw", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, o.pgURL, true)
 		}},
 		{name: "remote", needs: remoteNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return &target{targeter: get(o.url+"/v1/me", o.key), ok: http.StatusOK, close: func() {}}, nil
@@ -270,7 +301,7 @@ func startFavorites(ctx context.Context, databaseURL string, write bool) (*targe
 		return nil
 	}
 	if write {
-		return &target{targeter: post, ok: http.StatusCreated, close: closeAll}, nil
+		return &target{targeter: post, ok: http.StatusCreated, close: closeAll, post: post}, nil
 	}
 	for range 100 {
 		var t vegeta.Target
@@ -287,7 +318,7 @@ func startFavorites(ctx context.Context, databaseURL string, write bool) (*targe
 			return nil, fmt.Errorf("seeding favorites: %s", resp.Status)
 		}
 	}
-	return &target{targeter: get(base+"/v1/favorites?limit=20", tok), ok: http.StatusOK, close: closeAll}, nil
+	return &target{targeter: get(base+"/v1/favorites?limit=20", tok), ok: http.StatusOK, close: closeAll, post: post}, nil
 }
 
 func get(url, token string) vegeta.Targeter {
