@@ -36,17 +36,45 @@ func redisClient(tb testing.TB) *redis.Client {
 var prefixes atomic.Int64
 
 // testPrefix returns a key prefix no other test (or test run) uses, and
-// deletes its keys at the end; the Redis is shared, so never FLUSHDB.
-func testPrefix(tb testing.TB, c *redis.Client) string {
+// deletes its keys at the end (on every master of a cluster); the Redis
+// is shared, so never FLUSHDB.
+func testPrefix(tb testing.TB, c redis.UniversalClient) string {
 	p := fmt.Sprintf("apikit-test:plan:%d:%d:", time.Now().UnixNano(), prefixes.Add(1))
 	tb.Cleanup(func() {
 		ctx := context.Background()
-		iter := c.Scan(ctx, 0, p+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
+		del := func(ctx context.Context, c redis.UniversalClient) error {
+			iter := c.Scan(ctx, 0, p+"*", 100).Iterator()
+			for iter.Next(ctx) {
+				c.Del(ctx, iter.Val())
+			}
+			return nil
 		}
+		if cc, ok := c.(*redis.ClusterClient); ok {
+			cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return del(ctx, c) })
+			return
+		}
+		del(ctx, c)
 	})
 	return p
+}
+
+// TestRedisClusterConformance runs the suite on the Redis Cluster in
+// APIKIT_TEST_REDIS_CLUSTER: an identity's state is one key under its
+// hash tag, so each decision stays in one slot.
+func TestRedisClusterConformance(t *testing.T) {
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisCluster(t), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	if err := client.ForEachShard(context.Background(), func(ctx context.Context, s *redis.Client) error {
+		return s.Ping(ctx).Err()
+	}); err != nil {
+		t.Fatalf("Redis Cluster at APIKIT_TEST_REDIS_CLUSTER: %v", err)
+	}
+	plantest.Run(t, func(t *testing.T, o plantest.Options) plan.Decider {
+		return redisplan.New(client, redisplan.Options{
+			Prefix: testPrefix(t, client), FailClosed: true, Timeout: 10 * time.Second,
+			Now: o.Now, Usage: o.Usage, Overrides: o.Overrides,
+		})
+	})
 }
 
 func TestRedisConformance(t *testing.T) {
