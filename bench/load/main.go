@@ -145,6 +145,9 @@ type Result struct {
 	// Full-speed attack.
 	RPS       float64 `json:"rps"`
 	RatioBare float64 `json:"ratio_to_bare"`
+	// RatioBareRounds is the median over the rounds of RPS over bare's
+	// RPS in the same round ("per round" in the table).
+	RatioBareRounds float64 `json:"ratio_to_bare_per_round"`
 	// RatioRaw is RPS over that of the scenario's raw twin (the same
 	// SQL with no apikit), for the favorites scenarios run with theirs.
 	RatioRaw  float64        `json:"ratio_to_raw,omitempty"`
