@@ -148,6 +148,14 @@ type Result struct {
 	// RatioBareRounds is the median over the rounds of RPS over bare's
 	// RPS in the same round ("per round" in the table).
 	RatioBareRounds float64 `json:"ratio_to_bare_per_round"`
+	// CPUPerRequest is the process's CPU time (servers and load
+	// generator together) per request of the full-speed attack, and
+	// RatioBareCPU bare's over this scenario's ("by CPU"): what the
+	// throughput ratio would be on a machine that runs nothing else, and
+	// far steadier than it on a shared one. It does not count the CPU of
+	// Redis or PostgreSQL.
+	CPUPerRequest time.Duration `json:"cpu_per_request_ns"`
+	RatioBareCPU  float64       `json:"ratio_to_bare_by_cpu"`
 	// RatioRaw is RPS over that of the scenario's raw twin (the same
 	// SQL with no apikit), for the favorites scenarios run with theirs.
 	RatioRaw  float64        `json:"ratio_to_raw,omitempty"`
