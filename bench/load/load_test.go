@@ -81,6 +81,7 @@ func TestAuthPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	t.Logf("response header: %q", resp.Header)
 	if resp.StatusCode != http.StatusOK || len(strings.Split(resp.Header.Get("RateLimit-Policy"), ", ")) != 3 {
 		t.Errorf("%s, RateLimit-Policy %q; want 200 and three policies", resp.Status, resp.Header.Values("RateLimit-Policy"))
 	}

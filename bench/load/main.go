@@ -13,6 +13,7 @@
 // Scenarios:
 //
 //	bare               a trivial handler, no middleware: the physical limit
+//	bare+headers       bare, with the five rate limit header fields of auth+plan, constant
 //	auth               apikey middleware, cache hit
 //	auth+limit         plus the per-key in-memory rate limiter
 //	auth+plan          auth plus plan.Middleware: two limits and a monthly quota per user, in memory

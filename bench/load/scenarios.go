@@ -59,6 +59,7 @@ func scenarios(o options) []scenario {
 	}
 	return []scenario{
 		{name: "bare", start: startBare},
+		{name: "bare+headers", start: startBareHeaders},
 		{name: "auth", start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startMiddleware(ctx, dir, nil, 1)
 		}},
@@ -162,6 +163,33 @@ func startBare(ctx context.Context, o options, dir string) (*target, error) {
 		return nil, err
 	}
 	return &target{targeter: get(base+"/v1/me", ""), ok: http.StatusOK, close: stop}, nil
+}
+
+// startBareHeaders serves okHandler with the five rate limit header
+// fields that auth+plan's responses carry, constant: what the wire
+// contract alone costs (writing them, and parsing them in the client).
+func startBareHeaders(ctx context.Context, o options, dir string) (*target, error) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd["Ratelimit-Policy"] = planHeaders[0:1:1]
+		hd["Ratelimit"] = planHeaders[1:2:2]
+		hd["X-Ratelimit-Limit"] = planHeaders[2:3:3]
+		hd["X-Ratelimit-Remaining"] = planHeaders[3:4:4]
+		hd["X-Ratelimit-Reset"] = planHeaders[4:5:5]
+		okHandler(w, r)
+	})
+	base, stop, err := serve(h)
+	if err != nil {
+		return nil, err
+	}
+	return &target{targeter: get(base+"/v1/me", ""), ok: http.StatusOK, close: stop}, nil
+}
+
+// planHeaders are values of the length auth+plan sends.
+var planHeaders = []string{
+	`"1000000/s";q=1000000;w=1, "1000000000/h";q=1000000000;w=3600, "1000000000000/month";q=1000000000000;w=2592000`,
+	`"1000000/s";r=999999;t=1, "1000000000/h";r=999999999;t=1, "1000000000000/month";r=999999999999;t=91960`,
+	"1000000", "999999", "1795991242",
 }
 
 // limitMiddleware limits each key to unlimited with limiter.
