@@ -158,12 +158,14 @@ type Result struct {
 	CPUPerRequest time.Duration `json:"cpu_per_request_ns"`
 	RatioBareCPU  float64       `json:"ratio_to_bare_by_cpu"`
 	// RatioRaw is RPS over that of the scenario's raw twin (the same
-	// SQL with no apikit), for the favorites scenarios run with theirs.
-	RatioRaw  float64        `json:"ratio_to_raw,omitempty"`
-	Requests  uint64         `json:"requests"`
-	Errors    int            `json:"errors"`
-	Statuses  map[string]int `json:"status_codes"`
-	RoundsRPS []float64      `json:"rounds_rps"`
+	// SQL with no apikit), for the favorites scenarios run with theirs,
+	// and RatioRawCPU the twin's CPU time per request over this one's.
+	RatioRaw    float64        `json:"ratio_to_raw,omitempty"`
+	RatioRawCPU float64        `json:"ratio_to_raw_by_cpu,omitempty"`
+	Requests    uint64         `json:"requests"`
+	Errors      int            `json:"errors"`
+	Statuses    map[string]int `json:"status_codes"`
+	RoundsRPS   []float64      `json:"rounds_rps"`
 	// Fixed-rate attack.
 	P50      time.Duration `json:"p50_ns"`
 	P90      time.Duration `json:"p90_ns"`

@@ -120,6 +120,9 @@ func measure(ctx context.Context, o options, logger *log.Logger) (Report, error)
 		if twin, ok := runs[s.name+"-raw"]; ok {
 			if raw := summarize(s.name+"-raw", twin); raw.RPS > 0 {
 				res.RatioRaw = res.RPS / raw.RPS
+				if res.CPUPerRequest > 0 {
+					res.RatioRawCPU = float64(raw.CPUPerRequest) / float64(res.CPUPerRequest)
+				}
 			}
 		}
 		rep.Results = append(rep.Results, res)
@@ -219,7 +222,7 @@ func printTable(w io.Writer, rep Report) {
 		slices.Sort(st)
 		vsRaw := "-"
 		if r.RatioRaw > 0 {
-			vsRaw = fmt.Sprintf("%.0f%%", 100*r.RatioRaw)
+			vsRaw = fmt.Sprintf("%.0f%% (by CPU %.0f%%)", 100*r.RatioRaw, 100*r.RatioRawCPU)
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.0f%%\t%.1fµs\t%.0f%%\t%s\t%v\t%v\t%v\t%v\t%d\t%s\t\n", r.Scenario, r.RPS, 100*r.RatioBare, 100*r.RatioBareRounds,
 			float64(r.CPUPerRequest)/1e3, 100*r.RatioBareCPU, vsRaw,

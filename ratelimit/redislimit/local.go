@@ -103,6 +103,7 @@ type Local struct {
 	stop    chan struct{}
 	done    chan struct{}
 	closeMu sync.Once
+	closed  atomic.Bool
 
 	allowed, limited, errors, failedOpen, exact, syncs atomic.Uint64
 	lastLog                                            atomic.Int64
@@ -178,6 +179,7 @@ func NewLocal(client redis.UniversalClient, opts LocalOptions) *Local {
 func (l *Local) Close(ctx context.Context) error {
 	var err error
 	l.closeMu.Do(func() {
+		l.closed.Store(true)
 		close(l.stop)
 		<-l.done
 		err = l.Sync(ctx)
@@ -204,7 +206,7 @@ func (l *Local) AllowN(ctx context.Context, key string, limit ratelimit.Limit, n
 	burst := float64(limit.BurstSize())
 	sh.mu.Lock()
 	e := sh.m[key]
-	if e != nil && e.synced && e.limit == limit {
+	if e != nil && e.synced && e.limit == limit && !l.closed.Load() {
 		now := l.now()
 		tat := max(e.tat, now)
 		avail := burst - float64(tat-now)/iv
@@ -496,7 +498,7 @@ func isNoScript(err error) bool {
 }
 
 // Stats returns a snapshot of l's counters. Keys is the number of keys
-// whose views it holds.
+// whose views it holds; Errors counts failed syncs too.
 func (l *Local) Stats() ratelimit.Stats {
 	return ratelimit.Stats{
 		Allowed:    l.allowed.Load(),

@@ -157,4 +157,14 @@ func TestLocalDecidesLocally(t *testing.T) {
 	if st := l.Stats(); st.Allowed != 100 || st.Keys != 1 {
 		t.Fatalf("Stats() = %+v", st)
 	}
+	// After Close, nothing is synced any more: decisions are exact.
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.Allow(ctx, "k", limit); err != nil || !d.Allowed {
+		t.Fatalf("after Close: %+v, %v", d, err)
+	}
+	if st := l.LocalStats(); st.Exact != 2 {
+		t.Fatalf("%d round trips; want 2 (the first request and the one after Close)", st.Exact)
+	}
 }
