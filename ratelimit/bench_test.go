@@ -175,3 +175,35 @@ func BenchmarkRedisAllow(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkRedisLocalAllow measures redislimit.Local on one hot key: a
+// decision from the local view, with the sync loop running (every
+// 100ms) beside it.
+func BenchmarkRedisLocalAllow(b *testing.B) {
+	client := redisClient(b)
+	l := redislimit.NewLocal(client, redislimit.LocalOptions{Options: redislimit.Options{Prefix: testPrefix(b, client)}})
+	b.Cleanup(func() { l.Close(context.Background()) })
+	ctx := context.Background()
+	limit := ratelimit.PerSecond(ratelimit.MaxCount)
+	if _, err := l.Allow(ctx, "hot", limit); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("hot", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if d, err := l.Allow(ctx, "hot", limit); err != nil || !d.Allowed {
+				b.Fatal(d, err)
+			}
+		}
+	})
+	b.Run("hot-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if d, err := l.Allow(ctx, "hot", limit); err != nil || !d.Allowed {
+					b.Fatal(d, err)
+				}
+			}
+		})
+	})
+}

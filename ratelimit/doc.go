@@ -19,8 +19,11 @@
 // A [Limiter] decides for a key and a limit. [Memory] keeps state in the
 // process, sharded, with a hard cap on the number of keys; it suits one
 // server instance. Package ratelimit/redislimit keeps state in Redis, so
-// that a fleet of instances enforces one limit together. Both make the same
-// [Decision] for the same sequence of requests.
+// that a fleet of instances enforces one limit together: exactly, with one
+// round trip per decision (redislimit.New), or from a local budget synced
+// in the background, with a bounded overshoot (redislimit.NewLocal).
+// Memory and the exact Redis limiter make the same [Decision] for the
+// same sequence of requests.
 //
 // # Middleware
 //

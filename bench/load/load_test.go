@@ -22,7 +22,7 @@ func TestSmoke(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "results.json")
 	var stdout, stderr bytes.Buffer
-	args := []string{"-scenarios", "auth,auth+limit,auth+plan,many-keys,favorites-read,favorites-write",
+	args := []string{"-scenarios", "auth,auth+limit,auth+plan,many-keys,favorites-read,favorites-write,favorites-read-raw,favorites-write-raw",
 		"-duration", "300ms", "-rounds", "1", "-workers", "4", "-rate", "100", "-many-keys", "500", "-json", out}
 	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("load: %v\n%s", err, stderr.String())
@@ -35,12 +35,15 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 7 || rep.Results[0].Scenario != "bare" {
-		t.Fatalf("results for %d scenarios, first %q; want bare and the 6 asked for", len(rep.Results), rep.Results[0].Scenario)
+	if len(rep.Results) != 9 || rep.Results[0].Scenario != "bare" {
+		t.Fatalf("results for %d scenarios, first %q; want bare and the 8 asked for", len(rep.Results), rep.Results[0].Scenario)
 	}
 	for _, r := range rep.Results {
 		if r.Requests == 0 || r.Errors != 0 || r.RPS <= 0 || r.RatioBare <= 0 {
 			t.Errorf("%s: %d requests, %d errors, %.0f req/s, ratio %.2f", r.Scenario, r.Requests, r.Errors, r.RPS, r.RatioBare)
+		}
+		if twin := strings.HasPrefix(r.Scenario, "favorites-") && !strings.HasSuffix(r.Scenario, "-raw"); twin != (r.RatioRaw > 0) {
+			t.Errorf("%s: ratio to the raw twin %.2f", r.Scenario, r.RatioRaw)
 		}
 		if !strings.Contains(stdout.String(), r.Scenario) {
 			t.Errorf("the table has no row for %s:\n%s", r.Scenario, stdout.String())
@@ -78,6 +81,7 @@ func TestAuthPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	t.Logf("response header: %q", resp.Header)
 	if resp.StatusCode != http.StatusOK || len(strings.Split(resp.Header.Get("RateLimit-Policy"), ", ")) != 3 {
 		t.Errorf("%s, RateLimit-Policy %q; want 200 and three policies", resp.Status, resp.Header.Values("RateLimit-Policy"))
 	}

@@ -13,13 +13,18 @@
 // Scenarios:
 //
 //	bare               a trivial handler, no middleware: the physical limit
+//	bare+headers       bare, with the five rate limit header fields of auth+plan, constant
 //	auth               apikey middleware, cache hit
 //	auth+limit         plus the per-key in-memory rate limiter
 //	auth+plan          auth plus plan.Middleware: two limits and a monthly quota per user, in memory
 //	auth+limit+redis   with the Redis limiter (needs -redis or REDIS_URL)
+//	auth+limit+redis-local   with redislimit.Local: local decisions, synced with Redis every 100ms
 //	favorites-read     GET /v1/favorites of the full FavoritesAPI, SQLite
 //	favorites-write    POST /v1/favorites of the full FavoritesAPI, SQLite
 //	favorites-read-pg, favorites-write-pg   the same on PostgreSQL (needs -postgres or DATABASE_URL)
+//	favorites-*-raw    the raw twin of each favorites scenario: the same SQL in a minimal
+//	                   net/http + database/sql handler, no apikit; the favorites rows
+//	                   show their ratio to it ("vs raw")
 //	many-keys          auth+limit with 100,000 distinct keys in rotation (cache misses)
 //	remote             GET /v1/me of a running server given by -url and -key
 //
@@ -38,6 +43,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -56,16 +62,17 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	scenarios []string
-	duration  time.Duration
-	rounds    int
-	workers   int
-	rate      int
-	jsonOut   string
-	redisURL  string
-	pgURL     string
-	url, key  string
-	manyKeys  int
+	scenarios  []string
+	duration   time.Duration
+	rounds     int
+	workers    int
+	rate       int
+	jsonOut    string
+	redisURL   string
+	pgURL      string
+	url, key   string
+	manyKeys   int
+	cpuProfile string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -83,6 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.url, "url", "", "base URL of a running server, for the remote scenario")
 	fs.StringVar(&o.key, "key", os.Getenv("KEY"), "API key for the remote scenario")
 	fs.IntVar(&o.manyKeys, "many-keys", 100_000, "number of distinct keys of many-keys")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (servers and load generator) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +101,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.scenarios = strings.Split(*names, ",")
 	}
 	logger := log.New(stderr, "", 0)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := measure(ctx, o, logger)
 	if err != nil {
 		return err
@@ -125,12 +144,28 @@ type Report struct {
 type Result struct {
 	Scenario string `json:"scenario"`
 	// Full-speed attack.
-	RPS       float64        `json:"rps"`
-	RatioBare float64        `json:"ratio_to_bare"`
-	Requests  uint64         `json:"requests"`
-	Errors    int            `json:"errors"`
-	Statuses  map[string]int `json:"status_codes"`
-	RoundsRPS []float64      `json:"rounds_rps"`
+	RPS       float64 `json:"rps"`
+	RatioBare float64 `json:"ratio_to_bare"`
+	// RatioBareRounds is the median over the rounds of RPS over bare's
+	// RPS in the same round ("per round" in the table).
+	RatioBareRounds float64 `json:"ratio_to_bare_per_round"`
+	// CPUPerRequest is the process's CPU time (servers and load
+	// generator together) per request of the full-speed attack, and
+	// RatioBareCPU bare's over this scenario's ("by CPU"): what the
+	// throughput ratio would be on a machine that runs nothing else, and
+	// far steadier than it on a shared one. It does not count the CPU of
+	// Redis or PostgreSQL.
+	CPUPerRequest time.Duration `json:"cpu_per_request_ns"`
+	RatioBareCPU  float64       `json:"ratio_to_bare_by_cpu"`
+	// RatioRaw is RPS over that of the scenario's raw twin (the same
+	// SQL with no apikit), for the favorites scenarios run with theirs,
+	// and RatioRawCPU the twin's CPU time per request over this one's.
+	RatioRaw    float64        `json:"ratio_to_raw,omitempty"`
+	RatioRawCPU float64        `json:"ratio_to_raw_by_cpu,omitempty"`
+	Requests    uint64         `json:"requests"`
+	Errors      int            `json:"errors"`
+	Statuses    map[string]int `json:"status_codes"`
+	RoundsRPS   []float64      `json:"rounds_rps"`
 	// Fixed-rate attack.
 	P50      time.Duration `json:"p50_ns"`
 	P90      time.Duration `json:"p90_ns"`

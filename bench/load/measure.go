@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +26,7 @@ type run1 struct {
 	p50, p90 time.Duration
 	p99      time.Duration
 	rateSent float64
+	cpu      time.Duration // the process's CPU time per request of the full-speed attack
 }
 
 // measure starts the chosen scenarios, attacks each once per round in
@@ -101,7 +103,28 @@ func measure(ctx context.Context, o options, logger *log.Logger) (Report, error)
 		if bare.RPS > 0 {
 			res.RatioBare = res.RPS / bare.RPS
 		}
+		// The median of each round's ratio to that round's bare: steadier
+		// than the ratio of the medians when the machine's load drifts
+		// from round to round.
+		var ratios []float64
+		for i, r := range runs[s.name] {
+			if b := runs["bare"][i].rps; b > 0 {
+				ratios = append(ratios, r.rps/b)
+			}
+		}
+		res.RatioBareRounds = median(ratios)
+		if res.CPUPerRequest > 0 {
+			res.RatioBareCPU = float64(bare.CPUPerRequest) / float64(res.CPUPerRequest)
+		}
 		res.P99Added = res.P99 - bare.P99
+		if twin, ok := runs[s.name+"-raw"]; ok {
+			if raw := summarize(s.name+"-raw", twin); raw.RPS > 0 {
+				res.RatioRaw = res.RPS / raw.RPS
+				if res.CPUPerRequest > 0 {
+					res.RatioRawCPU = float64(raw.CPUPerRequest) / float64(res.CPUPerRequest)
+				}
+			}
+		}
 		rep.Results = append(rep.Results, res)
 	}
 	order := map[string]int{}
@@ -118,14 +141,29 @@ func attack(ctx context.Context, t *target, o options) run1 {
 	r.statuses = map[string]int{}
 	full := vegeta.NewAttacker(vegeta.Workers(uint64(o.workers)), vegeta.MaxWorkers(uint64(o.workers)),
 		vegeta.Connections(o.workers), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+	cpu0 := processCPU()
 	m := collect(ctx, full, full.Attack(t.targeter, vegeta.Rate{Freq: 0}, o.duration, "full"), t.ok, &r)
 	r.rps, r.requests = m.Throughput, m.Requests
+	if m.Requests > 0 {
+		r.cpu = (processCPU() - cpu0) / time.Duration(m.Requests)
+	}
 	if o.rate > 0 {
 		fixed := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
 		m := collect(ctx, fixed, fixed.Attack(t.targeter, vegeta.Rate{Freq: o.rate, Per: time.Second}, o.duration, "fixed"), t.ok, &r)
 		r.p50, r.p90, r.p99, r.rateSent = m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Rate
 	}
 	return r
+}
+
+// processCPU returns the CPU time this process (servers and load
+// generator) has used: unlike throughput, CPU time per request hardly
+// depends on what else the machine runs.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func collect(ctx context.Context, a *vegeta.Attacker, results <-chan *vegeta.Result, ok uint16, r *run1) *vegeta.Metrics {
@@ -149,7 +187,9 @@ func summarize(name string, runs []run1) Result {
 	var rps []float64
 	var p50, p90, p99 []time.Duration
 	var sent []float64
+	var cpu []time.Duration
 	for _, r := range runs {
+		cpu = append(cpu, r.cpu)
 		rps = append(rps, r.rps)
 		p50, p90, p99 = append(p50, r.p50), append(p90, r.p90), append(p99, r.p99)
 		sent = append(sent, r.rateSent)
@@ -161,6 +201,7 @@ func summarize(name string, runs []run1) Result {
 	}
 	res.RoundsRPS = rps
 	res.RPS, res.P50, res.P90, res.P99, res.RateSent = median(rps), median(p50), median(p90), median(p99), median(sent)
+	res.CPUPerRequest = median(cpu)
 	return res
 }
 
@@ -168,10 +209,10 @@ func printTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "\n%s; %d rounds of %s per attack; full speed with %d connections, latencies at %d req/s\n\n",
 		rep.Machine, rep.Rounds, rep.Duration, rep.Workers, rep.FixedRate)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\treq/s\tvs bare\tp50\tp90\tp99\tp99 added\terrors\tstatuses\t")
+	fmt.Fprintln(tw, "scenario\treq/s\tvs bare\tper round\tCPU/req\tby CPU\tvs raw\tp50\tp90\tp99\tp99 added\terrors\tstatuses\t")
 	for _, r := range rep.Results {
 		if r.Skipped != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tskipped: %s\t\n", r.Scenario, r.Skipped)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tskipped: %s\t\n", r.Scenario, r.Skipped)
 			continue
 		}
 		var st []string
@@ -179,7 +220,12 @@ func printTable(w io.Writer, rep Report) {
 			st = append(st, fmt.Sprintf("%s×%d", k, v))
 		}
 		slices.Sort(st)
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%v\t%v\t%v\t%v\t%d\t%s\t\n", r.Scenario, r.RPS, 100*r.RatioBare,
+		vsRaw := "-"
+		if r.RatioRaw > 0 {
+			vsRaw = fmt.Sprintf("%.0f%% (by CPU %.0f%%)", 100*r.RatioRaw, 100*r.RatioRawCPU)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.0f%%\t%.1fµs\t%.0f%%\t%s\t%v\t%v\t%v\t%v\t%d\t%s\t\n", r.Scenario, r.RPS, 100*r.RatioBare, 100*r.RatioBareRounds,
+			float64(r.CPUPerRequest)/1e3, 100*r.RatioBareCPU, vsRaw,
 			r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
 			r.P99Added.Round(time.Microsecond), r.Errors, strings.Join(st, " "))
 	}

@@ -36,6 +36,7 @@ type target struct {
 	targeter vegeta.Targeter
 	ok       uint16 // the status a served request answers
 	close    func()
+	post     vegeta.Targeter // favorites scenarios: a POST /v1/favorites
 }
 
 // scenario builds one stack and serves it on loopback.
@@ -58,6 +59,7 @@ func scenarios(o options) []scenario {
 	}
 	return []scenario{
 		{name: "bare", start: startBare},
+		{name: "bare+headers", start: startBareHeaders},
 		{name: "auth", start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startMiddleware(ctx, dir, nil, 1)
 		}},
@@ -82,6 +84,24 @@ func scenarios(o options) []scenario {
 			t.close = func() { inner(); rdb.Close() }
 			return t, nil
 		}},
+		{name: "auth+limit+redis-local", needs: redisNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			ropts, err := redis.ParseURL(o.redisURL)
+			if err != nil {
+				return nil, err
+			}
+			ropts.ContextTimeoutEnabled = true
+			rdb := redis.NewClient(ropts)
+			l := redislimit.NewLocal(rdb, redislimit.LocalOptions{Options: redislimit.Options{Prefix: "apikit-load:" + rand8() + ":"}})
+			t, err := startMiddleware(ctx, dir, limitMiddleware(l), 1)
+			if err != nil {
+				l.Close(ctx)
+				rdb.Close()
+				return nil, err
+			}
+			inner := t.close
+			t.close = func() { inner(); l.Close(context.Background()); rdb.Close() }
+			return t, nil
+		}},
 		{name: "many-keys", start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startMiddleware(ctx, dir, limitMiddleware(ratelimit.NewMemory(ratelimit.MemoryOptions{})), o.manyKeys)
 		}},
@@ -96,6 +116,18 @@ func scenarios(o options) []scenario {
 		}},
 		{name: "favorites-write-pg", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startFavorites(ctx, o.pgURL, true)
+		}},
+		{name: "favorites-read-raw", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, filepath.Join(dir, "favorites-raw.db"), false)
+		}},
+		{name: "favorites-write-raw", start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, filepath.Join(dir, "favorites-write-raw.db"), true)
+		}},
+		{name: "favorites-read-pg-raw", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, o.pgURL, false)
+		}},
+		{name: "favorites-write-pg-raw", needs: pgNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
+			return startFavoritesRaw(ctx, o.pgURL, true)
 		}},
 		{name: "remote", needs: remoteNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return &target{targeter: get(o.url+"/v1/me", o.key), ok: http.StatusOK, close: func() {}}, nil
@@ -131,6 +163,33 @@ func startBare(ctx context.Context, o options, dir string) (*target, error) {
 		return nil, err
 	}
 	return &target{targeter: get(base+"/v1/me", ""), ok: http.StatusOK, close: stop}, nil
+}
+
+// startBareHeaders serves okHandler with the five rate limit header
+// fields that auth+plan's responses carry, constant: what the wire
+// contract alone costs (writing them, and parsing them in the client).
+func startBareHeaders(ctx context.Context, o options, dir string) (*target, error) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd["Ratelimit-Policy"] = planHeaders[0:1:1]
+		hd["Ratelimit"] = planHeaders[1:2:2]
+		hd["X-Ratelimit-Limit"] = planHeaders[2:3:3]
+		hd["X-Ratelimit-Remaining"] = planHeaders[3:4:4]
+		hd["X-Ratelimit-Reset"] = planHeaders[4:5:5]
+		okHandler(w, r)
+	})
+	base, stop, err := serve(h)
+	if err != nil {
+		return nil, err
+	}
+	return &target{targeter: get(base+"/v1/me", ""), ok: http.StatusOK, close: stop}, nil
+}
+
+// planHeaders are values of the length auth+plan sends.
+var planHeaders = []string{
+	`"1000000/s";q=1000000;w=1, "1000000000/h";q=1000000000;w=3600, "1000000000000/month";q=1000000000000;w=2592000`,
+	`"1000000/s";r=999999;t=1, "1000000000/h";r=999999999;t=1, "1000000000000/month";r=999999999999;t=91960`,
+	"1000000", "999999", "1795991242",
 }
 
 // limitMiddleware limits each key to unlimited with limiter.
@@ -270,7 +329,7 @@ func startFavorites(ctx context.Context, databaseURL string, write bool) (*targe
 		return nil
 	}
 	if write {
-		return &target{targeter: post, ok: http.StatusCreated, close: closeAll}, nil
+		return &target{targeter: post, ok: http.StatusCreated, close: closeAll, post: post}, nil
 	}
 	for range 100 {
 		var t vegeta.Target
@@ -287,7 +346,7 @@ func startFavorites(ctx context.Context, databaseURL string, write bool) (*targe
 			return nil, fmt.Errorf("seeding favorites: %s", resp.Status)
 		}
 	}
-	return &target{targeter: get(base+"/v1/favorites?limit=20", tok), ok: http.StatusOK, close: closeAll}, nil
+	return &target{targeter: get(base+"/v1/favorites?limit=20", tok), ok: http.StatusOK, close: closeAll, post: post}, nil
 }
 
 func get(url, token string) vegeta.Targeter {

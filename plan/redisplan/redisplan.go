@@ -6,12 +6,16 @@
 // Each decision is one Lua script run with EVALSHA: one round trip that
 // checks every limit (GCRA, as package ratelimit/redislimit) and the quota
 // of the request, and spends the cost from all of them only if all admit
-// it. An identity's state is one hash, Prefix + "{user:42}", read once
-// and written once per decision: a field per limit (its theoretical
-// arrival time, in whole microseconds) and the quota's count with the
-// period it counts. The hash expires when its buckets are full again and
-// its quota's period is over. The braces are a hash tag, so that a Redis
-// Cluster places each identity in one slot.
+// it. An identity's state is one string, Prefix + "{user:42}:s", read
+// once (GET) and written once (SET with its expiry) per decision: packed
+// doubles (Lua's struct library) with each limit's theoretical arrival
+// time, in whole microseconds, and the quota's count with the period it
+// counts. It expires when its buckets are full again and its quota's
+// period is over. The braces are a hash tag, so that a Redis Cluster
+// places each identity in one slot. The script of each plan (its limits
+// and quota) is generated with the plan's constants in its source, so
+// that a decision sends only the mode, the cost, the quota's period and,
+// with Options.Now, the time.
 //
 // Times are whole microseconds and each limit's emission interval is
 // rounded down to one (a limit of 3/s admits 3 requests per 0.999999 s);
@@ -58,7 +62,7 @@ const (
 type Options struct {
 	// Prefix starts every Redis key, so that applications can share one
 	// Redis; "" means [DefaultPrefix]. It must not contain '{'. The
-	// state of an identity is under Prefix + "{user:42}:...".
+	// state of an identity is at Prefix + "{user:42}:s".
 	Prefix string
 	// Timeout bounds each decision, including waiting for a connection;
 	// 0 means [DefaultTimeout]. A decision that takes longer fails (see
@@ -107,6 +111,11 @@ type Decider struct {
 	limits    atomic.Pointer[map[ratelimit.Limit]*limitArgs]
 	limitsMu  sync.Mutex                // serialises writers of limits
 	lastQuota atomic.Pointer[quotaArgs] // of the previous decision with a quota
+	// scripts caches the scripts with their constants in the source, by
+	// shape, copied on write as limits is.
+	scripts   atomic.Pointer[map[shape]*redis.Script]
+	scriptsMu sync.Mutex
+	maxBaked  int // maxBakedScripts; tests set 0
 
 	allowed, rateLimited, quotaExceeded, errors, failedOpen atomic.Uint64
 	lastLog                                                 atomic.Int64
@@ -146,6 +155,7 @@ func New(client redis.UniversalClient, opts Options) *Decider {
 		overrides:  opts.Overrides,
 		usage:      opts.Usage,
 		direct:     honoursDeadlines(client),
+		maxBaked:   maxBakedScripts,
 	}
 }
 
@@ -208,35 +218,50 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 		}
 		return plan.Decision{}, err
 	}
-	keys := []string{r.prefix + "{" + c.id.Budget.String() + ":" + c.id.ID + "}"}
+	keys := []string{r.prefix + "{" + c.id.Budget.String() + ":" + c.id.ID + "}:s"}
 	sh := shape{limits: len(c.limits), quota: !c.quota.IsZero(), clock: r.now != nil || !req.Now.IsZero()}
-	args := make([]any, 0, 3+3*plan.MaxLimits+4)
+	var las [plan.MaxLimits]*limitArgs
+	for i, l := range c.limits {
+		las[i] = r.limitArgs(l)
+		sh.ids[i], sh.ivs[i], sh.caps[i] = las[i].id, las[i].iv, las[i].capacity
+	}
+	if sh.quota {
+		sh.count = c.quota.Count
+	}
+	script := r.scriptFor(&sh)
+	args := make([]any, 0, 6+3*plan.MaxLimits+1)
 	args = append(args, modeArg(mode), c.cost)
 	if sh.clock {
 		args = append(args, c.now.UnixMicro())
 	}
-	for _, l := range c.limits {
-		la := r.limitArgs(l)
-		args = append(args, la.field, la.interval, la.capacity)
-	}
+	baseArg := -1
+	var qa *quotaArgs
 	if sh.quota {
+		qa = r.quotaArgs(c.quota, c.start, c.end)
 		base := int64(0)
 		if r.usage != nil {
 			base = -1 // unknown: the script asks for it if the counter is missing
 		}
-		qa := r.quotaArgs(c.quota, c.start, c.end)
-		args = append(args, qa.count, qa.period, qa.endMicros, base)
+		args = append(args, qa.period, qa.endMicros, base)
+		baseArg = len(args) - 1
 	}
-	script := scriptFor(sh)
+	if !sh.baked {
+		for _, la := range las[:len(c.limits)] {
+			args = append(args, la.idArg, la.ivArg, la.capArg)
+		}
+		if sh.quota {
+			args = append(args, qa.count)
+		}
+	}
 	res, err := r.run(ctx, script, keys, args)
-	if err == nil && len(res) == 1 {
+	if err == nil && len(res) == 1 && baseArg >= 0 {
 		// The quota counter is missing: restore it from the store and
 		// run again.
 		n, rerr := r.usage.Restore(ctx, c.id, c.quota.Period, c.start)
 		if rerr != nil {
 			return r.fail(ctx, req, &c, mode, rerr)
 		}
-		args[len(args)-1] = n
+		args[baseArg] = n
 		res, err = r.run(ctx, script, keys, args)
 	}
 	if err == nil && len(res) != 2+len(c.limits) {
@@ -294,11 +319,14 @@ func intervalMicros(l ratelimit.Limit) int64 {
 // maxCachedLimits bounds the cache of limits' script arguments.
 const maxCachedLimits = 1024
 
-// limitArgs are a limit's arguments to the script, boxed once.
+// limitArgs are a limit's constants in the script, and its arguments
+// boxed once.
 type limitArgs struct {
-	field    any // "l:" and the limit, so that a limit's state carries over to a new plan with the same limit
-	interval any // intervalMicros
-	capacity any // the burst times the interval
+	id       int64 // limitID of the limit's text, so that its state carries over to a new plan with the same limit
+	iv       int64 // intervalMicros
+	capacity int64 // the burst times the interval
+
+	idArg, ivArg, capArg any
 }
 
 // quotaArgs are a quota period's arguments to the script, boxed once.
@@ -306,7 +334,7 @@ type quotaArgs struct {
 	quota      plan.Quota
 	start, end time.Time
 	count      any // the quota's count
-	period     any // the period's name: "month:" and its start in Unix seconds
+	period     any // the period's id: limitID of its name, "month:" and its start in Unix seconds
 	endMicros  any // the period's end in microseconds
 }
 
@@ -320,7 +348,7 @@ func (r *Decider) quotaArgs(q plan.Quota, start, end time.Time) *quotaArgs {
 	qa := &quotaArgs{
 		quota: q, start: start, end: end,
 		count:     q.Count,
-		period:    q.Period.String() + ":" + strconv.FormatInt(start.Unix(), 10),
+		period:    limitID(q.Period.String() + ":" + strconv.FormatInt(start.Unix(), 10)),
 		endMicros: end.UnixMicro(),
 	}
 	r.lastQuota.Store(qa)
@@ -335,7 +363,8 @@ func (r *Decider) limitArgs(l ratelimit.Limit) *limitArgs {
 		}
 	}
 	iv := intervalMicros(l)
-	la := &limitArgs{field: "l:" + l.String(), interval: iv, capacity: iv * int64(l.BurstSize())}
+	la := &limitArgs{id: limitID(l.String()), iv: iv, capacity: iv * int64(l.BurstSize())}
+	la.idArg, la.ivArg, la.capArg = la.id, la.iv, la.capacity
 	r.limitsMu.Lock()
 	defer r.limitsMu.Unlock()
 	old := r.limits.Load()
@@ -349,6 +378,64 @@ func (r *Decider) limitArgs(l ratelimit.Limit) *limitArgs {
 	m[l] = la
 	r.limits.Store(&m)
 	return la
+}
+
+// maxBakedScripts bounds the scripts a Decider generates with their
+// constants in the source (and so the scripts it loads into Redis): one
+// per distinct set of limits and quota, that is per plan and override.
+// Other shapes run a script that takes the constants as arguments.
+const maxBakedScripts = 64
+
+// generic holds the scripts that take their constants as arguments, by
+// number of limits, quota and clock, generated when first used.
+var generic [plan.MaxLimits + 1][2][2]struct {
+	once sync.Once
+	s    *redis.Script
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// scriptFor returns the script of shape s, with its constants in the
+// source if the cache has room (setting s.baked), else the generic one.
+func (r *Decider) scriptFor(s *shape) *redis.Script {
+	s.baked = true
+	if m := r.scripts.Load(); m != nil {
+		if sc := (*m)[*s]; sc != nil {
+			return sc
+		}
+	}
+	r.scriptsMu.Lock()
+	defer r.scriptsMu.Unlock()
+	old := r.scripts.Load()
+	if old != nil {
+		if sc := (*old)[*s]; sc != nil {
+			return sc
+		}
+	}
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	if n < r.maxBaked {
+		sc := newScript(*s)
+		m := make(map[shape]*redis.Script, 1)
+		if old != nil {
+			m = maps.Clone(*old)
+		}
+		m[*s] = sc
+		r.scripts.Store(&m)
+		return sc
+	}
+	s.baked = false
+	g := shape{limits: s.limits, quota: s.quota, clock: s.clock}
+	e := &generic[g.limits][boolIndex(g.quota)][boolIndex(g.clock)]
+	e.once.Do(func() { e.s = newScript(g) })
+	return e.s
 }
 
 // decision builds the Decision from the script's reply: {flags, used,

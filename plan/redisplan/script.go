@@ -2,29 +2,33 @@ package redisplan
 
 import (
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apikit/apikit/plan"
 )
 
-// The decision script is generated for each shape of request: its number
-// of limits, whether it has a quota, and whether the caller gives the
-// time. Each script is straight-line Lua: no loops, no tables but the
-// reply, no argument it does not need, and literal field names for the
-// quota, so that Redis spends little more on a decision than on the two
-// or three commands it runs.
+// The decision script is generated for each shape of request: its
+// limits, its quota, and whether the caller gives the time. Each script
+// is straight-line Lua: no loops, no tables but the reply, and the
+// constants of the request's limits and quota written into the source
+// (for the shapes a Decider meets most, see maxBakedScripts), so that
+// Redis parses few arguments and runs little more than the two or three
+// commands of a decision.
 //
-// KEYS[1] is the identity's hash. Its fields: one per limit, named by the
-// caller (the limit's theoretical arrival time, TAT, in microseconds
-// since 1970); "q" and "qp", the quota's units used and the period they
-// count; "x", when the hash expires, by the clock of the decisions. The
-// hash is read once (HMGET) and written at most once (HSET; PEXPIRE only
-// when the hash must live longer than "x" says). Times are whole
-// microseconds: the script works in integers (exact in Lua's doubles up
-// to 2^53) and formats no floats.
+// KEYS[1] is the identity's state: one string of 2×plan.MaxLimits+3
+// little-endian doubles (struct.pack), read with one GET and written with
+// one SET … PX: for each limit slot, the limit's id (a hash of the limit,
+// so that a limit's state carries over to another plan with the same
+// limit) and its theoretical arrival time (TAT) in microseconds since
+// 1970; then the quota's period id and its units used; then when the
+// state may expire, by the clock of the decisions (the quota's period
+// end, kept by decisions without a quota). Times are whole
+// microseconds and the doubles hold integers (exact up to 2^53): the
+// script formats no number and parses no string but its arguments.
 //
 // ARGV:
 //
@@ -33,50 +37,51 @@ import (
 //	  nothing;
 //	2 the cost;
 //	3 the time in microseconds, if the caller gives it (else Redis's TIME);
-//	then for each limit its field, its emission interval and its capacity
-//	  (burst times interval), in whole microseconds;
-//	then, with a quota, its count, its period's name, its period's end in
+//	then, with a quota, its period's id, its period's end in
 //	  microseconds, and the used count to start a missing counter from
-//	  (-1: unknown, answer {-1} so that the caller restores it).
+//	  (-1: unknown, answer {-1} so that the caller restores it);
+//	then, for a shape whose constants are not in the source, each
+//	  limit's id, emission interval and capacity (burst times interval)
+//	  in whole microseconds, and the quota's count.
 //
 // Reply: {flags, quota used after (0 without a quota), then for each
 // limit the microseconds until its bucket was full before this request};
 // flags has bit 0 set if the request is admitted and bit i if limit i
-// admits it.
+// admits it. Every value is an integer.
+
+// stateSlots is the number of doubles in an identity's state.
+const stateSlots = 2*plan.MaxLimits + 3
 
 // shape is what a script is generated for.
 type shape struct {
 	limits int  // 1 to plan.MaxLimits
 	quota  bool // the request has a quota
 	clock  bool // ARGV[3] is the time; else the script asks Redis
+	// baked: the constants below are in the source; else in ARGV.
+	baked bool
+	ids   [plan.MaxLimits]int64 // each limit's id
+	ivs   [plan.MaxLimits]int64 // each limit's emission interval, µs
+	caps  [plan.MaxLimits]int64 // each limit's capacity, µs
+	count int64                 // the quota's count
 }
 
-// scripts holds the script of each shape, generated when first used.
-var scripts [plan.MaxLimits + 1][2][2]struct {
-	once sync.Once
-	s    *redis.Script
+// limitID is the id of a limit in an identity's state: 52 bits of a
+// hash of its text, so that it is exact in a double.
+func limitID(text string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(text))
+	return int64(h.Sum64() & (1<<52 - 1))
 }
 
-func boolIndex(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// scriptFor returns the script of shape s.
-func scriptFor(s shape) *redis.Script {
-	e := &scripts[s.limits][boolIndex(s.quota)][boolIndex(s.clock)]
-	e.once.Do(func() { e.s = redis.NewScript(scriptSource(s)) })
-	return e.s
-}
+// newScript generates the script of shape s.
+func newScript(s shape) *redis.Script { return redis.NewScript(scriptSource(s)) }
 
 // scriptSource generates the Lua source of the script of shape s.
 func scriptSource(s shape) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	n := s.limits
-	p("-- apikit plan decision: %d limit(s), quota %t, caller's clock %t", n, s.quota, s.clock)
+	p("-- apikit plan decision: %d limit(s), quota %t, caller's clock %t, constants in the source %t", n, s.quota, s.clock, s.baked)
 	p("local mode = ARGV[1]")
 	p("local cost = tonumber(ARGV[2])")
 	a := 3 // the next ARGV
@@ -88,43 +93,59 @@ func scriptSource(s shape) string {
 		p("local t = redis.call('TIME')")
 		p("local now = t[1] * 1000000 + t[2]")
 	}
+	var period, qend, base string
+	if s.quota {
+		period, qend, base = fmt.Sprintf("tonumber(ARGV[%d])", a), fmt.Sprintf("tonumber(ARGV[%d])", a+1), fmt.Sprintf("tonumber(ARGV[%d])", a+2)
+		a += 3
+	}
+	// constant returns the source of a constant: a literal, or the next
+	// argument.
+	constant := func(v int64) string {
+		if s.baked {
+			return strconv.FormatInt(v, 10)
+		}
+		a++
+		return fmt.Sprintf("tonumber(ARGV[%d])", a-1)
+	}
 	p("local need = cost")
 	p("if mode == 'a' then need = 1 end")
-	// The fields to read: the limits', then the quota's, then "x".
-	fields := make([]string, 0, n+3)
-	for i := range n {
-		fields = append(fields, fmt.Sprintf("ARGV[%d]", a+3*i))
-	}
-	if s.quota {
-		fields = append(fields, "'q'", "'qp'")
-	}
-	fields = append(fields, "'x'")
-	xv := len(fields) // the index of "x" in v
-	p("local v = redis.call('HMGET', KEYS[1], %s)", strings.Join(fields, ", "))
-	p("local ok, flags = true, 0")
 	p("local charge = mode == 'c'")
+	// The stored slots: p1, s1 (id and TAT of the first limit slot), …, qp, qu.
+	vars := make([]string, 0, stateSlots)
+	for i := 1; i <= plan.MaxLimits; i++ {
+		vars = append(vars, fmt.Sprintf("p%d", i), fmt.Sprintf("s%d", i))
+	}
+	vars = append(vars, "qp", "qu", "x")
+	p("local %s", strings.Join(vars, ", "))
+	p("local v = redis.call('GET', KEYS[1])")
+	p("if v and #v == %d then %s = struct.unpack('<%s', v) end", 8*stateSlots, strings.Join(vars, ", "), strings.Repeat("d", stateSlots))
+	p("local ok, flags = true, 0")
 	for i := 1; i <= n; i++ {
-		field, iv, capacity := a, a+1, a+2
-		p("local f%d, iv%d = ARGV[%d], tonumber(ARGV[%d])", i, i, field, iv)
-		p("local tat%d = tonumber(v[%d]) or now", i, i)
+		p("local id%d, iv%d, cap%d = %s, %s, %s", i, i, i, constant(s.ids[i-1]), constant(s.ivs[i-1]), constant(s.caps[i-1]))
+		// The limit's slot: its own first, then any other (a plan whose
+		// limits changed order).
+		find := []string{fmt.Sprintf("(p%d == id%d and s%d)", i, i, i)}
+		for j := 1; j <= plan.MaxLimits; j++ {
+			if j != i {
+				find = append(find, fmt.Sprintf("(p%d == id%d and s%d)", j, i, j))
+			}
+		}
+		p("local tat%d = %s or now", i, strings.Join(find, " or "))
 		p("if tat%d < now then tat%d = now end", i, i)
 		p("local w%d = tat%d - now", i, i)
-		p("if charge or w%d + need * iv%d <= tonumber(ARGV[%d]) then flags = flags + %d else ok = false end", i, i, capacity, 1<<i)
-		a += 3
+		p("if charge or w%d + need * iv%d <= cap%d then flags = flags + %d else ok = false end", i, i, i, 1<<i)
 	}
 	p("local used, write = 0, false")
 	if s.quota {
-		count, period, end, base := a, a+1, a+2, a+3
-		p("local period = ARGV[%d]", period)
-		p("if v[%d] and v[%d] == period then", n+1, n+2)
-		p("  used = tonumber(v[%d])", n+1)
+		p("local period, qend = %s, %s", period, qend)
+		p("if qp == period then")
+		p("  used = qu")
 		p("else")
-		p("  used = tonumber(ARGV[%d])", base)
+		p("  used = %s", base)
 		p("  if used < 0 then return {-1} end")
 		p("  write = true")
 		p("end")
-		p("if not charge and used + need > tonumber(ARGV[%d]) then ok = false end", count)
-		p("local qend = tonumber(ARGV[%d])", end)
+		p("if not charge and used + need > %s then ok = false end", constant(s.count))
 	}
 	p("if charge or (ok and mode == 'd') then")
 	for i := 1; i <= n; i++ {
@@ -136,32 +157,30 @@ func scriptSource(s shape) string {
 	p("  write = true")
 	p("end")
 	p("if write then")
-	// The hash must live until every bucket is full and the quota's period
-	// is over. When it would expire sooner, it is given as long again as
-	// its buckets need, so that a busy identity extends it seldom.
-	p("  local last = now")
+	// The state must live until every bucket is full and the quota's
+	// period is over, and a second longer.
+	p("  local expires = x or now")
 	for i := 1; i <= n; i++ {
-		p("  if tat%d > last then last = tat%d end", i, i)
+		p("  if tat%d > expires then expires = tat%d end", i, i)
 	}
-	p("  local expires = last")
 	if s.quota {
 		p("  if qend > expires then expires = qend end")
 	}
-	p("  local x = tonumber(v[%d]) or 0", xv)
-	set := make([]string, 0, 2*n+6)
-	for i := 1; i <= n; i++ {
-		set = append(set, fmt.Sprintf("f%d, tat%d", i, i))
+	slots := make([]string, 0, stateSlots)
+	for i := 1; i <= plan.MaxLimits; i++ {
+		if i <= n {
+			slots = append(slots, fmt.Sprintf("id%d, tat%d", i, i))
+		} else {
+			slots = append(slots, "0, 0")
+		}
 	}
 	if s.quota {
-		set = append(set, "'q', used, 'qp', period")
+		slots = append(slots, "period, used, expires")
+	} else {
+		slots = append(slots, "qp or 0, qu or 0, expires") // the quota's state, for the next plan with one
 	}
-	p("  if expires > x then")
-	p("    x = expires + (last - now)")
-	p("    redis.call('HSET', KEYS[1], %s, 'x', x)", strings.Join(set, ", "))
-	p("    redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((x - now) / 1000)))")
-	p("  else")
-	p("    redis.call('HSET', KEYS[1], %s)", strings.Join(set, ", "))
-	p("  end")
+	p("  redis.call('SET', KEYS[1], struct.pack('<%s', %s), 'PX', math.ceil((expires - now) / 1000) + 1000)",
+		strings.Repeat("d", stateSlots), strings.Join(slots, ", "))
 	p("end")
 	p("if ok then flags = flags + 1 end")
 	reply := []string{"flags", "used"}

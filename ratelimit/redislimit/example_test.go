@@ -1,6 +1,7 @@
 package redislimit_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -27,6 +28,29 @@ func ExampleNew() {
 	perKey := ratelimit.Middleware(limiter, ratelimit.MiddlewareOptions{
 		Policy:  "per-key",
 		Limit:   ratelimit.MustParseLimit("100/min"),
+		KeyFunc: func(r *http.Request) (string, error) { return r.Header.Get("X-Key-Id"), nil },
+	})
+	http.Handle("/api/", perKey(http.NotFoundHandler()))
+}
+
+// A fleet whose hot keys make a Redis round trip per request too costly
+// decides locally and syncs every 100ms; a Redis Cluster works as well as
+// a single Redis. Each instance closes its limiter on shutdown, which
+// sends what it admitted since the last sync.
+func ExampleNewLocal() {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"},
+		IsClusterMode:         true,
+		ContextTimeoutEnabled: true,
+	})
+	limiter := redislimit.NewLocal(rdb, redislimit.LocalOptions{
+		Options:      redislimit.Options{Prefix: "favoritesapi:", Logger: slog.Default()},
+		SyncInterval: 100 * time.Millisecond,
+	})
+	defer limiter.Close(context.Background())
+	perKey := ratelimit.Middleware(limiter, ratelimit.MiddlewareOptions{
+		Policy:  "per-key",
+		Limit:   ratelimit.MustParseLimit("1000/s"),
 		KeyFunc: func(r *http.Request) (string, error) { return r.Header.Get("X-Key-Id"), nil },
 	})
 	http.Handle("/api/", perKey(http.NotFoundHandler()))

@@ -8,6 +8,15 @@
 // expires when the key's bucket has refilled. Its decisions agree with
 // [ratelimit.Memory]'s for the same sequence of events.
 //
+// [Local] is the same budget decided locally: each instance admits from
+// its own view of a key's bucket and syncs with Redis in the background,
+// one pipelined round trip per sync interval for all its keys, with a
+// bounded overshoot documented there. Both kinds share the keys' state,
+// so a fleet can mix them.
+//
+// Both work with a Redis Cluster (a *redis.ClusterClient, or any
+// [redis.UniversalClient]): every script reads and writes one key.
+//
 // It is a package of its own so that programs that import package
 // ratelimit for its in-memory limiter do not compile or link the Redis
 // client.
