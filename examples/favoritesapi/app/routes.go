@@ -132,11 +132,11 @@ func (s *Server) routes() (http.Handler, error) {
 	root.Handle("/", routeOf(site, s.login.LoadUser(withActor(routed(site)))))
 	// Every request is timed by its route pattern (and, when traced, a
 	// span of its own).
-	h := s.instrument(securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://")))
-	// Outermost: every event of the security log carries the client's
-	// address (as the trusted proxies report it) and user agent, the
-	// Stripe webhook's and GitHub's reports included.
-	h = audit.Middleware(s.clientIP)(h)
+	// In front of every handler: every event of the security log carries
+	// the client's address (as the trusted proxies report it) and user
+	// agent, the Stripe webhook's and GitHub's reports included. (Inside
+	// instrument, which names the route on the request it was given.)
+	h := s.instrument(audit.Middleware(s.clientIP)(securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://"))))
 	if s.tracer != nil {
 		h = s.traced(h)
 	}

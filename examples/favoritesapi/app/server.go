@@ -140,9 +140,9 @@ type Server struct {
 	handler   http.Handler
 	pages     pageSet
 	metrics   *metrics
-	meter     *usage.Meter    // requests per key, user and hour, written in batches
-	alerts    *usage.Alerts   // quota alerts at 80 % and 100 %, mailed in the background
-	reporter  *meter.Reporter // the metered plans' usage, billed through Stripe; nil in dev mode
+	meter     *usage.Meter     // requests per key, user and hour, written in batches
+	alerts    *usage.Alerts    // quota alerts at 80 % and 100 %, mailed in the background
+	reporter  *meter.Reporter  // the metered plans' usage, billed through Stripe; nil in dev mode
 	audit     *audit.Log       // the security log: keys, sign-ins, billing, account changes
 	mailer    magiclink.Mailer // sign-in links, quota alerts and key notices
 	// secretScan is GitHub's secret scanning endpoint.
@@ -336,7 +336,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// the security log.
 		Audit:  loginAudit(s.audit),
 		Logger: s.logger,
-		Now:            opts.Now,
+		Now:    opts.Now,
 	}); err != nil {
 		return nil, err // magiclink's errors name the package
 	}
@@ -380,7 +380,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// Subscription and plan changes go to the security log.
 		Audit:  billingAudit(s.audit),
 		Logger: s.logger,
-		Now:          opts.Now,
+		Now:    opts.Now,
 	}); err != nil {
 		return nil, err // billing's errors name the package
 	}
