@@ -369,6 +369,9 @@ func TestKeyNetworks(t *testing.T) {
 			if typ, _ := r.problem(t)["type"].(string); typ != apikey.AddressNotAllowedType {
 				t.Errorf("problem type = %q, want %q", typ, apikey.AddressNotAllowedType)
 			}
+			if doc := get(t, c, s.URL+apikey.AddressNotAllowedType); doc.status != http.StatusOK || !strings.Contains(doc.body, "restricted it to some networks") {
+				t.Errorf("GET %s = %d, want the page documenting the problem type", apikey.AddressNotAllowedType, doc.status)
+			}
 			r = call(t, s.URL, tok, "GET", "/v1/me", "", "X-Forwarded-For", "10.1.2.3")
 			if r.status != tc.want {
 				t.Fatalf("forwarded from 10.1.2.3 = %d %s, want %d", r.status, r.body, tc.want)

@@ -122,6 +122,9 @@ func (s *Server) routes() (http.Handler, error) {
 	// The quota-exceeded problem type is a relative URI: this page
 	// documents it (RFC 9457, section 3.1.1).
 	root.Handle("GET "+plan.QuotaExceededType, s.login.LoadUser(http.HandlerFunc(s.handleQuotaProblem)))
+	root.Handle("GET "+apikey.AddressNotAllowedType, s.login.LoadUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.render(w, r, http.StatusOK, "address-not-allowed", "Address not allowed — FavoritesAPI", nil)
+	})))
 	root.Handle("GET /static/", staticHandler())
 	root.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
