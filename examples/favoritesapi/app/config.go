@@ -306,7 +306,7 @@ func parseRetention(v string) (time.Duration, error) {
 	var d time.Duration
 	if n, ok := strings.CutSuffix(v, "d"); ok {
 		days, err := strconv.Atoi(n)
-		if err != nil {
+		if err != nil || days > 100*366 {
 			return 0, fmt.Errorf("%q: want a number of days such as 365d, or a duration such as 8760h", v)
 		}
 		d = time.Duration(days) * 24 * time.Hour

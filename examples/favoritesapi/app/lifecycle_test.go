@@ -653,3 +653,28 @@ func mustProxies(t *testing.T, s string) []netip.Prefix {
 	}
 	return p
 }
+
+// TestLifecycleConfig: AUDIT_RETENTION in days or as a duration, a day at
+// least; GITHUB_KEYS_URL an http(s) URL, GitHub's by default.
+func TestLifecycleConfig(t *testing.T) {
+	cfg, err := app.ConfigFromEnv(func(string) string { return "" })
+	if err != nil || cfg.AuditRetention != app.DefaultAuditRetention || cfg.GitHubKeysURL != secretscan.DefaultKeysURL {
+		t.Fatalf("defaults: %v, %v, %v", cfg.AuditRetention, cfg.GitHubKeysURL, err)
+	}
+	for v, want := range map[[2]string]time.Duration{
+		{"90d", ""}: 90 * 24 * time.Hour, {"48h", ""}: 48 * time.Hour, {"1h", ""}: -1, {"0d", ""}: -1, {"x", ""}: -1,
+		{"", "http://127.0.0.1:1/keys"}: app.DefaultAuditRetention, {"", "ftp://example.com/keys"}: -1, {"", "/keys"}: -1,
+	} {
+		env := map[string]string{"AUDIT_RETENTION": v[0], "GITHUB_KEYS_URL": v[1]}
+		cfg, err := app.ConfigFromEnv(func(k string) string { return env[k] })
+		if want < 0 {
+			if err == nil {
+				t.Errorf("%v accepted", v)
+			}
+			continue
+		}
+		if err != nil || cfg.AuditRetention != want {
+			t.Errorf("%v: retention %v, %v; want %v", v, cfg.AuditRetention, err, want)
+		}
+	}
+}
