@@ -439,10 +439,16 @@ var secretRe = regexp.MustCompile(`fav_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{3
 // user agent the proxy forwarded; without a trusted proxy, a forged
 // header is not believed. No row holds a key, a link token or a code.
 func TestAuditTrail(t *testing.T) {
+	for _, b := range []backend{sqliteDB, postgresDB} {
+		t.Run(string(b), func(t *testing.T) { testAuditTrail(t, b) })
+	}
+}
+
+func testAuditTrail(t *testing.T, b backend) {
 	var clk clock
 	gh := startGitHubKeys(t)
 	const client, ua = "203.0.113.7", "Audit-Browser/1.0 <script>"
-	s := startServer(t, sqliteDB, app.Config{TrustedProxies: mustProxies(t, "127.0.0.1/32"), GitHubKeysURL: gh.url},
+	s := startServer(t, b, app.Config{TrustedProxies: mustProxies(t, "127.0.0.1/32"), GitHubKeysURL: gh.url},
 		func(o *app.Options) { o.Now = clk.now; o.ExpiryInterval = 20 * time.Millisecond })
 	var secrets []string
 
@@ -565,7 +571,7 @@ func TestAuditTrail(t *testing.T) {
 	assertNoSecrets(t, s, secrets)
 
 	// Without a trusted proxy, the forged header is not believed.
-	s2 := startServer(t, sqliteDB, app.Config{})
+	s2 := startServer(t, b, app.Config{})
 	c2 := browser(t)
 	c2.Transport = forwardingTransport{client, ua}
 	postForm(t, c2, s2.URL+"/login", url.Values{"email": {"bob@example.com"}})
