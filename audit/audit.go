@@ -33,9 +33,20 @@ const (
 
 	SubscriptionChanged Kind = "billing.subscription_changed"
 	PlanChanged         Kind = "billing.plan_changed"
+	// CheckoutCompleted: a Checkout for the user was completed (package
+	// billing's EventCheckoutCompleted).
+	CheckoutCompleted Kind = "billing.checkout_completed"
+	// PlanChangeRequested: the user asked for another plan and was sent
+	// to Stripe, where the change is made (package billing's
+	// EventPlanChangeRequested); the change itself is a PlanChanged.
+	PlanChangeRequested Kind = "billing.plan_change_requested"
 
-	EmailChanged   Kind = "account.email_changed"
-	AccountDeleted Kind = "account.deleted"
+	// EmailChangeRequested: a link to confirm a new address was sent
+	// (package magiclink's EventEmailChangeRequested); following it is an
+	// EmailChanged.
+	EmailChangeRequested Kind = "account.email_change_requested"
+	EmailChanged         Kind = "account.email_changed"
+	AccountDeleted       Kind = "account.deleted"
 )
 
 // ActorKind is who acted. The values match package apikey's actors.

@@ -12,6 +12,7 @@
 //	go run ./examples/favoritesapi delete-account --email ada@example.com
 //	go run ./examples/favoritesapi usage --email ada@example.com --from 2026-03-01 --to 2026-03-08
 //	go run ./examples/favoritesapi usage --rejected
+//	go run ./examples/favoritesapi audit --email ada@example.com > events.jsonl
 //
 // It is configured by environment variables; run it with -h for the list.
 // Without STRIPE_SECRET_KEY, billing runs in a dev mode that takes no
@@ -19,7 +20,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,10 +32,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/store"
@@ -48,7 +53,9 @@ const (
 const usage = `Usage:
   favoritesapi [serve]                               serve the site and the API
   favoritesapi migrate                               apply database migrations and exit
-  favoritesapi keys issue --email E [--name N]       issue an API key to an existing user
+  favoritesapi keys issue --email E [--name N] [--expires-in DAYS] [--tags T,…]
+                    [--networks CIDR,…] [--metadata JSON]
+                                                     issue an API key to an existing user
   favoritesapi keys revoke ID                        revoke an API key
   favoritesapi plans                                 print the plans in force (the PLANS_FILE format)
   favoritesapi override --email E [--key ID] [--limits L,…] [--quota N/PERIOD]
@@ -66,6 +73,11 @@ const usage = `Usage:
                                                      the current period, by the day)
   favoritesapi usage --rejected [--limit N]          list the meter events Stripe rejected
   favoritesapi usage --requeue IDENTIFIER            send a rejected meter event again
+  favoritesapi audit [--email E]                     write the security log (of one account) to
+                                                     stdout as JSON lines, oldest first
+
+Operator commands are recorded in the security log as actions of the
+operator named by $USER (or $APIKIT_OPERATOR).
 
 `
 
@@ -97,6 +109,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(rest) > 0 {
 		cmd, rest = rest[0], rest[1:]
 	}
+	if cmd != "serve" {
+		// What an operator command changes is theirs in the security log.
+		ctx = audit.WithActor(ctx, operator(getenv))
+	}
 	switch cmd {
 	case "serve":
 		err = serve(ctx, cfg, getenv, logger, stderr)
@@ -116,6 +132,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = deleteAccountCmd(ctx, cfg, logger, rest, stdout, stderr)
 	case "usage":
 		err = usageCmd(ctx, cfg, logger, rest, stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, cfg, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "favoritesapi: unknown command %q\n\n", cmd)
 		fs.Usage()
@@ -270,6 +288,7 @@ func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr 
 	keys := apikey.NewManager(st, apikey.ManagerOptions{
 		Prefix:   cfg.KeyEnvPrefix(),
 		OnChange: func(id string) { bus.Publish(invalidate.Key(id)) },
+		Audit:    app.KeyAudit(app.NewAuditLog(st, cfg.AuditRetention, nil)),
 	})
 	switch args[0] {
 	case "issue":
@@ -277,11 +296,28 @@ func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr 
 		fs.SetOutput(stderr)
 		email := fs.String("email", "", "email address of an existing user")
 		name := fs.String("name", "issued by support", "name of the key")
+		expiresIn := fs.Int("expires-in", 0, "days until the key expires (0: never)")
+		tags := fs.String("tags", "", "tags of the key, separated by commas")
+		networks := fs.String("networks", "", "networks the key may be used from (CIDRs or addresses, separated by commas; default every network)")
+		metadata := fs.String("metadata", "", `a JSON object returned with the key by GET /v1/me, such as {"customer":"acme"}`)
 		if err := fs.Parse(args[1:]); err != nil {
 			return usageError{err.Error()}
 		}
 		if *email == "" || fs.NArg() > 0 {
 			return usageError{"keys issue needs --email and no other arguments"}
+		}
+		if *expiresIn < 0 {
+			return usageError{"--expires-in is a number of days, 0 for never"}
+		}
+		opts := apikey.IssueOptions{Name: *name, ExpiresIn: time.Duration(*expiresIn) * 24 * time.Hour}
+		if *tags != "" {
+			opts.Tags = strings.Split(*tags, ",")
+		}
+		if opts.AllowedCIDRs, err = apikey.ParseCIDRs(*networks); err != nil {
+			return usageError{"--networks: " + err.Error()}
+		}
+		if *metadata != "" {
+			opts.Metadata = json.RawMessage(*metadata)
 		}
 		userID, found, err := st.UserByEmail(ctx, *email)
 		if err != nil {
@@ -290,11 +326,15 @@ func keysCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr 
 		if !found {
 			return fmt.Errorf("no user has the email %q", *email)
 		}
-		k, tok, err := keys.Issue(ctx, userID, apikey.IssueOptions{Name: *name})
+		k, tok, err := keys.Issue(ctx, userID, opts)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "issued key %s (%q) to %s; the token is shown once:\n", k.ID, k.Name, *email)
+		expires := "never expires"
+		if !k.ExpiresAt.IsZero() {
+			expires = "expires " + k.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(stderr, "issued key %s (%q, %s) to %s; the token is shown once:\n", k.ID, k.Name, expires, *email)
 		fmt.Fprintln(stdout, tok.Reveal())
 		return nil
 	case "revoke":
@@ -355,4 +395,50 @@ func deleteAccountCmd(ctx context.Context, cfg app.Config, logger *slog.Logger, 
 	}
 	fmt.Fprintf(stdout, "deleted account %d (subscription %s)\n", id, when)
 	return nil
+}
+
+// operator names who runs an operator command, for the security log:
+// $APIKIT_OPERATOR, else $USER, else "cli".
+func operator(getenv func(string) string) audit.Actor {
+	id := cmp.Or(getenv("APIKIT_OPERATOR"), getenv("USER"), "cli")
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return audit.Actor{Kind: audit.ActorOperator, ID: id}
+}
+
+// auditCmd writes the security log as JSON lines, oldest first: every
+// event, or those of one account.
+func auditCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	email := fs.String("email", "", "only the events of this account")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{"audit takes only --email"}
+	}
+	st, err := app.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := app.Migrate(ctx, st); err != nil {
+		return err
+	}
+	var userID int64
+	if *email != "" {
+		id, found, err := st.UserByEmail(ctx, *email)
+		if err != nil {
+			return err
+		}
+		if !found {
+			// A deleted account's events remain under its id; its address
+			// is gone.
+			return fmt.Errorf("no user has the email %q (the events of a deleted account are in the full export, under its id)", *email)
+		}
+		userID = id
+	}
+	return app.NewAuditLog(st, cfg.AuditRetention, nil).Export(ctx, stdout, userID)
 }

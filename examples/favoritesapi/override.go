@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
+	"github.com/apikit/apikit/store"
 )
 
 // overrideCmd sets or clears the override of a user's budget (or of one
@@ -101,6 +103,7 @@ func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, std
 			return nil
 		}
 		bus.Publish(invalidate.User(userID))
+		auditOverride(ctx, cfg, st, userID, id, "cleared", "", stderr)
 		fmt.Fprintf(stdout, "cleared the override of %s (%s); running servers apply it within %v\n", id, *email, app.DefaultOverrideRefresh)
 		return nil
 	}
@@ -108,6 +111,7 @@ func overrideCmd(ctx context.Context, cfg app.Config, args []string, stdout, std
 		return err
 	}
 	bus.Publish(invalidate.User(userID))
+	auditOverride(ctx, cfg, st, userID, id, "set", describeOverride(o), stderr)
 	fmt.Fprintf(stdout, "%s (%s): %s; running servers apply it within %v\n", id, *email, describeOverride(o), app.DefaultOverrideRefresh)
 	return nil
 }
@@ -131,4 +135,18 @@ func describeOverride(o plan.Override) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// auditOverride records an override set or cleared in the security log,
+// as a plan change by the operator (the context's actor). A failure is
+// reported; the override stands.
+func auditOverride(ctx context.Context, cfg app.Config, st *store.Store, userID int64, id plan.Identity, change, desc string, stderr io.Writer) {
+	detail := map[string]string{"override": change, "budget": id.String()}
+	if desc != "" {
+		detail["limits"] = desc
+	}
+	e := audit.Event{Kind: audit.PlanChanged, UserID: userID, Detail: detail}
+	if _, err := app.NewAuditLog(st, cfg.AuditRetention, nil).Append(ctx, e); err != nil {
+		fmt.Fprintln(stderr, "favoritesapi: recording the override in the security log:", err)
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/store"
 )
@@ -79,6 +81,20 @@ func (s *Server) DeleteAccount(ctx context.Context, userID int64, opts DeleteAcc
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "audit",
 		slog.String("event", "account deleted"), slog.Int64("user", userID), slog.String("by", by),
 		slog.Int("keys", len(keys)), slog.Bool("at_period_end", opts.AtPeriodEnd))
+	// The security log's entry outlives the account (it names the id,
+	// never the address); the actor is the context's: the user, or the
+	// operator of the CLI. The account is gone whatever the log says.
+	ev := audit.Event{Kind: audit.AccountDeleted, UserID: userID, Detail: map[string]string{
+		"keys": strconv.Itoa(len(keys)), "at_period_end": strconv.FormatBool(opts.AtPeriodEnd)}}
+	if audit.SourceFrom(ctx).Actor.Kind == "" {
+		ev.Actor = audit.Actor{Kind: audit.ActorUser, ID: strconv.FormatInt(userID, 10)}
+		if by == "operator" {
+			ev.Actor = audit.Actor{Kind: audit.ActorOperator}
+		}
+	}
+	if _, err := s.audit.Append(ctx, ev); err != nil {
+		s.logger.Error("appending the account deletion to the security log", "user", userID, "error", err)
+	}
 	return nil
 }
 

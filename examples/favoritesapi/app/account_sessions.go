@@ -74,3 +74,18 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/?account=deleted", http.StatusSeeOther)
 }
+
+// handleSignOutEverywhere ends every session of the user, this one
+// included (magiclink's RevokeSessions, audited as signed out
+// everywhere), and sends the browser to the sign-in page.
+func (s *Server) handleSignOutEverywhere(w http.ResponseWriter, r *http.Request) {
+	u, _ := magiclink.UserFrom(r.Context())
+	if err := s.login.RevokeSessions(r.Context(), u.ID); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.logger.Info("signed out everywhere", "user", u.ID)
+	http.SetCookie(w, &http.Cookie{Name: "__Host-session", Value: "", Path: "/", MaxAge: -1,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}

@@ -40,6 +40,16 @@ type meResponse struct {
 	Key struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
+		// Environment is "live" or "test".
+		Environment string `json:"environment"`
+		// Metadata is the JSON object set when the key was issued, or
+		// null.
+		Metadata json.RawMessage `json:"metadata"`
+		// Tags are the key's tags ([] for none).
+		Tags []string `json:"tags"`
+		// AllowedNetworks are the networks the key is restricted to ([]
+		// for every network).
+		AllowedNetworks []string `json:"allowed_networks"`
 	} `json:"key"`
 	Plan planState `json:"plan"`
 	// RateLimit is the plan's first rate limit, as before plans had
@@ -124,7 +134,16 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 	}
 	var body meResponse
 	body.User.Email = email
-	body.Key.ID, body.Key.Name = p.KeyID, p.Name
+	body.Key.ID, body.Key.Name, body.Key.Environment = p.KeyID, p.Name, p.Environment
+	body.Key.Metadata = p.Metadata
+	if body.Key.Metadata == nil {
+		body.Key.Metadata = json.RawMessage("null")
+	}
+	body.Key.Tags = append([]string{}, p.Tags...)
+	body.Key.AllowedNetworks = []string{}
+	for _, c := range p.AllowedCIDRs {
+		body.Key.AllowedNetworks = append(body.Key.AllowedNetworks, c.String())
+	}
 	body.Plan = newPlanState(pl, status, d)
 	if len(body.Plan.Limits) > 0 {
 		body.RateLimit.Limit = body.Plan.Limits[0].Limit

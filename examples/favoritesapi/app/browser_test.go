@@ -238,6 +238,33 @@ func TestBrowserJourney(t *testing.T) {
 		t.Errorf("API after upgrading: %d %s, want the pro plan", r.status, r.body)
 	}
 
+	// A key that expires in 90 days, with tags: the list shows both, and
+	// the security activity what happened so far.
+	do("key with expiry and tags",
+		chromedp.SetValue(chromedp.CSS("#key-expires"), "90"),
+		chromedp.Click(chromedp.CSS(".newkey-form summary")),
+		chromedp.WaitVisible(chromedp.CSS("#key-tags")),
+		chromedp.SendKeys(chromedp.CSS("#key-tags"), "ci team:web"),
+		chromedp.SendKeys(chromedp.CSS("#key-name"), "expiring key"),
+		chromedp.Click(chromedp.CSS("#create-key")),
+		chromedp.WaitVisible(chromedp.CSS("#new-key")))
+	expiring, err := apikey.Parse(text("#new-key"))
+	if err != nil {
+		t.Fatalf("#new-key: %v", err)
+	}
+	row := text("#key-" + expiring.ID)
+	for _, want := range []string{"expiring key", "ci", "team:web", "test", time.Now().UTC().AddDate(0, 0, 90).Format("2006-01-02")} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the key's row lacks %q: %s", want, row)
+		}
+	}
+	activity := text("#security-activity")
+	for _, want := range []string{"Security activity", "key.issued", "session.signed_in", "billing.plan_changed", "127.0.0.1"} {
+		if !strings.Contains(activity, want) {
+			t.Errorf("the security activity lacks %q:\n%s", want, activity)
+		}
+	}
+
 	do("signed out",
 		chromedp.Click(chromedp.CSS("#logout")),
 		chromedp.WaitVisible(chromedp.CSS("#signup")))

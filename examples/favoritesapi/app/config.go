@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/apikit/apikit/apikey/secretscan"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -59,6 +61,11 @@ const EnvHelp = `Environment:
   ACCOUNT_DELETE_AT_PERIOD_END
                          true: a deleted account's subscription runs to the end of
                          the period paid for (default false: canceled at once)
+  GITHUB_KEYS_URL        where GitHub's secret scanning public keys are fetched from, to
+                         check the signatures of POST /github/secret-scanning (default
+                         GitHub's own; tests and staging point it at a key server of theirs)
+  AUDIT_RETENTION        how long the security log keeps events, as a number of days
+                         ("90d") or a Go duration (default 365d)
   KEY_PREFIX             API key prefix (default fav); keys are <prefix>_live_… or
                          <prefix>_test_… (test with a test Stripe key or in dev mode)
 `
@@ -101,6 +108,12 @@ type Config struct {
 	// run to the end of the period paid for (ACCOUNT_DELETE_AT_PERIOD_END
 	// = true); by default it is canceled at once.
 	AccountDeleteAtPeriodEnd bool
+	// GitHubKeysURL is where GitHub's secret scanning keys are fetched
+	// from (GITHUB_KEYS_URL; default secretscan.DefaultKeysURL).
+	GitHubKeysURL string
+	// AuditRetention is how long the security log keeps events
+	// (AUDIT_RETENTION; default DefaultAuditRetention).
+	AuditRetention time.Duration
 }
 
 // ConfigFromEnv reads the variables listed in [EnvHelp] through getenv
@@ -123,6 +136,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		InvalidationURL:     getenv("INVALIDATION_URL"),
 		KeyPrefix:           getenv("KEY_PREFIX"),
 		MetricsAddr:         getenv("METRICS_ADDR"),
+		GitHubKeysURL:       getenv("GITHUB_KEYS_URL"),
+	}
+	if v := getenv("AUDIT_RETENTION"); v != "" {
+		d, err := parseRetention(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("AUDIT_RETENTION: %w", err)
+		}
+		c.AuditRetention = d
 	}
 	if v := getenv("ACCOUNT_DELETE_AT_PERIOD_END"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -160,6 +181,13 @@ func (c Config) withDefaults() (Config, error) {
 	c.DatabaseURL = cmp.Or(c.DatabaseURL, "favoritesapi.db")
 	c.KeyPrefix = cmp.Or(c.KeyPrefix, "fav")
 	c.MetricsAddr = cmp.Or(c.MetricsAddr, "127.0.0.1:9090")
+	c.GitHubKeysURL = cmp.Or(c.GitHubKeysURL, secretscan.DefaultKeysURL)
+	if c.AuditRetention <= 0 {
+		c.AuditRetention = DefaultAuditRetention
+	}
+	if k, err := url.Parse(c.GitHubKeysURL); err != nil || (k.Scheme != "http" && k.Scheme != "https") || k.Host == "" {
+		return Config{}, fmt.Errorf("GITHUB_KEYS_URL %q must be an http(s) URL", c.GitHubKeysURL)
+	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Config{}, fmt.Errorf("BASE_URL %q must be an http(s) URL without query, such as https://api.example.com", c.BaseURL)
@@ -270,4 +298,26 @@ func (c Config) KeyEnvPrefix() string {
 		return c.KeyPrefix + "_live"
 	}
 	return c.KeyPrefix + "_test"
+}
+
+// parseRetention reads a retention: a number of days such as "90d", or a
+// Go duration such as "2160h"; at least a day.
+func parseRetention(v string) (time.Duration, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days > 100*366 {
+			return 0, fmt.Errorf("%q: want a number of days such as 365d, or a duration such as 8760h", v)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("%q: want a number of days such as 365d, or a duration such as 8760h", v)
+		}
+	}
+	if d < 24*time.Hour {
+		return 0, fmt.Errorf("%q: keep events at least a day", v)
+	}
+	return d, nil
 }

@@ -1,12 +1,16 @@
 package app
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/apikit/apikit/apikey"
 )
 
 // FuzzDecodeCursor feeds arbitrary cursors, as clients send them: they
@@ -70,6 +74,54 @@ func FuzzFavoriteBody(f *testing.F) {
 			if n := utf8.RuneCountInString(tag); n < 1 || n > maxTagLen {
 				t.Fatalf("accepted tag %q", tag)
 			}
+		}
+	})
+}
+
+// FuzzKeyForm feeds arbitrary new-key forms (lifetime, metadata, tags,
+// networks) to their parsing: never a panic, and what is accepted is
+// within the dashboard's choices and apikey's limits, or refused by
+// Issue's own checks (the form is read twice, here and by apikey).
+func FuzzKeyForm(f *testing.F) {
+	f.Add("30", `{"customer":"acme"}`, "ci, team:billing", "10.0.0.0/8, 2001:db8::/48 198.51.100.7")
+	f.Add("", "", "", "")
+	f.Add("7", `[1]`, "-x", "0.0.0.0/0")
+	f.Add("365", `{"a":`, strings.Repeat("t ", 40), "10.0.0.0/33")
+	f.Fuzz(func(t *testing.T, expires, metadata, tags, networks string) {
+		opts, msg := keyOptions(url.Values{"expires": {expires}, "metadata": {metadata}, "tags": {tags}, "networks": {networks}})
+		if msg != "" {
+			if !utf8.ValidString(msg) {
+				t.Fatalf("message %q is not UTF-8", msg)
+			}
+			return
+		}
+		switch opts.ExpiresIn {
+		case 0, 30 * 24 * time.Hour, 90 * 24 * time.Hour, 365 * 24 * time.Hour:
+		default:
+			t.Fatalf("expires %q accepted as %v", expires, opts.ExpiresIn)
+		}
+		if len(opts.Metadata) > 2*apikey.MaxMetadataLen || len(opts.Tags) > apikey.MaxTags {
+			t.Fatalf("accepted %d bytes of metadata, %d tags", len(opts.Metadata), len(opts.Tags))
+		}
+		if len(opts.Metadata) > 0 && (!json.Valid(opts.Metadata) || opts.Metadata[0] != '{') {
+			t.Fatalf("accepted metadata %q", opts.Metadata)
+		}
+		for _, p := range opts.AllowedCIDRs {
+			if !p.IsValid() {
+				t.Fatalf("accepted network %v", p)
+			}
+		}
+	})
+}
+
+// FuzzRetention: AUDIT_RETENTION is a day or more, or an error.
+func FuzzRetention(f *testing.F) {
+	for _, s := range []string{"365d", "90d", "8760h", "1h", "0d", "-5d", "d", "999999999999d", "1.5d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := parseRetention(s); err == nil && d < 24*time.Hour {
+			t.Fatalf("parseRetention(%q) = %v", s, d)
 		}
 	})
 }

@@ -218,6 +218,7 @@ func (s *Server) housekeepOnce(ctx context.Context) {
 	if _, err := s.store.PruneMeterEvents(ctx, now.Add(-meterEventsKeptFor)); err != nil {
 		s.logger.Warn("pruning sent meter events", "error", err)
 	}
+	s.pruneAudit(ctx)
 }
 
 // Metering returns the server's usage meter.

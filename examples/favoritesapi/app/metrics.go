@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/apikey/secretscan"
 	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/invalidate"
 	"github.com/apikit/apikit/magiclink"
@@ -95,6 +96,7 @@ func (s *Server) newMetrics() *metrics {
 		invalidationCollector(s.bus.Stats),
 		usageCollector(s.usage.Stats),
 		meterCollector(s.meter.Stats),
+		secretScanCollector(s.secretScan.Stats),
 	}
 	if d, ok := s.decider.(interface{ Stats() plan.Stats }); ok {
 		cs = append(cs, planCollector(d.Stats))
@@ -422,6 +424,7 @@ func loginCollector(stats func() magiclink.Stats) prometheus.Collector {
 		counter(p, "email_changes_confirmed", "Email changes made.", func(s *S) float64 { return float64(s.EmailChangesConfirmed) }),
 		counter(p, "email_changes_taken", "Email-change links refused: the address belonged to another account by then.", func(s *S) float64 { return float64(s.EmailChangesTaken) }),
 		counter(p, "store_errors", "Store failures.", func(s *S) float64 { return float64(s.StoreErrors) }),
+		counter(p, "audit_errors", "Security events the security log failed to record.", func(s *S) float64 { return float64(s.AuditErrors) }),
 	}}
 }
 
@@ -450,6 +453,22 @@ func billingCollector(stats func() billing.Stats) prometheus.Collector {
 		counter(p, "prune_errors", "Prunings that failed.", func(s *S) float64 { return float64(s.PruneErrors) }),
 		counter(p, "entitled_cache_hits", "Entitlement checks answered from memory.", func(s *S) float64 { return float64(s.EntitledCacheHits) }),
 		counter(p, "entitled_cache_misses", "Entitlement checks that read the store.", func(s *S) float64 { return float64(s.EntitledCacheMisses) }),
+		counter(p, "audit_errors", "Billing events the security log failed to record.", func(s *S) float64 { return float64(s.AuditErrors) }),
+	}}
+}
+
+// secretScanCollector publishes the counts of GitHub's secret scanning
+// endpoint.
+func secretScanCollector(stats func() secretscan.Stats) prometheus.Collector {
+	const p = "apikit_secretscan"
+	type S = secretscan.Stats
+	return &statsCollector[S]{stats: stats, fields: []statsField[S]{
+		counter(p, "refused", "Requests refused: unsigned, mis-signed, malformed or too large.", func(s *S) float64 { return float64(s.Refused) }),
+		counter(p, "reports", "Tokens reported in signed requests.", func(s *S) float64 { return float64(s.Reports) }),
+		counter(p, "true_positives", "Reported tokens that are keys of ours.", func(s *S) float64 { return float64(s.TruePositives) }),
+		counter(p, "revoked", "Live keys revoked after a report.", func(s *S) float64 { return float64(s.Revoked) }),
+		counter(p, "failed", "Reports that could not be handled (answered 503 for GitHub to retry).", func(s *S) float64 { return float64(s.Failed) }),
+		counter(p, "key_fetches", "Fetches of GitHub's public keys.", func(s *S) float64 { return float64(s.KeyFetches) }),
 	}}
 }
 

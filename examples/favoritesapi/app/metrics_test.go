@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/apikey/secretscan"
 	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
 	"github.com/apikit/apikit/invalidate"
@@ -109,6 +110,7 @@ func TestMetricsCoverStats(t *testing.T) {
 		"apikit_login":        magiclink.Stats{},
 		"apikit_billing":      billing.Stats{},
 		"apikit_invalidation": invalidate.Stats{},
+		"apikit_secretscan":   secretscan.Stats{},
 	} {
 		rt := reflect.TypeOf(v)
 		for i := range rt.NumField() {

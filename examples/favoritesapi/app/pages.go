@@ -2,17 +2,24 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/plan"
@@ -25,8 +32,10 @@ var assets embed.FS
 // included), so that a script on the dashboard cannot fill the database.
 const maxKeysPerUser = 50
 
-// maxFormBytes caps the dashboard's form bodies.
-const maxFormBytes = 4 << 10
+// maxFormBytes caps the dashboard's form bodies: a key's name, its
+// metadata (at most apikey.MaxMetadataLen once compact), tags and
+// networks, form-encoded.
+const maxFormBytes = 8 << 10
 
 // pageSet maps a page name to its template (the layout plus the page).
 type pageSet map[string]*template.Template
@@ -176,7 +185,25 @@ func (s *Server) handleQuotaProblem(w http.ResponseWriter, r *http.Request) {
 type keyView struct {
 	ID, Name, Prefix, State string
 	CreatedAt, LastUsedAt   time.Time
-	Usable                  bool
+	// ExpiresAt is when the key stops working (zero: never).
+	ExpiresAt time.Time
+	// Environment is "live" or "test", as the key's prefix says.
+	Environment string
+	Tags        []string
+	Networks    []string
+	Metadata    string // compact JSON, "" for none
+	Usable      bool
+}
+
+// expiryChoices are the dashboard's choices of a new key's lifetime, in
+// days (0: never).
+var expiryChoices = []int{0, 30, 90, 365}
+
+// eventView is one row of the dashboard's "Security activity".
+type eventView struct {
+	Time                       time.Time
+	Kind, Actor, IP, UserAgent string
+	KeyID                      string
 }
 
 type dashboardPage struct {
@@ -199,13 +226,19 @@ type dashboardPage struct {
 	NewKeyID string
 	Rolled   bool
 	Error    string
+	// Expiries are the choices of a new key's lifetime, in days (0:
+	// never).
+	Expiries []int
+	// Activity is the account's security log, newest first (the last
+	// securityActivityLen events); nil if it could not be read.
+	Activity []eventView
 }
 
 // dashboard gathers what /app shows for the signed-in user.
 func (s *Server) dashboard(r *http.Request) (dashboardPage, error) {
 	ctx := r.Context()
 	u, _ := magiclink.UserFrom(ctx)
-	p := dashboardPage{Email: u.Email, BaseURL: s.cfg.BaseURL}
+	p := dashboardPage{Email: u.Email, BaseURL: s.cfg.BaseURL, Expiries: expiryChoices}
 	var err error
 	if p.Subscription, p.Subscribed, err = s.billing.Subscription(ctx, u.ID); err != nil {
 		return p, err
@@ -234,10 +267,19 @@ func (s *Server) dashboard(r *http.Request) (dashboardPage, error) {
 	now := s.now()
 	for _, k := range keys {
 		state := k.State(now)
-		p.Keys = append(p.Keys, keyView{
+		v := keyView{
 			ID: k.ID, Name: k.Name, Prefix: k.Prefix, State: state,
-			CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, Usable: state == apikey.StateActive,
-		})
+			CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt,
+			Environment: k.Environment(), Tags: k.Tags, Metadata: string(k.Metadata),
+			Usable: state == apikey.StateActive,
+		}
+		for _, c := range k.AllowedCIDRs {
+			v.Networks = append(v.Networks, c.String())
+		}
+		p.Keys = append(p.Keys, v)
+	}
+	if p.Activity, err = s.activity(ctx, u.ID); err != nil {
+		s.logger.Warn("reading the security log for the dashboard", "user", u.ID, "error", err)
 	}
 	var periodStart time.Time
 	var used, limit int64
@@ -270,7 +312,7 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &tooBig) {
 			status = http.StatusRequestEntityTooLarge
 		}
-		s.dashboardError(w, r, status, "That form could not be read; keep the name under 100 characters.")
+		s.dashboardError(w, r, status, "That form could not be read; keep the name under 100 characters and the metadata under 1 KB.")
 		return
 	}
 	name := strings.TrimSpace(r.PostForm.Get("name"))
@@ -278,16 +320,22 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		s.dashboardError(w, r, http.StatusUnprocessableEntity, "Give the key a name, such as “production server”.")
 		return
 	}
+	opts, msg := keyOptions(r.PostForm)
+	if msg != "" {
+		s.dashboardError(w, r, http.StatusUnprocessableEntity, msg)
+		return
+	}
+	opts.Name = name
 	ctx := r.Context()
 	u, _ := magiclink.UserFrom(ctx)
-	k, tok, err := s.keys.Issue(ctx, u.ID, apikey.IssueOptions{Name: name})
+	k, tok, err := s.keys.Issue(ctx, u.ID, opts)
 	if errors.Is(err, apikey.ErrTooManyKeys) {
 		s.dashboardError(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("An account can hold at most %d keys.", maxKeysPerUser))
 		return
 	}
 	if errors.Is(err, apikey.ErrInvalidOptions) {
 		s.dashboardError(w, r, http.StatusUnprocessableEntity,
-			"That name cannot be used: "+strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": "))
+			"That key cannot be created: "+strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": "))
 		return
 	}
 	if err != nil {
@@ -367,4 +415,55 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusServiceUnavailable
 	}
 	s.render(w, r, status, "error", "Something went wrong", nil)
+}
+
+// keyOptions reads the new-key form's lifetime, metadata, tags and
+// networks; msg says what is wrong with them, if anything. Their limits
+// are apikey's (checked again by Issue).
+func keyOptions(form url.Values) (opts apikey.IssueOptions, msg string) {
+	if v := form.Get("expires"); v != "" && v != "0" {
+		days, err := strconv.Atoi(v)
+		if err != nil || !slices.Contains(expiryChoices, days) {
+			return opts, "Choose when the key expires: never, or in 30, 90 or 365 days."
+		}
+		opts.ExpiresIn = time.Duration(days) * 24 * time.Hour
+	}
+	if v := strings.TrimSpace(form.Get("metadata")); v != "" {
+		if len(v) > 2*apikey.MaxMetadataLen || !json.Valid([]byte(v)) || v[0] != '{' {
+			return opts, fmt.Sprintf("The metadata must be a JSON object of at most %d bytes, such as {\"customer\": \"acme\"}.", apikey.MaxMetadataLen)
+		}
+		opts.Metadata = json.RawMessage(v)
+	}
+	opts.Tags = strings.FieldsFunc(form.Get("tags"), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(opts.Tags) > apikey.MaxTags {
+		return opts, fmt.Sprintf("A key may carry at most %d tags.", apikey.MaxTags)
+	}
+	networks, err := apikey.ParseCIDRs(form.Get("networks"))
+	if err != nil {
+		return opts, "Allowed networks: " + strings.TrimPrefix(err.Error(), apikey.ErrInvalidOptions.Error()+": ") +
+			". List networks such as 203.0.113.0/24 or addresses, separated by commas; leave it empty to allow every network."
+	}
+	opts.AllowedCIDRs = networks
+	return opts, ""
+}
+
+// activity returns the account's last events of the security log, newest
+// first, for the dashboard.
+func (s *Server) activity(ctx context.Context, userID int64) ([]eventView, error) {
+	events, _, err := s.audit.List(ctx, userID, audit.Page{Limit: securityActivityLen})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]eventView, 0, len(events))
+	for _, e := range events {
+		v := eventView{Time: e.Time, Kind: string(e.Kind), Actor: string(e.Actor.Kind), UserAgent: e.UserAgent, KeyID: e.KeyID}
+		if e.Actor.Kind == audit.ActorOperator && e.Actor.ID != "" {
+			v.Actor += " " + e.Actor.ID
+		}
+		if e.IP.IsValid() {
+			v.IP = e.IP.String()
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/problem"
 	"github.com/apikit/apikit/ratelimit"
@@ -25,7 +26,8 @@ var openAPI []byte
 //     usage meter (which counts every authenticated request), then the
 //     plan's decision (its rate limits and quota, the request's cost, one
 //     decision per request), then the handlers;
-//   - /webhooks/stripe is Stripe's, authenticated by its signature;
+//   - /webhooks/stripe is Stripe's, authenticated by its signature, and
+//     /github/secret-scanning GitHub's, authenticated by its signature;
 //   - everything else is the website. apikit's handlers refuse
 //     cross-origin posts themselves; the site's own forms go through the
 //     one http.CrossOriginProtection of the service (see form).
@@ -58,6 +60,7 @@ func (s *Server) routes() (http.Handler, error) {
 	site.Handle("POST /app/account/sessions/{ref}/end", form(s.limitAccount(s.handleEndSession)))
 	site.Handle("POST /app/account/sessions/end-others", form(s.limitAccount(s.handleEndOtherSessions)))
 	site.Handle("POST /app/account/delete", form(s.limitAccount(s.handleDeleteAccount)))
+	site.Handle("POST /app/sessions/revoke", form(s.limitAccount(s.handleSignOutEverywhere)))
 	authn := apikey.Middleware(s.verifier, apikey.MiddlewareOptions{
 		Realm: "favoritesapi",
 		// The FavoritesAPI contract accepts the seed's base64(id:secret).
@@ -69,7 +72,10 @@ func (s *Server) routes() (http.Handler, error) {
 		// per client.
 		LookupLimiter: apikey.LimiterFunc(s.abuseLimiter("key-lookup", ratelimit.PerMinute(60))),
 		ClientKey:     s.clientKey,
-		Logger:        s.logger,
+		// Keys restricted to some networks are checked against the
+		// client's address as the trusted proxies report it.
+		ClientIP: s.clientIP,
+		Logger:   s.logger,
 	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /v1/me", s.handleMe)
@@ -103,6 +109,9 @@ func (s *Server) routes() (http.Handler, error) {
 	count := s.meter.Middleware(usage.MiddlewareOptions{Identity: principalIdentity, Cost: meterCost})
 	root.Handle("/v1/", routeOf(api, authn(count(limit(s.reportDecision(routed(api)))))))
 	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
+	// GitHub's reports of keys found in public, authenticated by GitHub's
+	// signature: no session, no cross-origin check (package secretscan).
+	root.Handle("POST /github/secret-scanning", s.secretScan)
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.
 	root.HandleFunc("GET /healthz", s.handleHealth)
@@ -113,16 +122,24 @@ func (s *Server) routes() (http.Handler, error) {
 	// The quota-exceeded problem type is a relative URI: this page
 	// documents it (RFC 9457, section 3.1.1).
 	root.Handle("GET "+plan.QuotaExceededType, s.login.LoadUser(http.HandlerFunc(s.handleQuotaProblem)))
+	root.Handle("GET "+apikey.AddressNotAllowedType, s.login.LoadUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.render(w, r, http.StatusOK, "address-not-allowed", "Address not allowed — FavoritesAPI", nil)
+	})))
 	root.Handle("GET /static/", staticHandler())
 	root.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
 	})
 	// LoadUser puts the signed-in user, if any, in every page's context:
 	// the layout shows it, and billing's portal asks for it.
-	root.Handle("/", routeOf(site, s.login.LoadUser(routed(site))))
+	// withActor names the signed-in user in the security log's events.
+	root.Handle("/", routeOf(site, s.login.LoadUser(withActor(routed(site)))))
 	// Every request is timed by its route pattern (and, when traced, a
 	// span of its own).
-	h := s.instrument(securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://")))
+	// In front of every handler: every event of the security log carries
+	// the client's address (as the trusted proxies report it) and user
+	// agent, the Stripe webhook's and GitHub's reports included. (Inside
+	// instrument, which names the route on the request it was given.)
+	h := s.instrument(audit.Middleware(s.clientIP)(securityHeaders(root, strings.HasPrefix(s.cfg.BaseURL, "https://"))))
 	if s.tracer != nil {
 		h = s.traced(h)
 	}

@@ -30,12 +30,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/apikey/secretscan"
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/billing/meter"
 	"github.com/apikit/apikit/invalidate"
@@ -102,6 +105,10 @@ type Options struct {
 	MeterInterval time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// ExpiryInterval is how often the server looks for keys about to
+	// expire and rolled keys whose grace period ended, to mail their
+	// owners (default 1 hour, apikey.ExpiryOptions.Interval).
+	ExpiryInterval time.Duration
 	// TracerProvider, if set, traces the service with OpenTelemetry: a
 	// span per request (otelhttp), and within it the key store's queries,
 	// the plans' and limits' decisions, Redis commands, the favorites
@@ -133,9 +140,15 @@ type Server struct {
 	handler   http.Handler
 	pages     pageSet
 	metrics   *metrics
-	meter     *usage.Meter    // requests per key, user and hour, written in batches
-	alerts    *usage.Alerts   // quota alerts at 80 % and 100 %, mailed in the background
-	reporter  *meter.Reporter // the metered plans' usage, billed through Stripe; nil in dev mode
+	meter     *usage.Meter     // requests per key, user and hour, written in batches
+	alerts    *usage.Alerts    // quota alerts at 80 % and 100 %, mailed in the background
+	reporter  *meter.Reporter  // the metered plans' usage, billed through Stripe; nil in dev mode
+	audit     *audit.Log       // the security log: keys, sign-ins, billing, account changes
+	mailer    magiclink.Mailer // sign-in links, quota alerts and key notices
+	// secretScan is GitHub's secret scanning endpoint.
+	secretScan *secretscan.Handler
+	// stopExpiry stops the expiry notifier and waits for it.
+	stopExpiry func()
 
 	stopHousekeeping chan struct{}
 	housekeepingDone chan struct{}
@@ -148,6 +161,9 @@ type Server struct {
 	// per-client limit: its address, or with TRUSTED_PROXIES the address
 	// those proxies report.
 	clientKey func(*http.Request) string
+	// clientIP is the client's address as clientKey finds it, for the
+	// security log and the keys' allowed networks.
+	clientIP func(*http.Request) netip.Addr
 
 	reloadMu               sync.Mutex // overrides reloaded on invalidations
 	reloading, reloadAgain bool
@@ -193,6 +209,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.tracer = opts.TracerProvider.Tracer(tracerName)
 	}
 	s.clientKey = ratelimit.ClientKey(ratelimit.IPKeyOptions{TrustedProxies: cfg.TrustedProxies})
+	s.clientIP = clientIPFunc(cfg.TrustedProxies)
 	ok := false
 	defer func() {
 		if !ok {
@@ -211,6 +228,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.logger.Info("applied migration", "scope", m.Scope, "name", m.Name)
 	}
 	s.favs = &favorites{db: s.store.DB()}
+	s.audit = NewAuditLog(s.store, cfg.AuditRetention, opts.Now)
 
 	// A server accepts the keys of its own environment only: live keys with
 	// a live Stripe key, test keys otherwise (test Stripe key, dev mode), so
@@ -237,6 +255,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// Every change to a key (dashboard, API, CLI through this same
 		// code) reaches the other instances' verifiers.
 		OnChange: func(id string) { s.bus.Publish(invalidate.Key(id)) },
+		// … and the security log: who issued, rolled or revoked it.
+		Audit:  KeyAudit(s.audit),
+		Logger: s.logger,
 	})
 
 	// Quota usage survives restarts and lost Redis data: it is written to
@@ -311,8 +332,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// A confirmed email change follows the account to Stripe, so that
 		// receipts and the portal use the new address.
 		OnEmailChanged: s.emailChanged,
-		Logger:         s.logger,
-		Now:            opts.Now,
+		// Sign-ins, sign-outs, links requested and email changes go to
+		// the security log.
+		Audit:  loginAudit(s.audit),
+		Logger: s.logger,
+		Now:    opts.Now,
 	}); err != nil {
 		return nil, err // magiclink's errors name the package
 	}
@@ -353,8 +377,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// changes) reach the other instances' entitlement caches.
 		OnForget:     func(userID int64) { s.bus.Publish(invalidate.User(userID)) },
 		PastDueGrace: pastDueGrace,
-		Logger:       s.logger,
-		Now:          opts.Now,
+		// Subscription and plan changes go to the security log.
+		Audit:  billingAudit(s.audit),
+		Logger: s.logger,
+		Now:    opts.Now,
 	}); err != nil {
 		return nil, err // billing's errors name the package
 	}
@@ -365,6 +391,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := s.startMetering(opts, mailer); err != nil {
 		return nil, err
 	}
+	// Keys' owners are warned before their keys expire, and told when a
+	// key of theirs was found in public (and revoked).
+	s.mailer = mailer
+	s.startExpiry(opts.ExpiryInterval)
+	s.secretScan = s.newSecretScan()
 	s.stopHousekeeping, s.housekeepingDone = make(chan struct{}), make(chan struct{})
 	go s.housekeep(s.stopHousekeeping, s.housekeepingDone)
 
@@ -429,6 +460,9 @@ func (s *Server) Billing() *billing.Service { return s.billing }
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.stopExpiry != nil {
+			s.stopExpiry()
+		}
 		if s.stopHousekeeping != nil {
 			close(s.stopHousekeeping)
 			<-s.housekeepingDone

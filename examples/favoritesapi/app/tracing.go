@@ -96,6 +96,10 @@ type tracedKeys struct {
 	s *Server
 }
 
+// StoresKeyAttributes passes on the store's promise to keep metadata,
+// tags and allowed networks (apikey.AttributeStore).
+func (tracedKeys) StoresKeyAttributes() {}
+
 func (t tracedKeys) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) (err error) {
 	ctx, end := t.s.span(ctx, "apikey.store.create_key")
 	defer func() { end(err) }()
