@@ -19,15 +19,16 @@ func ExampleNewCatalog() {
 			Quota: plan.Quota{Count: 100, Period: plan.Day}},
 		plan.Plan{Name: "hobby", Prices: []string{"price_hobby"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(10)},
 			Quota: plan.Quota{Count: 10_000, Period: plan.Month}},
-		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)}, Metered: true},
+		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)},
+			Metered: true, MeterEvent: "api_requests"},
 	)
 	if err != nil {
 		panic(err)
 	}
 	free, _ := catalog.Free()
 	pro, _ := catalog.ForPrice("price_pro")
-	fmt.Println(free.Name, free.Quota, pro.Name, pro.Limits[0], pro.Metered)
-	// Output: free 100/day pro 100/s true
+	fmt.Println(free.Name, free.Quota, pro.Name, pro.Limits[0], pro.Metered, pro.MeterEventOr("default_meter"))
+	// Output: free 100/day pro 100/s true api_requests
 }
 
 func ExampleReadCatalog() {
