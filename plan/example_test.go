@@ -193,3 +193,21 @@ func (printingStore) Usage(_ context.Context, id string, p plan.Period, start ti
 	fmt.Printf("restore %s %s %s: 0\n", id, p, start.Format(time.DateOnly))
 	return 0, nil
 }
+
+// FlusherOptions.Trace times every call to the store with any tracer;
+// with OpenTelemetry, start a span and end it, recording the error.
+func ExampleFlusherOptions_trace() {
+	flusher := plan.NewFlusher(newPrintingStore(), plan.FlusherOptions{
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			fmt.Println("start", name)
+			return ctx, func(err error) { fmt.Println("end", name, err) }
+		},
+	})
+	day := time.Date(2025, time.May, 10, 0, 0, 0, 0, time.UTC)
+	flusher.Record(plan.Identity{Budget: plan.PerUser, ID: "ada"}, plan.Day, day, 1)
+	flusher.Close(context.Background())
+	// Output:
+	// start plan.flush
+	// add user:ada day 2025-05-10: +1
+	// end plan.flush <nil>
+}
