@@ -17,6 +17,8 @@
 //	auth               apikey middleware, cache hit
 //	auth+limit         plus the per-key in-memory rate limiter
 //	auth+plan          auth plus plan.Middleware: two limits and a monthly quota per user, in memory
+//	auth+plan+metering auth+plan with the usage meter (counts flushed to SQLite every 10s),
+//	                   wired as the FavoritesAPI example wires them
 //	auth+limit+redis   with the Redis limiter (needs -redis or REDIS_URL)
 //	auth+limit+redis-local   with redislimit.Local: local decisions, synced with Redis every 100ms
 //	favorites-read     GET /v1/favorites of the full FavoritesAPI, SQLite
