@@ -154,4 +154,3 @@ func TestHotPathAllocs(t *testing.T) {
 		t.Errorf("%.0f allocations per request through every middleware; want at most 12", n)
 	}
 }
-
