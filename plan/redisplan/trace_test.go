@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ type span struct {
 	name  string
 	ended bool
 	err   error
-	used  bool // the call was made with the context Trace returned
+	used  atomic.Bool // the call was made with the context Trace returned
 }
 
 type tracer struct {
@@ -42,12 +43,20 @@ func (tr *tracer) trace(ctx context.Context, name string) (context.Context, func
 	}
 }
 
-func (tr *tracer) snapshot() []span {
+// spanView is a span as read at the end of a test.
+type spanView struct {
+	name  string
+	ended bool
+	err   error
+	used  bool
+}
+
+func (tr *tracer) snapshot() []spanView {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	out := make([]span, len(tr.spans))
+	out := make([]spanView, len(tr.spans))
 	for i, s := range tr.spans {
-		out[i] = *s
+		out[i] = spanView{s.name, s.ended, s.err, s.used.Load()}
 	}
 	return out
 }
@@ -59,7 +68,7 @@ func (markHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (markHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if s, ok := ctx.Value(spanKey{}).(*span); ok {
-			s.used = true
+			s.used.Store(true)
 		}
 		return next(ctx, cmd)
 	}
@@ -73,14 +82,14 @@ type markStore struct{ *plantest.UsageStore }
 
 func (s markStore) AddUsage(ctx context.Context, batch []plan.Usage) error {
 	if sp, ok := ctx.Value(spanKey{}).(*span); ok {
-		sp.used = true
+		sp.used.Store(true)
 	}
 	return s.UsageStore.AddUsage(ctx, batch)
 }
 
 func (s markStore) Usage(ctx context.Context, identity string, p plan.Period, start time.Time) (int64, error) {
 	if sp, ok := ctx.Value(spanKey{}).(*span); ok {
-		sp.used = true
+		sp.used.Store(true)
 	}
 	return s.UsageStore.Usage(ctx, identity, p, start)
 }

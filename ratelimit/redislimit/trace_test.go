@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ type span struct {
 	name  string
 	ended bool
 	err   error
-	ctxOK bool // the round trip was made with the context Trace returned
+	ctxOK atomic.Bool // the round trip was made with the context Trace returned
 }
 
 type spanKey struct{}
@@ -48,7 +49,7 @@ func (hook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if s, ok := ctx.Value(spanKey{}).(*span); ok {
-			s.ctxOK = true
+			s.ctxOK.Store(true)
 		}
 		return next(ctx, cmd)
 	}
@@ -56,18 +57,26 @@ func (hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if s, ok := ctx.Value(spanKey{}).(*span); ok {
-			s.ctxOK = true
+			s.ctxOK.Store(true)
 		}
 		return next(ctx, cmds)
 	}
 }
 
-func (tr *tracer) snapshot() []span {
+// spanView is a span as read at the end of a test.
+type spanView struct {
+	name  string
+	ended bool
+	err   error
+	ctxOK bool
+}
+
+func (tr *tracer) snapshot() []spanView {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	out := make([]span, len(tr.spans))
+	out := make([]spanView, len(tr.spans))
 	for i, s := range tr.spans {
-		out[i] = *s
+		out[i] = spanView{s.name, s.ended, s.err, s.ctxOK.Load()}
 	}
 	return out
 }
