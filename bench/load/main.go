@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.url, "url", "", "base URL of a running server, for the remote scenario")
 	fs.StringVar(&o.key, "key", os.Getenv("KEY"), "API key for the remote scenario")
 	fs.IntVar(&o.manyKeys, "many-keys", 100_000, "number of distinct keys of many-keys")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (servers and load generator) to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (servers and load generator) to this file; samples are labelled with their scenario (go tool pprof -tagfocus scenario=NAME)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
