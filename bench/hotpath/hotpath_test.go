@@ -92,7 +92,9 @@ func newStack(tb testing.TB, layers string) *stack {
 			},
 		})(h)
 	}
-	h = apikey.Middleware(v, apikey.MiddlewareOptions{})(h)
+	if layers != "bare" {
+		h = apikey.Middleware(v, apikey.MiddlewareOptions{})(h)
+	}
 	return &stack{h: h, token: tok.Reveal()}
 }
 
@@ -111,10 +113,11 @@ func (w *writer) Write(b []byte) (int, error) { return len(b), nil }
 func (w *writer) WriteString(s string) (int, error) { return len(s), nil }
 
 // BenchmarkHotPath runs a cache-hit request through the layers: "all" is
-// the example's whole stack; "auth" the key middleware alone; "meter" and
-// "plan" the key middleware with one of the two.
+// the example's whole stack; "bare" the handler alone; "auth" the key
+// middleware alone; "meter" and "plan" the key middleware with one of the
+// two.
 func BenchmarkHotPath(b *testing.B) {
-	for _, layers := range []string{"auth", "meter", "plan", "all"} {
+	for _, layers := range []string{"bare", "auth", "meter", "plan", "all"} {
 		b.Run(layers, func(b *testing.B) {
 			s := newStack(b, layers)
 			r := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
