@@ -168,8 +168,7 @@ func (p *Plan) fromJSON(raw json.RawMessage) error {
 
 // MarshalJSON returns c in the plan file format that [ReadCatalog] reads,
 // every field written (but "quota" and "meter_event" only when the plan
-// has one), so that
-// reading it back gives an equal Catalog.
+// has one), so that reading it back gives an equal Catalog.
 func (c *Catalog) MarshalJSON() ([]byte, error) {
 	type planOut struct {
 		Name    string   `json:"name"`

@@ -87,15 +87,15 @@ type Plan struct {
 	Metered bool
 	// MeterEvent is the event name of the Stripe Billing Meter that a
 	// metered plan's usage is reported to (the meter's event_name, such as
-	// "api_requests"): 1 to [MaxMeterEventLen] printable characters without
-	// spaces. It may be set only when Metered is; empty on a metered plan
+	// "api_requests"): at most [MaxMeterEventLen] bytes of printable UTF-8
+	// without spaces. It may be set only when Metered is; empty on a metered plan
 	// means the application's default meter, so that plans declared before
 	// this field keep their meaning. A plan file names it as "meter_event".
 	MeterEvent string
 }
 
-// MaxMeterEventLen is the longest [Plan].MeterEvent, Stripe's limit for a
-// meter's event name.
+// MaxMeterEventLen is the length in bytes of the longest
+// [Plan].MeterEvent, Stripe's limit for a meter's event name.
 const MaxMeterEventLen = 100
 
 // MeterEventOr returns p's meter event name, or def if p names none. It is
@@ -193,7 +193,7 @@ func (p *Plan) validate() error {
 
 func validMeterEvent(name string) error {
 	if len(name) > MaxMeterEventLen {
-		return fmt.Errorf("%q is longer than %d characters", name, MaxMeterEventLen)
+		return fmt.Errorf("%q is longer than %d bytes", name, MaxMeterEventLen)
 	}
 	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == utf8.RuneError }) {
 		return fmt.Errorf("%q is not a meter event name (contains spaces, control characters or invalid UTF-8)", name)
