@@ -9,7 +9,8 @@
 // "1000/h"), an optional [Quota] ("10000/month": units per Day, Month or
 // the subscription's BillingPeriod), whose budget it is ([PerUser], shared
 // by all of a user's keys so that more keys do not buy more budget, or
-// [PerKey]) and whether it is [Plan].Metered. A [Catalog] validates a set
+// [PerKey]) and whether it is [Plan].Metered (and to which Stripe meter,
+// [Plan].MeterEvent). A [Catalog] validates a set
 // of plans and finds them by name, by price, and the free plan (the one
 // without prices, for users without a subscription). Plans are declared in
 // Go with [NewCatalog] or read from a JSON file with [ReadCatalog], and

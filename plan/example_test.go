@@ -19,15 +19,16 @@ func ExampleNewCatalog() {
 			Quota: plan.Quota{Count: 100, Period: plan.Day}},
 		plan.Plan{Name: "hobby", Prices: []string{"price_hobby"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(10)},
 			Quota: plan.Quota{Count: 10_000, Period: plan.Month}},
-		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)}, Metered: true},
+		plan.Plan{Name: "pro", Prices: []string{"price_pro"}, Limits: []ratelimit.Limit{ratelimit.PerSecond(100)},
+			Metered: true, MeterEvent: "api_requests"},
 	)
 	if err != nil {
 		panic(err)
 	}
 	free, _ := catalog.Free()
 	pro, _ := catalog.ForPrice("price_pro")
-	fmt.Println(free.Name, free.Quota, pro.Name, pro.Limits[0], pro.Metered)
-	// Output: free 100/day pro 100/s true
+	fmt.Println(free.Name, free.Quota, pro.Name, pro.Limits[0], pro.Metered, pro.MeterEventOr("default_meter"))
+	// Output: free 100/day pro 100/s true api_requests
 }
 
 func ExampleReadCatalog() {
@@ -191,4 +192,22 @@ func (printingStore) AddUsage(_ context.Context, batch []plan.Usage) error {
 func (printingStore) Usage(_ context.Context, id string, p plan.Period, start time.Time) (int64, error) {
 	fmt.Printf("restore %s %s %s: 0\n", id, p, start.Format(time.DateOnly))
 	return 0, nil
+}
+
+// FlusherOptions.Trace times every call to the store with any tracer;
+// with OpenTelemetry, start a span and end it, recording the error.
+func ExampleFlusherOptions_trace() {
+	flusher := plan.NewFlusher(newPrintingStore(), plan.FlusherOptions{
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			fmt.Println("start", name)
+			return ctx, func(err error) { fmt.Println("end", name, err) }
+		},
+	})
+	day := time.Date(2025, time.May, 10, 0, 0, 0, 0, time.UTC)
+	flusher.Record(plan.Identity{Budget: plan.PerUser, ID: "ada"}, plan.Day, day, 1)
+	flusher.Close(context.Background())
+	// Output:
+	// start plan.flush
+	// add user:ada day 2025-05-10: +1
+	// end plan.flush <nil>
 }

@@ -24,6 +24,9 @@ type planJSON struct {
 	Budget  *string  `json:"budget"`
 	Scopes  []string `json:"scopes"`
 	Metered *bool    `json:"metered"`
+	// MeterEvent is a pointer so that an empty name is an error, not
+	// "none".
+	MeterEvent *string `json:"meter_event,omitempty"`
 }
 
 // ReadCatalog reads plans in the plan file format and returns them as a
@@ -33,13 +36,16 @@ type planJSON struct {
 //	  {"name": "free", "prices": [], "limits": ["1/s"], "quota": "100/day",
 //	   "budget": "user", "scopes": [], "metered": false},
 //	  {"name": "pro", "prices": ["price_123"], "limits": ["100/s", "100000/h"],
-//	   "budget": "user", "scopes": ["favorites:read", "favorites:write"], "metered": true}
+//	   "budget": "user", "scopes": ["favorites:read", "favorites:write"], "metered": true,
+//	   "meter_event": "api_requests"}
 //	]}
 //
 // "name" and "limits" are required. "limits" are in the syntax of
 // [ratelimit.ParseLimit]; "quota" is in the syntax of [ParseQuota], and
 // absent (or null) for none; "budget" is "user" (the default) or "key";
-// "prices", "scopes" and "metered" default to none and false.
+// "prices", "scopes" and "metered" default to none and false;
+// "meter_event" is [Plan].MeterEvent, allowed only with "metered": true,
+// and absent for the application's default meter.
 //
 // Reading is strict: unknown fields, trailing data and bad values are
 // errors, which wrap [ErrInvalidPlan] and name the field and the plan, as
@@ -151,12 +157,18 @@ func (p *Plan) fromJSON(raw json.RawMessage) error {
 	if j.Metered != nil {
 		p.Metered = *j.Metered
 	}
+	if j.MeterEvent != nil {
+		if *j.MeterEvent == "" {
+			return fieldErr("meter_event", "empty; name the Stripe meter's event name, or leave the field out for the default meter")
+		}
+		p.MeterEvent = *j.MeterEvent
+	}
 	return nil
 }
 
 // MarshalJSON returns c in the plan file format that [ReadCatalog] reads,
-// every field written (but "quota" only when the plan has one), so that
-// reading it back gives an equal Catalog.
+// every field written (but "quota" and "meter_event" only when the plan
+// has one), so that reading it back gives an equal Catalog.
 func (c *Catalog) MarshalJSON() ([]byte, error) {
 	type planOut struct {
 		Name    string   `json:"name"`
@@ -166,6 +178,7 @@ func (c *Catalog) MarshalJSON() ([]byte, error) {
 		Budget  string   `json:"budget"`
 		Scopes  []string `json:"scopes"`
 		Metered bool     `json:"metered"`
+		Meter   string   `json:"meter_event,omitempty"`
 	}
 	out := struct {
 		Plans []planOut `json:"plans"`
@@ -179,6 +192,7 @@ func (c *Catalog) MarshalJSON() ([]byte, error) {
 			Budget:  p.Budget.String(),
 			Scopes:  append([]string{}, p.Scopes...),
 			Metered: p.Metered,
+			Meter:   p.MeterEvent,
 		}
 		for i, l := range p.Limits {
 			o.Limits[i] = l.String()

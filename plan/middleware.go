@@ -220,10 +220,17 @@ type reqState struct {
 
 	// The response headers' values, and the bytes of those that are
 	// formatted per request: written once, then only read (see
-	// Decision.writeHeaders).
+	// Decision.writeHeaders). buf holds the RateLimit value and two
+	// numbers: up to three policies of ordinary names fit, and more spill
+	// to the heap (correct, one allocation more). Its length keeps a
+	// reqState, with the allocator's 8-byte header of objects over 512
+	// bytes, within the 896-byte size class (TestStateSize).
 	vals [numHeaderValues]string
-	buf  [256]byte
+	buf  [stateBufLen]byte
 }
+
+// stateBufLen is the length of reqState.buf.
+const stateBufLen = 168
 
 type stateKey struct{}
 

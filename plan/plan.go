@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -84,6 +85,26 @@ type Plan struct {
 	// Metered marks a plan whose usage is billed by the unit (reported to
 	// Stripe as meter events); it changes no decision.
 	Metered bool
+	// MeterEvent is the event name of the Stripe Billing Meter that a
+	// metered plan's usage is reported to (the meter's event_name, such as
+	// "api_requests"): at most [MaxMeterEventLen] bytes of printable UTF-8
+	// without spaces. It may be set only when Metered is; empty on a metered plan
+	// means the application's default meter, so that plans declared before
+	// this field keep their meaning. A plan file names it as "meter_event".
+	MeterEvent string
+}
+
+// MaxMeterEventLen is the length in bytes of the longest
+// [Plan].MeterEvent, Stripe's limit for a meter's event name.
+const MaxMeterEventLen = 100
+
+// MeterEventOr returns p's meter event name, or def if p names none. It is
+// for applications with a default meter.
+func (p *Plan) MeterEventOr(def string) string {
+	if p.MeterEvent != "" {
+		return p.MeterEvent
+	}
+	return def
 }
 
 // IsFree reports whether p is granted without a subscription: it has no
@@ -158,6 +179,24 @@ func (p *Plan) validate() error {
 	}
 	if p.Budget != PerUser && p.Budget != PerKey {
 		return fieldErr("budget", "%v is not PerUser or PerKey", p.Budget)
+	}
+	if p.MeterEvent != "" {
+		if !p.Metered {
+			return fieldErr("meter_event", "%q is set, but the plan is not metered", p.MeterEvent)
+		}
+		if err := validMeterEvent(p.MeterEvent); err != nil {
+			return &fieldError{"meter_event", err}
+		}
+	}
+	return nil
+}
+
+func validMeterEvent(name string) error {
+	if len(name) > MaxMeterEventLen {
+		return fmt.Errorf("%q is longer than %d bytes", name, MaxMeterEventLen)
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == utf8.RuneError }) {
+		return fmt.Errorf("%q is not a meter event name (contains spaces, control characters or invalid UTF-8)", name)
 	}
 	return nil
 }

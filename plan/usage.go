@@ -63,7 +63,21 @@ type FlusherOptions struct {
 	// Logger receives a warning when a write fails (the usage is kept and
 	// written with the next one); nil means no logging.
 	Logger *slog.Logger
+	// Trace, if set, is called as each call to the store starts, with its
+	// name ([TraceFlush] for a batch write, [TraceRestore] for a read of
+	// one counter), and the function it returns when the call ends, with
+	// its error. It lets a tracer, such as OpenTelemetry's, time the calls
+	// without this package depending on one; the context it returns is
+	// the one the store is called with. The name carries no identity. nil
+	// costs nothing.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
 }
+
+// Names of the store calls given to [FlusherOptions].Trace.
+const (
+	TraceFlush   = "plan.flush"
+	TraceRestore = "plan.restore"
+)
 
 // usageKey names one quota counter.
 type usageKey struct {
@@ -85,6 +99,7 @@ type Flusher struct {
 	store   UsageStore
 	timeout time.Duration
 	log     *slog.Logger
+	trace   func(ctx context.Context, name string) (context.Context, func(error))
 
 	mu       sync.Mutex
 	pending  map[usageKey]int64
@@ -132,6 +147,7 @@ func NewFlusher(store UsageStore, opts FlusherOptions) *Flusher {
 		store:    store,
 		timeout:  opts.Timeout,
 		log:      opts.Logger,
+		trace:    opts.Trace,
 		pending:  make(map[usageKey]int64),
 		inflight: make(map[usageKey]int64),
 		stop:     make(chan struct{}),
@@ -186,7 +202,14 @@ func (f *Flusher) Restore(ctx context.Context, id Identity, period Period, start
 	f.mu.Lock()
 	f.stats.Restores++
 	f.mu.Unlock()
+	var end func(error)
+	if f.trace != nil {
+		ctx, end = f.trace(ctx, TraceRestore)
+	}
 	n, err := f.store.Usage(ctx, id.String(), period, start.UTC())
+	if end != nil {
+		end(err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: restoring the quota of %v: %w", ErrUnavailable, id, err)
 	}
@@ -216,7 +239,14 @@ func (f *Flusher) Flush(ctx context.Context) error {
 	f.stats.Flushes++
 	f.mu.Unlock()
 
+	var end func(error)
+	if f.trace != nil {
+		ctx, end = f.trace(ctx, TraceFlush)
+	}
 	err := f.store.AddUsage(ctx, batch)
+	if end != nil {
+		end(err)
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-chi/httprate"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/ratelimit/redislimit"
@@ -173,6 +174,21 @@ func BenchmarkRedisAllow(b *testing.B) {
 				}
 			}
 		})
+	})
+	// With a client that honours context deadlines, the decision runs on
+	// the caller's goroutine.
+	opt := *client.Options()
+	opt.ContextTimeoutEnabled = true
+	direct := redis.NewClient(&opt)
+	b.Cleanup(func() { direct.Close() })
+	ld := redislimit.New(direct, redislimit.Options{Prefix: testPrefix(b, client)})
+	b.Run("loopback-ctxtimeout", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ld.Allow(ctx, "hot", limit); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }
 

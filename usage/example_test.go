@@ -3,6 +3,7 @@ package usage_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -153,4 +154,33 @@ func ExampleRetention_Apply() {
 	rolled, pruned, err := usage.Retention{}.Apply(ctx, st, now) // hours kept 30 days, days 400
 	fmt.Println(rolled, pruned, err)
 	// Output: 1 0 <nil>
+}
+
+// An operator tool prints the same numbers as GET /v1/usage with Report.
+func ExampleReport() {
+	ctx := context.Background()
+	st, _ := sqlite.Open(ctx, ":memory:")
+	defer st.Close()
+	st.Migrate(ctx, store.Usage)
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	st.AddCounts(ctx, usage.Batch{ID: "b1", At: now, Counts: []usage.Count{
+		{UserID: "42", KeyID: "k1", Start: now.Add(-time.Hour), Counts: usage.Counts{OK: 3, Cost: 7}},
+		{UserID: "42", KeyID: "k2", Start: now.AddDate(0, 0, -2), Counts: usage.Counts{Limited: 1, Cost: 1}},
+	}})
+	quota := usage.Quota{Plan: "hobby", Limit: 10_000, Used: 8} // from the application's plan decider
+	resp, err := usage.Report(ctx, st, "42", url.Values{"granularity": {"day"}}, quota, usage.ReportOptions{Now: now})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(resp.Plan, resp.From.Format(time.DateOnly), resp.To.Format(time.DateOnly), resp.Totals.Requests, resp.Totals.Cost, resp.Quota.Remaining)
+	for _, k := range resp.Keys {
+		fmt.Println(k.KeyID, k.Totals.Requests, len(k.Series))
+	}
+	_, err = usage.Report(ctx, st, "42", url.Values{"granularity": {"week"}}, quota, usage.ReportOptions{Now: now})
+	fmt.Println(errors.Is(err, usage.ErrInvalidQuery))
+	// Output:
+	// hobby 2026-03-01 2026-04-01 4 8 9992
+	// k1 3 1
+	// k2 1 1
+	// true
 }

@@ -1,10 +1,12 @@
 package usage
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -128,7 +130,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusUnauthorized, "unauthenticated", "An API key is required."))
 		return
 	}
-	now := h.o.Now().UTC()
 	var quota Quota
 	if h.o.Quota != nil {
 		var err error
@@ -137,27 +138,60 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	resp, err := Report(r.Context(), h.s, user, r.URL.Query(), quota, ReportOptions{Limits: h.o.Limits, Now: h.o.Now()})
+	if err != nil {
+		var qe queryErrors
+		if !errors.As(err, &qe) {
+			h.unavailable(w, r, err)
+			return
+		}
+		p := problem.New(http.StatusBadRequest, "invalid_query", "The query parameters are invalid.")
+		for _, e := range qe {
+			p.InvalidParams = append(p.InvalidParams, problem.InvalidParam{Name: e.Name, Reason: e.Reason})
+		}
+		problem.Write(w, p)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "private, no-store")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// ReportOptions configures [Report]. The zero value gives the defaults.
+type ReportOptions struct {
+	// Limits bound the range a query may ask for.
+	Limits QueryLimits
+	// Now is the time of the report, which places the default period;
+	// zero means time.Now().
+	Now time.Time
+}
+
+// Report returns userID's usage as GET /v1/usage answers it (see
+// [NewHandler]), for handlers and operator tools alike: params are the
+// query's parameters, parsed by [ParseQuery] within opts.Limits, with the
+// range defaulting to quota's period — the calendar month (UTC) of
+// opts.Now if quota has none — by the day; the counts are read from s.
+// quota is the user's plan and quota as the application knows them (the
+// zero Quota: no plan, no quota). An error of an invalid parameter wraps
+// [ErrInvalidQuery] (and every [*ParamError]); any other is the store's.
+func Report(ctx context.Context, s Store, userID string, params url.Values, quota Quota, opts ReportOptions) (Response, error) {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
 	if quota.PeriodStart.IsZero() || !quota.PeriodEnd.After(quota.PeriodStart) {
 		y, m, _ := now.Date()
 		quota.PeriodStart = time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 		quota.PeriodEnd = quota.PeriodStart.AddDate(0, 1, 0)
 	}
-	q, err := ParseQuery(r.URL.Query(), user, quota.PeriodStart, quota.PeriodEnd, h.o.Limits)
+	q, err := ParseQuery(params, userID, quota.PeriodStart, quota.PeriodEnd, opts.Limits)
 	if err != nil {
-		p := problem.New(http.StatusBadRequest, "invalid_query", "The query parameters are invalid.")
-		var qe queryErrors
-		if errors.As(err, &qe) {
-			for _, e := range qe {
-				p.InvalidParams = append(p.InvalidParams, problem.InvalidParam{Name: e.Name, Reason: e.Reason})
-			}
-		}
-		problem.Write(w, p)
-		return
+		return Response{}, err
 	}
-	counts, err := h.s.Counts(r.Context(), q)
+	counts, err := s.Counts(ctx, q)
 	if err != nil {
-		h.unavailable(w, r, err)
-		return
+		return Response{}, err
 	}
 	resp := Response{
 		Period:      Period{Start: quota.PeriodStart.UTC(), End: quota.PeriodEnd.UTC()},
@@ -174,9 +208,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Totals.Counts.Add(k.Totals.Counts)
 	}
 	resp.Totals.Requests = resp.Totals.Counts.Requests()
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "private, no-store")
-	_ = json.NewEncoder(w).Encode(resp)
+	return resp, nil
 }
 
 func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {

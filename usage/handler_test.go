@@ -3,6 +3,7 @@ package usage_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -138,4 +139,32 @@ func FuzzParseQuery(f *testing.F) {
 			t.Errorf("ParseQuery(%q) = %+v: outside its contract", raw, q)
 		}
 	})
+}
+
+func TestReportErrors(t *testing.T) {
+	ctx := context.Background()
+	s := newMemStore()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	_, err := usage.Report(ctx, s, "42", url.Values{"from": {"yesterday"}}, usage.Quota{}, usage.ReportOptions{Now: now})
+	var pe *usage.ParamError
+	if !errors.Is(err, usage.ErrInvalidQuery) || !errors.As(err, &pe) || pe.Name != "from" {
+		t.Errorf("bad from: %v; want ErrInvalidQuery naming from", err)
+	}
+	down := errors.New("store down")
+	s.fail = down
+	_, err = usage.Report(ctx, s, "42", nil, usage.Quota{}, usage.ReportOptions{Now: now})
+	if !errors.Is(err, down) || errors.Is(err, usage.ErrInvalidQuery) {
+		t.Errorf("store down: %v; want the store's error", err)
+	}
+	// The default range is the quota's period, else the calendar month.
+	s.fail = nil
+	resp, err := usage.Report(ctx, s, "42", nil, usage.Quota{}, usage.ReportOptions{Now: now})
+	if err != nil || !resp.From.Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) || !resp.To.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)) || resp.Quota != nil {
+		t.Errorf("default range: %+v, %v", resp, err)
+	}
+	start := time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC)
+	resp, err = usage.Report(ctx, s, "42", nil, usage.Quota{PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0), Limit: 10, Used: 12}, usage.ReportOptions{Now: now})
+	if err != nil || !resp.From.Equal(start) || resp.Quota == nil || resp.Quota.Remaining != 0 {
+		t.Errorf("quota's period: %+v, %v", resp, err)
+	}
 }

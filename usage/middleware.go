@@ -46,7 +46,8 @@ type MiddlewareOptions struct {
 //
 // The ResponseWriter the handler gets keeps what the one given to the
 // middleware can do: it has Unwrap, for [http.ResponseController], and
-// implements [http.Flusher], [http.Hijacker] and [io.ReaderFrom].
+// implements [http.Flusher], [http.Hijacker], [io.ReaderFrom] and
+// [io.StringWriter].
 //
 // Middleware panics, with a message starting "usage: ", if
 // opts.Identity is nil.
@@ -139,6 +140,19 @@ func (w *recorder) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// WriteString implements io.StringWriter, so that io.WriteString through
+// the recorder does not copy the string, when the wrapped writer (such as
+// net/http's) can write strings.
+func (w *recorder) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if sw, ok := w.ResponseWriter.(io.StringWriter); ok {
+		return sw.WriteString(s)
+	}
+	return w.ResponseWriter.Write([]byte(s))
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.

@@ -127,3 +127,38 @@ func TestMiddlewareKeepsWriterCapabilities(t *testing.T) {
 		t.Errorf("ReadFrom: %v, copied %d, body %q", isRF, copied, inner.Body.String())
 	}
 }
+
+// TestMiddlewareWriteString: io.WriteString through the middleware's
+// writer writes the string without copying it when the wrapped writer
+// can (net/http's can), and records the status.
+func TestMiddlewareWriteString(t *testing.T) {
+	st := newMemStore()
+	m := newMeter(t, st, usage.Options{})
+	var isSW bool
+	h := m.Middleware(usage.MiddlewareOptions{Identity: identity})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, isSW = w.(io.StringWriter)
+		io.WriteString(w, "hello")
+	}))
+	for _, inner := range []http.ResponseWriter{httptest.NewRecorder(), plainWriter{httptest.NewRecorder()}} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-Key", "k")
+		h.ServeHTTP(inner, r)
+		var body string
+		switch w := inner.(type) {
+		case *httptest.ResponseRecorder:
+			body = w.Body.String()
+		case plainWriter:
+			body = w.rec.Body.String()
+		}
+		if !isSW || body != "hello" {
+			t.Errorf("%T: StringWriter %v, body %q", inner, isSW, body)
+		}
+	}
+}
+
+// plainWriter is a ResponseWriter without WriteString.
+type plainWriter struct{ rec *httptest.ResponseRecorder }
+
+func (w plainWriter) Header() http.Header         { return w.rec.Header() }
+func (w plainWriter) Write(b []byte) (int, error) { return w.rec.Write(b) }
+func (w plainWriter) WriteHeader(code int)        { w.rec.WriteHeader(code) }

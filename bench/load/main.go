@@ -17,6 +17,8 @@
 //	auth               apikey middleware, cache hit
 //	auth+limit         plus the per-key in-memory rate limiter
 //	auth+plan          auth plus plan.Middleware: two limits and a monthly quota per user, in memory
+//	auth+plan+metering auth+plan with the usage meter (counts flushed to SQLite every 10s),
+//	                   wired as the FavoritesAPI example wires them
 //	auth+limit+redis   with the Redis limiter (needs -redis or REDIS_URL)
 //	auth+limit+redis-local   with redislimit.Local: local decisions, synced with Redis every 100ms
 //	favorites-read     GET /v1/favorites of the full FavoritesAPI, SQLite
@@ -90,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.url, "url", "", "base URL of a running server, for the remote scenario")
 	fs.StringVar(&o.key, "key", os.Getenv("KEY"), "API key for the remote scenario")
 	fs.IntVar(&o.manyKeys, "many-keys", 100_000, "number of distinct keys of many-keys")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (servers and load generator) to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (servers and load generator) to this file; samples are labelled with their scenario (go tool pprof -tagfocus scenario=NAME)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,7 +77,13 @@ func measure(ctx context.Context, o options, logger *log.Logger) (Report, error)
 		}
 		logger.Printf("starting %s", s.name)
 		start := time.Now()
-		t, err := s.start(ctx, o, dir)
+		var t *target
+		var err error
+		// The scenario's goroutines (its server's among them) carry its
+		// name as a profile label: go tool pprof -tagfocus scenario=NAME.
+		pprof.Do(ctx, pprof.Labels("scenario", s.name), func(ctx context.Context) {
+			t, err = s.start(ctx, o, dir)
+		})
 		if err != nil {
 			return rep, fmt.Errorf("starting %s: %w", s.name, err)
 		}
@@ -91,7 +98,10 @@ func measure(ctx context.Context, o options, logger *log.Logger) (Report, error)
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
-			r := attack(ctx, targets[s.name], o)
+			var r run1
+			pprof.Do(ctx, pprof.Labels("scenario", s.name), func(ctx context.Context) {
+				r = attack(ctx, targets[s.name], o)
+			})
 			logger.Printf("round %d %-20s %9.0f req/s  p99 %-10v errors %d  %v", round, s.name, r.rps, r.p99, r.errors, r.statuses)
 			runs[s.name] = append(runs[s.name], r)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/apikit/apikit/ratelimit/redislimit"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/store/sqlite"
+	"github.com/apikit/apikit/usage"
 	"github.com/redis/go-redis/v9"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
@@ -69,6 +70,7 @@ func scenarios(o options) []scenario {
 		{name: "auth+plan", start: func(ctx context.Context, o options, dir string) (*target, error) {
 			return startMiddleware(ctx, dir, planMiddleware(plan.NewMemory(plan.MemoryOptions{})), 1)
 		}},
+		{name: "auth+plan+metering", start: startMetered},
 		{name: "auth+limit+redis", needs: redisNeeds, start: func(ctx context.Context, o options, dir string) (*target, error) {
 			ropts, err := redis.ParseURL(o.redisURL)
 			if err != nil {
@@ -226,14 +228,61 @@ func planMiddleware(d plan.Decider) func(http.Handler) http.Handler {
 	})
 }
 
+// startMetered serves okHandler as the FavoritesAPI example wires a
+// metered, planned API: the key middleware, the usage meter (counting
+// into the SQLite store, flushed every 10 s), the plan middleware (two
+// limits and a quota, in memory) and a middleware that reports the
+// plan's cost to the meter.
+func startMetered(ctx context.Context, o options, dir string) (*target, error) {
+	var meter *usage.Meter
+	t, err := startMiddlewareStore(ctx, dir, func(st *store.Store) func(http.Handler) http.Handler {
+		meter = usage.NewMeter(st, usage.Options{FlushInterval: 10 * time.Second})
+		count := meter.Middleware(usage.MiddlewareOptions{Identity: func(r *http.Request) (string, string, bool) {
+			p, ok := apikey.PrincipalFrom(r.Context())
+			return p.KeyID, strconv.FormatInt(p.UserID, 10), ok
+		}})
+		limit := planMiddleware(plan.NewMemory(plan.MemoryOptions{}))
+		return func(h http.Handler) http.Handler { return count(limit(reportCost(h))) }
+	}, 1)
+	if err != nil {
+		return nil, err
+	}
+	inner := t.close
+	t.close = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		meter.Close(ctx)
+		inner()
+	}
+	return t, nil
+}
+
+// reportCost tells the meter what the plan's decision spent, as the
+// example does.
+func reportCost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, ok := plan.DecisionFrom(r.Context()); ok {
+			usage.SetCost(r.Context(), int64(d.Cost))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // startMiddleware serves okHandler behind the key middleware (and mw, if
 // not nil), with n keys issued on a SQLite store; requests rotate through
 // the keys.
 func startMiddleware(ctx context.Context, dir string, mw func(http.Handler) http.Handler, n int) (*target, error) {
+	return startMiddlewareStore(ctx, dir, func(*store.Store) func(http.Handler) http.Handler { return mw }, n)
+}
+
+// startMiddlewareStore is startMiddleware with middleware built on the
+// store.
+func startMiddlewareStore(ctx context.Context, dir string, build func(*store.Store) func(http.Handler) http.Handler, n int) (*target, error) {
 	st, err := sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("keys-%d-%s.db", n, rand8())))
 	if err != nil {
 		return nil, err
 	}
+	mw := build(st)
 	if _, err := st.Migrate(ctx); err != nil {
 		st.Close()
 		return nil, err

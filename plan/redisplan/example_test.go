@@ -32,3 +32,21 @@ func Example() {
 	d, err := decider.Decide(context.Background(), plan.Request{Plan: hobby, User: "42", Key: "4tQ2x9LmZpB7", Cost: 5})
 	fmt.Println(d.Allowed, err)
 }
+
+// Options.Trace times every Redis round trip with any tracer; with
+// OpenTelemetry, start a span and end it, recording the error.
+func ExampleOptions_trace() {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
+	decider := redisplan.New(rdb, redisplan.Options{
+		Prefix: "favoritesapi:plan:",
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			start := time.Now()
+			return ctx, func(err error) {
+				// A failed round trip shows here even when the decider
+				// fails open and the request is served.
+				fmt.Println(name, time.Since(start), err)
+			}
+		},
+	})
+	_ = decider
+}

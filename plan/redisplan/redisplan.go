@@ -90,7 +90,27 @@ type Options struct {
 	// Usage, if set, makes quotas durable: admitted usage is recorded in
 	// it, and a counter missing from Redis mid-period is restored from it.
 	Usage *plan.Flusher
+	// Trace, if set, is called as each Redis round trip starts, with its
+	// name ([TraceDecide], [TraceCharge] or [TracePeek]), and the function
+	// it returns when the round trip ends, with its error: Redis's error
+	// (or context.DeadlineExceeded at the timeout) whatever FailClosed then
+	// makes of it, so that a trace shows the decisions that failed open. A
+	// decision that restores a quota counter makes two round trips, with
+	// the store's read between them (traced by
+	// [plan.FlusherOptions].Trace). It lets a tracer, such as
+	// OpenTelemetry's, time the round trips without this package depending
+	// on one; the context it returns is the one the command is sent with.
+	// The name carries no identity. nil costs nothing.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
 }
+
+// Names of the round trips given to [Options].Trace, by the method that
+// makes them.
+const (
+	TraceDecide = "redisplan.decide"
+	TraceCharge = "redisplan.charge"
+	TracePeek   = "redisplan.peek"
+)
 
 // Decider is a [plan.Decider] over Redis. Deciders with the same Redis and
 // Prefix, in one process or many, share each identity's budget. A Decider
@@ -104,6 +124,7 @@ type Decider struct {
 	now        func() time.Time
 	overrides  plan.Overrides
 	usage      *plan.Flusher
+	trace      func(ctx context.Context, name string) (context.Context, func(error))
 
 	direct bool // the client honours context deadlines
 	// limits caches each limit's script arguments. It is copied on
@@ -154,6 +175,7 @@ func New(client redis.UniversalClient, opts Options) *Decider {
 		now:        opts.Now,
 		overrides:  opts.Overrides,
 		usage:      opts.Usage,
+		trace:      opts.Trace,
 		direct:     honoursDeadlines(client),
 		maxBaked:   maxBakedScripts,
 	}
@@ -253,7 +275,7 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 			args = append(args, qa.count)
 		}
 	}
-	res, err := r.run(ctx, script, keys, args)
+	res, err := r.run(ctx, mode, script, keys, args)
 	if err == nil && len(res) == 1 && baseArg >= 0 {
 		// The quota counter is missing: restore it from the store and
 		// run again.
@@ -262,7 +284,7 @@ func (r *Decider) decide(ctx context.Context, req *plan.Request, mode string) (p
 			return r.fail(ctx, req, &c, mode, rerr)
 		}
 		args[baseArg] = n
-		res, err = r.run(ctx, script, keys, args)
+		res, err = r.run(ctx, mode, script, keys, args)
 	}
 	if err == nil && len(res) != 2+len(c.limits) {
 		err = fmt.Errorf("unexpected reply from the script: %v", res)
@@ -487,11 +509,30 @@ func (r *Decider) decision(req *plan.Request, c *call, mode string, res []any) p
 	return d
 }
 
-// run runs the script within the timeout. A client that honours context
-// deadlines (ContextTimeoutEnabled) is trusted to return at the deadline;
-// for another, the command runs on a goroutine of its own, so that the
-// decision still ends at the timeout.
-func (r *Decider) run(ctx context.Context, script *redis.Script, keys []string, args []any) ([]any, error) {
+// run runs the script within the timeout, inside Options.Trace if there
+// is one.
+func (r *Decider) run(ctx context.Context, mode string, script *redis.Script, keys []string, args []any) ([]any, error) {
+	if r.trace == nil {
+		return r.runTimeout(ctx, script, keys, args)
+	}
+	name := TraceDecide
+	switch mode {
+	case modeCharge:
+		name = TraceCharge
+	case modePeek:
+		name = TracePeek
+	}
+	ctx, end := r.trace(ctx, name)
+	res, err := r.runTimeout(ctx, script, keys, args)
+	end(err)
+	return res, err
+}
+
+// runTimeout runs the script within the timeout. A client that honours
+// context deadlines (ContextTimeoutEnabled) is trusted to return at the
+// deadline; for another, the command runs on a goroutine of its own, so
+// that the decision still ends at the timeout.
+func (r *Decider) runTimeout(ctx context.Context, script *redis.Script, keys []string, args []any) ([]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	if r.direct {

@@ -55,3 +55,22 @@ func ExampleNewLocal() {
 	})
 	http.Handle("/api/", perKey(http.NotFoundHandler()))
 }
+
+// Options.Trace times every Redis round trip with any tracer; with
+// OpenTelemetry, start a span and end it, recording the error. This one
+// prints what it sees.
+func ExampleOptions_trace() {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
+	limiter := redislimit.New(rdb, redislimit.Options{
+		Prefix: "favoritesapi:",
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			start := time.Now()
+			return ctx, func(err error) {
+				// A failed round trip shows here even when the limiter
+				// fails open and the request is served.
+				slog.InfoContext(ctx, name, "took", time.Since(start), "error", err)
+			}
+		},
+	})
+	_ = limiter
+}

@@ -94,6 +94,7 @@ type Local struct {
 	failClosed bool
 	direct     bool // the client honours context deadlines
 	log        *slog.Logger
+	trace      func(ctx context.Context, name string) (context.Context, func(error))
 	epoch      time.Time // the local clock is the monotonic time since epoch
 
 	seed   maphash.Seed
@@ -161,6 +162,7 @@ func NewLocal(client redis.UniversalClient, opts LocalOptions) *Local {
 		failClosed: opts.FailClosed,
 		direct:     honoursDeadlines(client),
 		log:        opts.Logger,
+		trace:      opts.Trace,
 		epoch:      time.Now(),
 		seed:       maphash.MakeSeed(),
 		stop:       make(chan struct{}),
@@ -305,6 +307,16 @@ func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit r
 // [Limiter] does, on a goroutine of its own if the client does not give
 // up at the context's deadline by itself.
 func (l *Local) run(ctx context.Context, key string, limit ratelimit.Limit, charge int64, n int) ([]int64, error) {
+	if l.trace == nil {
+		return l.runTimeout(ctx, key, limit, charge, n)
+	}
+	ctx, end := l.trace(ctx, TraceAllow)
+	res, err := l.runTimeout(ctx, key, limit, charge, n)
+	end(err)
+	return res, err
+}
+
+func (l *Local) runTimeout(ctx context.Context, key string, limit ratelimit.Limit, charge int64, n int) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	keys, args := []string{l.prefix + key}, scriptArgs(limit, charge, n)
@@ -436,6 +448,10 @@ func (l *Local) Sync(ctx context.Context) error {
 	if len(items) == 0 {
 		return nil
 	}
+	var end func(error)
+	if l.trace != nil {
+		ctx, end = l.trace(ctx, TraceSync)
+	}
 	err := l.pipeline(ctx, items)
 	if err != nil && isNoScript(err) {
 		if err = syncScript.Load(ctx, l.client).Err(); err == nil {
@@ -466,6 +482,9 @@ func (l *Local) Sync(ctx context.Context) error {
 		if err == nil && rerr != nil {
 			err = rerr
 		}
+	}
+	if end != nil {
+		end(err)
 	}
 	l.syncs.Add(1)
 	if err != nil {

@@ -56,10 +56,11 @@ type Options struct {
 	Prefix string
 	// Timeout bounds each decision, including waiting for a connection;
 	// 0 means [DefaultTimeout]. A decision that takes longer fails (see
-	// FailClosed). The bound holds even if the client's
-	// ContextTimeoutEnabled option is off; turn it on so that the abandoned
-	// command also stops at the deadline rather than at the client's
-	// ReadTimeout.
+	// FailClosed). Give the client ContextTimeoutEnabled: it then gives up
+	// at the decision's deadline by itself, and the decision runs on the
+	// caller's goroutine. A client without it (go-redis then waits for its
+	// ReadTimeout, 3 s by default) costs a goroutine per decision, which
+	// waits for it in the background; the bound holds either way.
 	Timeout time.Duration
 	// FailClosed chooses what a decision is when Redis fails or times out.
 	// false (fail open, the default): the event is allowed, as if the key's
@@ -78,7 +79,24 @@ type Options struct {
 	// Logger receives a warning when Redis fails, at most one a second with
 	// the number of failures so far; nil means no logging.
 	Logger *slog.Logger
+	// Trace, if set, is called as each Redis round trip starts, with its
+	// name, and the function it returns when the round trip ends, with its
+	// error: the Redis error (or context.DeadlineExceeded at the timeout)
+	// whatever FailClosed then makes of it, so that a trace shows the
+	// decisions that failed open. Names: "redislimit.allow" (an exact
+	// decision, of [Limiter] or [Local]) and "redislimit.sync" (a [Local]
+	// sync of every key used since the previous one). It lets a tracer,
+	// such as OpenTelemetry's, time the round trips without this package
+	// depending on one; the context it returns is the one the command is
+	// sent with. The name carries no key. nil costs nothing.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
 }
+
+// Names of the round trips given to [Options].Trace.
+const (
+	TraceAllow = "redislimit.allow"
+	TraceSync  = "redislimit.sync"
+)
 
 // Limiter is a [ratelimit.Limiter] over Redis. Two Limiters (in one process
 // or many) with the same Redis and Prefix share each key's quota. A
@@ -88,7 +106,9 @@ type Limiter struct {
 	prefix     string
 	timeout    time.Duration
 	failClosed bool
+	direct     bool // the client honours context deadlines
 	log        *slog.Logger
+	trace      func(ctx context.Context, name string) (context.Context, func(error))
 
 	allowed, limited, errors, failedOpen atomic.Uint64
 	lastLog                              atomic.Int64
@@ -119,7 +139,9 @@ func New(client redis.UniversalClient, opts Options) *Limiter {
 		prefix:     opts.Prefix,
 		timeout:    opts.Timeout,
 		failClosed: opts.FailClosed,
+		direct:     honoursDeadlines(client),
 		log:        opts.Logger,
+		trace:      opts.Trace,
 	}
 }
 
@@ -170,22 +192,36 @@ func (l *Limiter) decide(limit ratelimit.Limit, n int, res *redis_rate.Result) r
 	return ratelimit.Decide(limit, available, n)
 }
 
-// run runs the GCRA script, giving up at the timeout even if the client
-// would wait longer (its ContextTimeoutEnabled option off).
+// run runs the GCRA script within the timeout, inside Options.Trace if
+// there is one.
 func (l *Limiter) run(ctx context.Context, key string, limit ratelimit.Limit, n int) (*redis_rate.Result, error) {
+	if l.trace == nil {
+		return l.runTimeout(ctx, key, limit, n)
+	}
+	ctx, end := l.trace(ctx, TraceAllow)
+	res, err := l.runTimeout(ctx, key, limit, n)
+	end(err)
+	return res, err
+}
+
+// runTimeout runs the GCRA script within the timeout. A client that
+// honours context deadlines (ContextTimeoutEnabled) is trusted to return
+// at the deadline; for another, the command runs on a goroutine of its
+// own, so that the decision still ends at the timeout.
+func (l *Limiter) runTimeout(ctx context.Context, key string, limit ratelimit.Limit, n int) (*redis_rate.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
+	rl := redis_rate.Limit{Rate: limit.Count, Burst: limit.BurstSize(), Period: limit.Period}
+	if l.direct {
+		return l.rl.AllowN(ctx, l.prefix+key, rl, n)
+	}
 	type result struct {
 		res *redis_rate.Result
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := l.rl.AllowN(ctx, l.prefix+key, redis_rate.Limit{
-			Rate:   limit.Count,
-			Burst:  limit.BurstSize(),
-			Period: limit.Period,
-		}, n)
+		res, err := l.rl.AllowN(ctx, l.prefix+key, rl, n)
 		done <- result{res, err}
 	}()
 	select {
