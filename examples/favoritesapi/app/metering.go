@@ -90,11 +90,20 @@ func (s *Server) meteredCustomers(ctx context.Context) ([]meter.Customer, error)
 	for _, sub := range subs {
 		if sub.Entitling(now, pastDueGrace) && !sub.Dev() {
 			out = append(out, meter.Customer{
-				UserID: strconv.FormatInt(sub.UserID, 10), CustomerID: sub.CustomerID, EventName: MeterEventName,
+				UserID: strconv.FormatInt(sub.UserID, 10), CustomerID: sub.CustomerID, EventName: s.meterEvent(sub.PriceID),
 			})
 		}
 	}
 	return out, nil
+}
+
+// meterEvent is the event name of the meter that bills a subscription to
+// price: the metered plan's MeterEvent, or MeterEventName if it names none.
+func (s *Server) meterEvent(price string) string {
+	if p, ok := s.plans.ForPrice(price); ok {
+		return p.MeterEventOr(MeterEventName)
+	}
+	return MeterEventName
 }
 
 // sendAlert mails a quota alert to the account's address, from the
@@ -248,10 +257,8 @@ func (s *Server) UsageReport(ctx context.Context, email string, query url.Values
 	if !found {
 		return usage.Response{}, ErrNoSuchUser
 	}
-	now := s.now().UTC()
 	user := strconv.FormatInt(userID, 10)
-	q := usage.Quota{PeriodStart: time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)}
-	q.PeriodEnd = q.PeriodStart.AddDate(0, 1, 0)
+	var q usage.Quota // no period: Report takes the calendar month
 	cp, err := s.userPlan(ctx, userID)
 	if err != nil {
 		return usage.Response{}, err
@@ -267,24 +274,5 @@ func (s *Server) UsageReport(ctx context.Context, email string, query url.Values
 			q.Limit, q.Used = pol.Quota.Count, max(0, pol.Quota.Count-pol.Remaining)
 		}
 	}
-	uq, err := usage.ParseQuery(query, user, q.PeriodStart, q.PeriodEnd, usage.QueryLimits{})
-	if err != nil {
-		return usage.Response{}, err
-	}
-	counts, err := s.store.Counts(ctx, uq)
-	if err != nil {
-		return usage.Response{}, err
-	}
-	resp := usage.Response{
-		Period: usage.Period{Start: q.PeriodStart, End: q.PeriodEnd}, Plan: q.Plan,
-		From: uq.From, To: uq.To, Granularity: uq.Granularity.String(), Keys: usage.Series(counts),
-	}
-	if q.Limit > 0 {
-		resp.Quota = &usage.QuotaUsage{Limit: q.Limit, Used: q.Used, Remaining: max(q.Limit-q.Used, 0)}
-	}
-	for _, k := range resp.Keys {
-		resp.Totals.Counts.Add(k.Totals.Counts)
-	}
-	resp.Totals.Requests = resp.Totals.Counts.Requests()
-	return resp, nil
+	return usage.Report(ctx, s.store, user, query, q, usage.ReportOptions{Now: s.now()})
 }

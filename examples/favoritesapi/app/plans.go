@@ -56,11 +56,12 @@ func BuiltinPlans(hobbyPrice, proPrice string) *plan.Catalog {
 	}
 	if proPrice != "" {
 		plans = append(plans, plan.Plan{
-			Name:    "pro",
-			Prices:  []string{proPrice},
-			Limits:  []ratelimit.Limit{ratelimit.PerSecond(100)},
-			Budget:  plan.PerUser,
-			Metered: true,
+			Name:       "pro",
+			Prices:     []string{proPrice},
+			Limits:     []ratelimit.Limit{ratelimit.PerSecond(100)},
+			Budget:     plan.PerUser,
+			Metered:    true,
+			MeterEvent: MeterEventName,
 		})
 	}
 	return plan.MustCatalog(plans...)
