@@ -262,7 +262,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 
 	// Quota usage survives restarts and lost Redis data: it is written to
 	// the database in batches and read back when a counter is missing.
-	s.usage = plan.NewFlusher(s.store, plan.FlusherOptions{Interval: opts.UsageFlushInterval, Logger: s.logger})
+	s.usage = plan.NewFlusher(s.store, plan.FlusherOptions{
+		Interval: opts.UsageFlushInterval, Logger: s.logger, Trace: s.traceHook(trace.SpanKindInternal),
+	})
 	// Negotiated limits and quotas (the override command), read from the
 	// database now and every OverrideRefresh.
 	if s.overrides, err = s.store.OverrideCache(ctx, cmp.Or(opts.OverrideRefresh, DefaultOverrideRefresh), s.logger); err != nil {
@@ -285,13 +287,16 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		// budget whichever instance serves their keys.
 		s.decider = redisplan.New(s.redis, redisplan.Options{
 			Prefix: prefix + "plan:", Timeout: opts.RedisTimeout, Logger: s.logger,
-			Overrides: s.overrides, Usage: s.usage,
+			Overrides: s.overrides, Usage: s.usage, Trace: s.traceHook(trace.SpanKindClient),
 		})
 		// The limits that guard sign-in, sign-up and key lookups must hold
 		// while Redis is down: they fail closed in Redis, and then decide
 		// from memory instead (per instance), logged and counted.
 		s.abuse = ratelimit.Fallback(
-			redislimit.New(s.redis, redislimit.Options{Prefix: prefix + "abuse:", Timeout: opts.RedisTimeout, FailClosed: true, Logger: s.logger}),
+			redislimit.New(s.redis, redislimit.Options{
+				Prefix: prefix + "abuse:", Timeout: opts.RedisTimeout, FailClosed: true, Logger: s.logger,
+				Trace: s.traceHook(trace.SpanKindClient),
+			}),
 			ratelimit.NewMemory(ratelimit.MemoryOptions{Now: opts.Now}),
 			ratelimit.FallbackOptions{Logger: s.logger})
 	} else {

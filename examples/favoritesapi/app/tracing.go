@@ -44,7 +44,7 @@ func (s *Server) traced(next http.Handler) http.Handler {
 }
 
 // traceHook adapts the service's tracer to the Trace hooks of packages
-// billing and magiclink (func(ctx, name) (ctx, end)), or returns nil
+// billing, magiclink, plan, plan/redisplan and ratelimit/redislimit (func(ctx, name) (ctx, end)), or returns nil
 // without tracing. A span's error status names the error's kind, never
 // its message, which may carry an address.
 func (s *Server) traceHook(kind trace.SpanKind) func(context.Context, string) (context.Context, func(error)) {

@@ -162,7 +162,9 @@ func TestTracingRedisAndStripe(t *testing.T) {
 	}
 	spans := exp.GetSpans()
 	_, under := requestSpan(t, spans, "POST /signup")
-	for _, want := range []string{"ratelimit.allow", "stripe.checkout.sessions.create"} {
+	// ratelimit.allow is the service's span around its abuse limiter,
+	// redislimit.allow the limiter's own around its Redis round trip.
+	for _, want := range []string{"ratelimit.allow", "redislimit.allow", "stripe.checkout.sessions.create"} {
 		if !slices.Contains(under, want) {
 			t.Errorf("POST /signup has spans %v under it; want %s", under, want)
 		}
