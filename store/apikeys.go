@@ -140,10 +140,21 @@ func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) err
 	})
 }
 
-// Key implements [apikey.Store].
+// Key implements [apikey.Store] (trace name "store.Key") with a prepared
+// statement, scanned without reflection: it is the query of a verifier's
+// cache miss.
 func (s *Store) Key(ctx context.Context, id string) (apikey.Key, bool, error) {
+	ctx, end := s.span(ctx, "store.Key")
+	k, found, err := s.key(ctx, id)
+	end(err)
+	return k, found, err
+}
+
+func (s *Store) key(ctx context.Context, id string) (apikey.Key, bool, error) {
 	var r keyRow
-	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+keyColumns+` FROM api_keys WHERE id = ?`), id)
+	err := s.hot.key.queryRow(ctx, id).Scan(&r.ID, &r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
+		&r.PreviousSecretHash, &r.PreviousExpiresAt, &r.Scopes, &r.Active, &r.CreatedAt, &r.UpdatedAt,
+		&r.LastUsedAt, &r.ExpiresAt, &r.RevokedAt, &r.Metadata, &r.Tags, &r.AllowedCIDRs)
 	ok, err := isFound(err)
 	if !ok {
 		return apikey.Key{}, false, err

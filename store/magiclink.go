@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"fmt"
@@ -168,13 +169,26 @@ func (s *Store) DeleteUserSessionsExcept(ctx context.Context, userID int64, keep
 		`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`), userID, keep))
 }
 
-// Session implements [magiclink.Store] in one query joined with users.
+// sessionQuery reads a session joined with its user (see [Store.Session]).
+const sessionQuery = `SELECT s.user_id, u.email, s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip
+	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`
+
+// Session implements [magiclink.Store] (trace name "store.Session") in one
+// query joined with users, prepared and scanned without reflection: it
+// runs on every signed-in request.
 func (s *Store) Session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
-	var se magiclink.Session
-	err := s.db.QueryRowxContext(ctx, s.db.Rebind(`SELECT s.id_hash, s.user_id, u.email,
-		s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip
-		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`), hash).
-		Scan(&se.Hash, &se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
+	ctx, end := s.span(ctx, "store.Session")
+	se, found, err := s.session(ctx, hash)
+	end(err)
+	return se, found, err
+}
+
+func (s *Store) session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
+	// The row's id_hash is hash: not read back, but not the caller's
+	// slice either.
+	se := magiclink.Session{Hash: bytes.Clone(hash)}
+	err := s.hot.session.queryRow(ctx, hash).
+		Scan(&se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
 	if ok, err := isFound(err); !ok {
 		return magiclink.Session{}, false, err
 	}
