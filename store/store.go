@@ -103,19 +103,21 @@ type Options struct {
 	// with Options.TransactionPooling).
 	NoPreparedStatements bool
 
-	// Trace, if set, is called around each store operation of packages
-	// apikey and magiclink (see [Trace]).
+	// Trace, if set, is called around each operation of the apikey and
+	// magiclink stores (see [Trace]).
 	Trace Trace
 }
 
-// Trace starts a span named after a store operation ("store.Key",
-// "store.Session", "store.TouchKeys"…: see the methods' documentation
-// for the names), returning the context the operation runs in and a
-// function that ends the span with the operation's error (nil on success;
-// "not found" is not an error). It is the hook an OpenTelemetry tracer
-// plugs into:
+// Trace starts a span around a store operation, returning the context the
+// operation runs in and a function that ends the span with the operation's
+// error (nil on success; "not found" is not an error). The operations
+// traced are the methods of apikey.Store and magiclink.Store, named
+// "store." and the method: "store.Key" (a verifier's cache miss),
+// "store.Session" (a signed-in request), "store.TouchKeys",
+// "store.CreateKey"… Names carry no arguments: no key id, hash or address
+// reaches a span. It is the hook an OpenTelemetry tracer plugs into:
 //
-//	Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+//	func(ctx context.Context, name string) (context.Context, func(error)) {
 //		ctx, span := tracer.Start(ctx, name)
 //		return ctx, func(err error) {
 //			if err != nil {
@@ -125,7 +127,7 @@ type Options struct {
 //		}
 //	}
 //
-// Names carry no arguments: no key id, hash or address reaches a span.
+// Without a Trace, an operation costs one comparison more.
 type Trace func(ctx context.Context, name string) (context.Context, func(error))
 
 // New returns a Store over db. Most programs use sqlite.Open,

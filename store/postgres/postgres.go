@@ -62,17 +62,22 @@ type Options struct {
 	// statement with parameters is sent in one round trip (parse, bind,
 	// execute) instead of a prepare and an execute that the pooler may
 	// route to different servers; []byte parameters then travel in
-	// binary. The store keeps no other state in a session: no SET, no
-	// session advisory locks (migrations lock per transaction), and its
-	// one named prepared statement lives and is closed inside a
-	// transaction. It is the same as adding binary_parameters=yes to the
-	// URL yourself.
+	// binary. The store keeps no other state in a session: it prepares no
+	// statements of its own ([store.Options.NoPreparedStatements]: its hot
+	// queries are sent as text, one round trip each), takes no session
+	// advisory locks (migrations lock per transaction), sends no SET, and
+	// its one named prepared statement (TouchKeys's) lives and is closed
+	// inside a transaction.
 	//
 	// Not everything works through such a pooler: LISTEN needs a session
 	// (see package invalidate/pgbus), and startup parameters such as
 	// search_path must be allowed by the pooler
 	// (PgBouncer's ignore_startup_parameters drops them instead).
 	TransactionPooling bool
+
+	// Trace, if set, is called around the store's operations: see
+	// [store.Trace].
+	Trace store.Trace
 }
 
 // OpenWith is [Open] with options.
@@ -95,7 +100,10 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, erro
 		db.Close()
 		return nil, fmt.Errorf("postgres: connecting to %s: %w", redact(dsn), err)
 	}
-	return store.New(db, Dialect()), nil
+	return store.NewWith(db, Dialect(), store.Options{
+		NoPreparedStatements: opts.TransactionPooling,
+		Trace:                opts.Trace,
+	}), nil
 }
 
 // withParam sets a connection parameter in a URL or key=value DSN.

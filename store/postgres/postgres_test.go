@@ -8,6 +8,7 @@ import (
 	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/internal/storebench"
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/storetest"
 	"github.com/apikit/apikit/usage/usagetest"
@@ -126,4 +127,17 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 // The store query behind a verification cache miss: one key by its id.
 func BenchmarkKey(b *testing.B) {
 	storetest.BenchmarkKey(b, testdb.Postgres(b))
+}
+
+// BenchmarkVerifyMiss measures a verifier's cache miss among 10³ to 10⁵
+// keys, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench VerifyMiss -benchmem -count 5 ./store/postgres
+func BenchmarkVerifyMiss(b *testing.B) {
+	st := testdb.Postgres(b)
+	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000))
+}
+
+func BenchmarkSession(b *testing.B) {
+	storetest.BenchmarkSession(b, testdb.Postgres(b))
 }

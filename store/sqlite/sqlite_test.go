@@ -9,6 +9,7 @@ import (
 	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/internal/storebench"
 	"github.com/apikit/apikit/store/sqlite"
 	"github.com/apikit/apikit/store/storetest"
 	"github.com/apikit/apikit/usage/usagetest"
@@ -121,4 +122,17 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 // The store query behind a verification cache miss: one key by its id.
 func BenchmarkKey(b *testing.B) {
 	storetest.BenchmarkKey(b, testdb.SQLite(b))
+}
+
+// BenchmarkVerifyMiss measures a verifier's cache miss among 10³ to 10⁶
+// keys, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench VerifyMiss -benchmem -count 5 ./store/sqlite
+func BenchmarkVerifyMiss(b *testing.B) {
+	st := testdb.SQLite(b)
+	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000, 1_000_000))
+}
+
+func BenchmarkSession(b *testing.B) {
+	storetest.BenchmarkSession(b, testdb.SQLite(b))
 }
