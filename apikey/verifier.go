@@ -65,6 +65,17 @@ type VerifierOptions struct {
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 
+	// Trace, if set, is called around each store query the Verifier makes:
+	// the lookup of a key on a cache miss ("apikey.Key", with a context
+	// that carries the values of the first caller's, since concurrent
+	// misses share the query) and the batched write of last-use times
+	// ("apikey.TouchKeys"). The function it returns is called with the
+	// query's error (nil on success; an unknown key is not an error). It
+	// lets a tracer, such as OpenTelemetry's, time the store without this
+	// package depending on one; the context it returns is the one the store
+	// receives. Names carry no key id or secret. A cache hit calls nothing.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
+
 	// Logger receives store failures (default: discard).
 	Logger *slog.Logger
 }
@@ -316,7 +327,9 @@ func (v *Verifier) secretMatches(k *Key, secret string, now time.Time) bool {
 // lookup reads a key from the store; store failures become ErrUnavailable.
 func (v *Verifier) lookup(ctx context.Context, id string) (Key, bool, error) {
 	v.stats.lookups.Add(1)
+	ctx, end := span(v.opts.Trace, ctx, "apikey.Key")
 	k, found, err := v.store.Key(ctx, id)
+	end(err)
 	if err != nil {
 		v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: store lookup failed",
 			slog.String("key_id", id), slog.Any("error", err))
@@ -401,7 +414,9 @@ func (v *Verifier) Flush(ctx context.Context) error {
 
 	ctx, cancel := context.WithTimeout(ctx, v.opts.LookupTimeout)
 	defer cancel()
-	err := v.store.TouchKeys(ctx, batch)
+	tctx, end := span(v.opts.Trace, ctx, "apikey.TouchKeys")
+	err := v.store.TouchKeys(tctx, batch)
+	end(err)
 	if err == nil {
 		v.stats.touchesWritten.Add(uint64(len(batch)))
 		return nil
