@@ -331,8 +331,11 @@ func (v *Verifier) lookup(ctx context.Context, id string) (Key, bool, error) {
 	k, found, err := v.store.Key(ctx, id)
 	end(err)
 	if err != nil {
-		v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: store lookup failed",
-			slog.String("key_id", id), slog.Any("error", err))
+		// A caller that gave up is not a store failure; a timeout is.
+		if ctx.Err() == nil || context.Cause(ctx) == errLookupTimeout {
+			v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: store lookup failed",
+				slog.String("key_id", id), slog.Any("error", err))
+		}
 		return Key{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return k, found, nil
