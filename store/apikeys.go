@@ -44,7 +44,11 @@ type keyRow struct {
 	AllowedCIDRs string         `db:"allowed_cidrs"`
 }
 
-const keyColumns = `id, user_id, name, prefix, secret_hash, previous_secret_hash, previous_expires_at,
+const keyColumns = `id, ` + keyFields
+
+// keyFields are the columns of keyColumns but the id, which [Store.Key]
+// knows already.
+const keyFields = `user_id, name, prefix, secret_hash, previous_secret_hash, previous_expires_at,
 	scopes, is_active, created_at, updated_at, last_used_at, expires_at, revoked_at,
 	metadata, tags, allowed_cidrs`
 
@@ -153,8 +157,10 @@ func (s *Store) Key(ctx context.Context, id string) (apikey.Key, bool, error) {
 }
 
 func (s *Store) key(ctx context.Context, id string) (apikey.Key, bool, error) {
-	var r keyRow
-	err := s.hot.key.queryRow(ctx, id).Scan(&r.ID, &r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
+	// The id is not read back: the row's is the one asked for (the
+	// comparison is exact in both databases).
+	r := keyRow{ID: id}
+	err := s.hot.key.queryRow(ctx, id).Scan(&r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
 		&r.PreviousSecretHash, &r.PreviousExpiresAt, &r.Scopes, &r.Active, &r.CreatedAt, &r.UpdatedAt,
 		&r.LastUsedAt, &r.ExpiresAt, &r.RevokedAt, &r.Metadata, &r.Tags, &r.AllowedCIDRs)
 	ok, err := isFound(err)

@@ -164,7 +164,7 @@ type hotQueries struct {
 }
 
 func (h *hotQueries) init(db *sqlx.DB, prepare bool) {
-	h.key = prepared{db: db.DB, query: db.Rebind(`SELECT ` + keyColumns + ` FROM api_keys WHERE id = ?`), prepare: prepare}
+	h.key = prepared{db: db.DB, query: db.Rebind(`SELECT ` + keyFields + ` FROM api_keys WHERE id = ?`), prepare: prepare}
 	h.session = prepared{db: db.DB, query: db.Rebind(sessionQuery), prepare: prepare}
 }
 
