@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -185,13 +186,17 @@ func (s *Store) DeleteUserSessionsExcept(ctx context.Context, userID int64, keep
 		`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`), userID, keep))
 }
 
-// sessionQuery reads a session joined with its user (see [Store.Session]).
-const sessionQuery = `SELECT s.user_id, u.email, s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip
-	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`
+// sessionQuery reads a session with its user's email (see [Store.Session]).
+// The email is a scalar subquery rather than a join: the same plan (two
+// primary-key searches), but go-sqlite3 reads a joined row with 24 more
+// allocations and twice the time. A session whose user is gone (the row
+// is deleted with it) has a NULL email and is not found.
+const sessionQuery = `SELECT s.user_id, (SELECT u.email FROM users u WHERE u.id = s.user_id),
+	s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip
+	FROM sessions s WHERE s.id_hash = ?`
 
-// Session implements [magiclink.Store] in one
-// query joined with users, prepared and scanned without reflection: it
-// runs on every signed-in request.
+// Session implements [magiclink.Store] in one query, prepared and scanned
+// without reflection: it runs on every signed-in request.
 func (s *Store) Session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
 	ctx, end := s.span(ctx, "store.Session")
 	se, found, err := s.session(ctx, hash)
@@ -200,14 +205,16 @@ func (s *Store) Session(ctx context.Context, hash []byte) (magiclink.Session, bo
 }
 
 func (s *Store) session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
-	// The row's id_hash is hash: not read back, but not the caller's
-	// slice either.
-	se := magiclink.Session{Hash: bytes.Clone(hash)}
+	var se magiclink.Session
+	var email sql.NullString
 	err := s.hot.session.queryRow(ctx, hash).
-		Scan(&se.UserID, &se.Email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
-	if ok, err := isFound(err); !ok {
+		Scan(&se.UserID, &email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
+	if ok, err := isFound(err); !ok || !email.Valid {
 		return magiclink.Session{}, false, err
 	}
+	// The row's id_hash is hash: not read back, but not the caller's
+	// slice either.
+	se.Hash, se.Email = bytes.Clone(hash), email.String
 	se.CreatedAt, se.ExpiresAt, se.LastSeenAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC(), se.LastSeenAt.UTC()
 	return se, true, nil
 }

@@ -138,6 +138,11 @@ func BenchmarkVerifyMiss(b *testing.B) {
 	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000))
 }
 
+// BenchmarkSession measures the session lookup of every signed-in
+// request, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench Session -benchmem -count 5 ./store/postgres
 func BenchmarkSession(b *testing.B) {
-	storetest.BenchmarkSession(b, testdb.Postgres(b))
+	st := testdb.Postgres(b)
+	storetest.BenchmarkSession(b, st, storebench.Session(b, st))
 }

@@ -135,8 +135,13 @@ func BenchmarkVerifyMiss(b *testing.B) {
 	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000, 1_000_000))
 }
 
+// BenchmarkSession measures the session lookup of every signed-in
+// request, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench Session -benchmem -count 5 ./store/sqlite
 func BenchmarkSession(b *testing.B) {
-	storetest.BenchmarkSession(b, testdb.SQLite(b))
+	st := testdb.SQLite(b)
+	storetest.BenchmarkSession(b, st, storebench.Session(b, st))
 }
 
 // Options.Trace sees each operation of the key and login stores by name,

@@ -49,6 +49,27 @@ func VerifyMiss(b *testing.B, st *store.Store, sizes ...int) storetest.VerifyMis
 	}
 }
 
+// Session returns the raw twin of Store.Session, for
+// storetest.BenchmarkSession: the same query, prepared, scanned into
+// locals. Its statement is closed when b ends.
+func Session(b *testing.B, st *store.Store) func(ctx context.Context, hash []byte) error {
+	raw, err := st.DB().PrepareContext(b.Context(), st.DB().Rebind(`SELECT s.user_id,
+		(SELECT u.email FROM users u WHERE u.id = s.user_id), s.created_at, s.expires_at, s.last_seen_at,
+		s.user_agent, s.ip FROM sessions s WHERE s.id_hash = ?`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { raw.Close() })
+	return func(ctx context.Context, hash []byte) error {
+		var (
+			userID                     int64
+			email, agent, ip           string
+			created, expires, lastSeen time.Time
+		)
+		return raw.QueryRowContext(ctx, hash).Scan(&userID, &email, &created, &expires, &lastSeen, &agent, &ip)
+	}
+}
+
 // seed inserts the filler keys in one transaction, a multi-row INSERT per
 // batch.
 func seed(ctx context.Context, st *store.Store, user int64, ids []string) error {
