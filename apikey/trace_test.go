@@ -61,7 +61,7 @@ func TestTrace(t *testing.T) {
 	m := apikey.NewManager(st, apikey.ManagerOptions{Prefix: "sk_test", Verifier: v, Trace: tr.trace})
 	user, _, _ := mem.CreateUser(ctx, "ada@example.com", time.Now())
 
-	k, tok, err := m.Issue(ctx, user, apikey.IssueOptions{Name: "ci"})
+	k, _, err := m.Issue(ctx, user, apikey.IssueOptions{Name: "ci"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,8 @@ func TestTrace(t *testing.T) {
 	if err := m.Activate(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, tok, err = m.Roll(ctx, k.ID, 0); err != nil {
+	_, tok, err := m.Roll(ctx, k.ID, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	spans, _ := tr.take()
