@@ -67,7 +67,9 @@ type Options struct {
 	// queries are sent as text, one round trip each), takes no session
 	// advisory locks (migrations lock per transaction), sends no SET, and
 	// its one named prepared statement (TouchKeys's) lives and is closed
-	// inside a transaction.
+	// inside a transaction. Adding binary_parameters=yes to the URL
+	// yourself has the same effect: [OpenWith] then prepares nothing
+	// either.
 	//
 	// Not everything works through such a pooler: LISTEN needs a session
 	// (see package invalidate/pgbus), and startup parameters such as
@@ -85,6 +87,9 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, erro
 	if opts.TransactionPooling {
 		dsn = withParam(dsn, "binary_parameters", "yes")
 	}
+	// binary_parameters=yes in the DSN says the same as
+	// TransactionPooling: statements must not outlive one round trip.
+	pooled := param(dsn, "binary_parameters") == "yes"
 	n := opts.MaxConns
 	if n <= 0 {
 		n = 25
@@ -101,7 +106,7 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, erro
 		return nil, fmt.Errorf("postgres: connecting to %s: %w", redact(dsn), err)
 	}
 	return store.NewWith(db, Dialect(), store.Options{
-		NoPreparedStatements: opts.TransactionPooling,
+		NoPreparedStatements: pooled,
 		Trace:                opts.Trace,
 	}), nil
 }
@@ -115,6 +120,22 @@ func withParam(dsn, key, value string) string {
 		return u.String()
 	}
 	return strings.TrimSpace(dsn) + " " + key + "=" + value
+}
+
+// param returns a connection parameter of a URL or key=value DSN ("" if
+// unset). Values in quotes are not unquoted: the parameters it reads take
+// bare words.
+func param(dsn, key string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return u.Query().Get(key)
+	}
+	value := ""
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == key {
+			value = v // the last one wins, as in libpq
+		}
+	}
+	return value
 }
 
 // redact hides the password of a URL DSN for error messages.
