@@ -37,6 +37,12 @@
 // key, consume a login token, record a webhook event) is a single
 // statement or transaction, so that concurrent requests change state
 // exactly once. Time is always a parameter: no method reads the clock.
+// The queries on a request's path (a key by id for a verifier's cache miss,
+// a session by hash for a signed-in request) are rebound once, prepared on
+// first use and scanned without reflection; [Options] turns prepared
+// statements off for poolers in transaction mode and sets a [Trace] hook
+// around the key and login stores' operations.
+//
 // Package store/storetest holds the conformance suite every backend must
 // pass.
 package store
