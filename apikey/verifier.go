@@ -43,7 +43,10 @@ type VerifierOptions struct {
 	// Verifier read that key again (see CacheTTL).
 	NegativeTTL time.Duration
 
-	// LookupTimeout bounds one store query (default 5 seconds).
+	// LookupTimeout bounds one store query (default 5 seconds). The query
+	// runs on the goroutine and under the context of the first caller to
+	// miss; callers that joined it wait only as long as their own contexts
+	// allow, and ask again if the first caller gives up.
 	LookupTimeout time.Duration
 
 	// Prefixes, if set, are the only token prefixes accepted, such as
@@ -66,9 +69,9 @@ type VerifierOptions struct {
 	Now func() time.Time
 
 	// Trace, if set, is called around each store query the Verifier makes:
-	// the lookup of a key on a cache miss ("apikey.Key", with a context
-	// that carries the values of the first caller's, since concurrent
-	// misses share the query) and the batched write of last-use times
+	// the lookup of a key on a cache miss ("apikey.Key", with the context
+	// of the caller that runs it: concurrent misses for one key share the
+	// first caller's query) and the batched write of last-use times
 	// ("apikey.TouchKeys"). The function it returns is called with the
 	// query's error (nil on success; an unknown key is not an error). It
 	// lets a tracer, such as OpenTelemetry's, time the store without this
