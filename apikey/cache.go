@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -60,6 +61,9 @@ type call struct {
 	found bool
 	err   error
 	stale bool // invalidated while in flight: do not cache the result
+	// abandoned: the query failed because its first caller's context
+	// ended; the callers that joined it ask again.
+	abandoned bool
 }
 
 func newCache(size int, ttl, negTTL, fallback time.Duration) *cache {
@@ -116,76 +120,109 @@ func (c *cache) known(id string, now int64) bool {
 }
 
 // load looks id up with fetch, sharing the query with concurrent callers,
-// and caches the result. Each caller waits only as long as its own ctx
-// allows; the query itself runs under a context detached from any one
-// caller, bounded by timeout.
+// and caches the result. The first caller runs the query on its own
+// goroutine (whose stack has grown already: a fresh goroutine would grow
+// one through the driver's calls on every miss), under its own context
+// bounded by timeout. Each caller waits only as long as its own ctx
+// allows; callers that joined a query whose first caller gave up (its
+// context ended) ask again rather than share its error.
 func (c *cache) load(ctx context.Context, id string, now func() time.Time, timeout time.Duration,
 	fetch func(context.Context, string) (Key, bool, error)) (*entry, bool, error) {
 	s := c.shard(id)
-	s.mu.Lock()
-	// A query that finished between the caller's miss and this lock has
-	// cached its answer: use it rather than ask again.
-	t := now().UnixNano()
-	if e := s.pos[id]; e != nil && c.fresh(e, t) {
+	for {
+		// A caller whose context is already done gets its error, even
+		// if a query happens to finish first.
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		s.mu.Lock()
+		// A query that finished between the caller's miss and this lock
+		// has cached its answer: use it rather than ask again.
+		t := now().UnixNano()
+		if e := s.pos[id]; e != nil && c.fresh(e, t) {
+			s.mu.Unlock()
+			return e, true, nil
+		}
+		if exp, ok := s.neg[id]; ok && t < exp {
+			s.mu.Unlock()
+			return nil, false, nil
+		}
+		cl := s.inflight[id]
+		if cl == nil {
+			cl = &call{done: make(chan struct{})}
+			s.inflight[id] = cl
+			s.mu.Unlock()
+			return c.lead(ctx, s, id, cl, now, timeout, fetch)
+		}
 		s.mu.Unlock()
+
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		if cl.abandoned {
+			continue
+		}
+		if cl.err != nil || !cl.found {
+			return nil, false, cl.err
+		}
+		// Prefer the cached entry, so that last-use tracking goes through
+		// it; a result that was not cached (invalidated in flight) stands
+		// alone.
+		s.mu.RLock()
+		e := s.pos[id]
+		s.mu.RUnlock()
+		if e == nil {
+			e = &entry{key: cl.key}
+		}
 		return e, true, nil
 	}
-	if exp, ok := s.neg[id]; ok && t < exp {
-		s.mu.Unlock()
-		return nil, false, nil
-	}
-	cl := s.inflight[id]
-	if cl == nil {
-		cl = &call{done: make(chan struct{})}
-		s.inflight[id] = cl
-		go c.run(context.WithoutCancel(ctx), s, id, cl, now, timeout, fetch)
-	}
-	s.mu.Unlock()
-
-	// A caller whose context is already done gets its error, even if the
-	// query happens to finish first (select would pick either at random).
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
-	}
-	if cl.err != nil || !cl.found {
-		return nil, false, cl.err
-	}
-	// Prefer the cached entry, so that last-use tracking goes through it;
-	// a result that was not cached (invalidated in flight) stands alone.
-	s.mu.RLock()
-	e := s.pos[id]
-	s.mu.RUnlock()
-	if e == nil {
-		e = &entry{key: cl.key}
-	}
-	return e, true, nil
 }
 
-func (c *cache) run(ctx context.Context, s *shard, id string, cl *call, now func() time.Time,
-	timeout time.Duration, fetch func(context.Context, string) (Key, bool, error)) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// errLookupTimeout is the cause of a query's context ending at the
+// timeout of [cache.load] rather than with its caller's.
+var errLookupTimeout = errors.New("apikey: store lookup timed out")
+
+// lead runs the query of cl for the callers of load, caches its answer
+// unless it was invalidated in flight, and releases the callers that
+// joined.
+func (c *cache) lead(ctx context.Context, s *shard, id string, cl *call, now func() time.Time,
+	timeout time.Duration, fetch func(context.Context, string) (Key, bool, error)) (*entry, bool, error) {
+	qctx, cancel := context.WithTimeoutCause(ctx, timeout, errLookupTimeout)
 	defer cancel()
 	// The entry counts as loaded when the query started: a change made
 	// while it ran may be missing from its answer.
 	start := now().UnixNano()
-	cl.key, cl.found, cl.err = fetch(ctx, id)
+	finished := false
+	defer func() {
+		if !finished { // fetch panicked: release the callers that joined
+			s.mu.Lock()
+			if s.inflight[id] == cl {
+				delete(s.inflight, id)
+			}
+			cl.abandoned = true
+			s.mu.Unlock()
+			close(cl.done)
+		}
+	}()
+	cl.key, cl.found, cl.err = fetch(qctx, id)
+	finished = true
 
+	var e *entry
 	s.mu.Lock()
 	if s.inflight[id] == cl {
 		delete(s.inflight, id)
 	}
+	cl.abandoned = cl.err != nil && ctx.Err() != nil
 	if !cl.stale && cl.err == nil {
 		t := now().UnixNano()
 		if cl.found {
 			if _, ok := s.pos[id]; !ok && len(s.pos) >= c.posCap {
 				evictPos(s.pos, t)
 			}
-			s.pos[id] = &entry{key: cl.key, loaded: start, expires: t + int64(c.ttl)}
+			e = &entry{key: cl.key, loaded: start, expires: t + int64(c.ttl)}
+			s.pos[id] = e
 			delete(s.neg, id)
 		} else {
 			if _, ok := s.neg[id]; !ok && len(s.neg) >= c.negCap {
@@ -196,6 +233,13 @@ func (c *cache) run(ctx context.Context, s *shard, id string, cl *call, now func
 	}
 	s.mu.Unlock()
 	close(cl.done)
+	if cl.err != nil || !cl.found {
+		return nil, false, cl.err
+	}
+	if e == nil {
+		e = &entry{key: cl.key}
+	}
+	return e, true, nil
 }
 
 // invalidate forgets id, and makes a lookup of id that is in flight neither

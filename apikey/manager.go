@@ -58,6 +58,16 @@ type ManagerOptions struct {
 	// the entry exists when the response is sent.
 	Audit func(ctx context.Context, e Event) error
 
+	// Trace, if set, is called around each write of a key to the store,
+	// with the caller's context and the name of the Store method prefixed
+	// with "apikey.": "apikey.CreateKey", "apikey.RevokeKey",
+	// "apikey.SetKeyActive", "apikey.RollKey", "apikey.RenameKey". The
+	// function it returns is called with the write's error (nil on
+	// success). It lets a tracer, such as OpenTelemetry's, time the writes
+	// without this package depending on one; the context it returns is the
+	// one the store receives. Names carry no key id or secret.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
+
 	// Logger receives failures of Audit (default: discard).
 	Logger *slog.Logger
 
@@ -78,6 +88,7 @@ type Manager struct {
 	now    func() time.Time
 	change func(string)
 	audit  func(context.Context, Event) error
+	trace  func(context.Context, string) (context.Context, func(error))
 	logger *slog.Logger
 }
 
@@ -87,7 +98,7 @@ func NewManager(store Store, opts ManagerOptions) *Manager {
 	if store == nil {
 		panic("apikey: NewManager with a nil Store")
 	}
-	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now, change: opts.OnChange, audit: opts.Audit, logger: opts.Logger}
+	m := &Manager{store: store, prefix: opts.Prefix, hasher: opts.Hasher, v: opts.Verifier, max: opts.MaxKeysPerUser, now: opts.Now, change: opts.OnChange, audit: opts.Audit, trace: opts.Trace, logger: opts.Logger}
 	if m.logger == nil {
 		m.logger = slog.New(slog.DiscardHandler)
 	}
@@ -215,7 +226,10 @@ func (m *Manager) Issue(ctx context.Context, userID int64, opts IssueOptions) (K
 	if opts.ExpiresAt.IsZero() {
 		k.ExpiresAt = time.Time{}
 	}
-	if err := m.store.CreateKey(ctx, k, m.max); err != nil {
+	sctx, end := span(m.trace, ctx, "apikey.CreateKey")
+	err = m.store.CreateKey(sctx, k, m.max)
+	end(err)
+	if err != nil {
 		if errors.Is(err, ErrTooManyKeys) {
 			return Key{}, Token{}, err
 		}
@@ -269,7 +283,9 @@ func (m *Manager) revoke(ctx context.Context, id, actor string, detail map[strin
 		before, known = k, found
 	}
 	at := m.now().UTC()
-	found, err := m.store.RevokeKey(ctx, id, at)
+	sctx, end := span(m.trace, ctx, "apikey.RevokeKey")
+	found, err := m.store.RevokeKey(sctx, id, at)
+	end(err)
 	if err := m.changed(id, found, err, "revoking"); err != nil {
 		return err
 	}
@@ -292,7 +308,9 @@ func (m *Manager) Activate(ctx context.Context, id string) error {
 
 func (m *Manager) setActive(ctx context.Context, id string, active bool) error {
 	at := m.now().UTC()
-	found, err := m.store.SetKeyActive(ctx, id, active, at)
+	sctx, end := span(m.trace, ctx, "apikey.SetKeyActive")
+	found, err := m.store.SetKeyActive(sctx, id, active, at)
+	end(err)
 	what, kind := "deactivating", EventDeactivated
 	if active {
 		what, kind = "activating", EventActivated
@@ -330,7 +348,9 @@ func (m *Manager) Roll(ctx context.Context, id string, grace time.Duration) (Key
 		return Key{}, Token{}, fmt.Errorf("apikey: hashing the secret: %w", err)
 	}
 	now := m.now().UTC()
-	found, err := m.store.RollKey(ctx, id, hash, now.Add(max(grace, 0)), now)
+	sctx, end := span(m.trace, ctx, "apikey.RollKey")
+	found, err := m.store.RollKey(sctx, id, hash, now.Add(max(grace, 0)), now)
+	end(err)
 	if err := m.changed(id, found, err, "rolling"); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Key{}, Token{}, ErrRevoked // revoked between Get and RollKey
@@ -353,7 +373,9 @@ func (m *Manager) Rename(ctx context.Context, id, name string) error {
 	if err := validName(name); err != nil {
 		return err
 	}
-	found, err := m.store.RenameKey(ctx, id, name, m.now().UTC())
+	sctx, end := span(m.trace, ctx, "apikey.RenameKey")
+	found, err := m.store.RenameKey(sctx, id, name, m.now().UTC())
+	end(err)
 	return m.changed(id, found, err, "renaming")
 }
 

@@ -43,7 +43,10 @@ type VerifierOptions struct {
 	// Verifier read that key again (see CacheTTL).
 	NegativeTTL time.Duration
 
-	// LookupTimeout bounds one store query (default 5 seconds).
+	// LookupTimeout bounds one store query (default 5 seconds). The query
+	// runs on the goroutine and under the context of the first caller to
+	// miss; callers that joined it wait only as long as their own contexts
+	// allow, and ask again if the first caller gives up.
 	LookupTimeout time.Duration
 
 	// Prefixes, if set, are the only token prefixes accepted, such as
@@ -64,6 +67,17 @@ type VerifierOptions struct {
 
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+
+	// Trace, if set, is called around each store query the Verifier makes:
+	// the lookup of a key on a cache miss ("apikey.Key", with the context
+	// of the caller that runs it: concurrent misses for one key share the
+	// first caller's query) and the batched write of last-use times
+	// ("apikey.TouchKeys"). The function it returns is called with the
+	// query's error (nil on success; an unknown key is not an error). It
+	// lets a tracer, such as OpenTelemetry's, time the store without this
+	// package depending on one; the context it returns is the one the store
+	// receives. Names carry no key id or secret. A cache hit calls nothing.
+	Trace func(ctx context.Context, name string) (context.Context, func(error))
 
 	// Logger receives store failures (default: discard).
 	Logger *slog.Logger
@@ -316,10 +330,15 @@ func (v *Verifier) secretMatches(k *Key, secret string, now time.Time) bool {
 // lookup reads a key from the store; store failures become ErrUnavailable.
 func (v *Verifier) lookup(ctx context.Context, id string) (Key, bool, error) {
 	v.stats.lookups.Add(1)
+	ctx, end := span(v.opts.Trace, ctx, "apikey.Key")
 	k, found, err := v.store.Key(ctx, id)
+	end(err)
 	if err != nil {
-		v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: store lookup failed",
-			slog.String("key_id", id), slog.Any("error", err))
+		// A caller that gave up is not a store failure; a timeout is.
+		if ctx.Err() == nil || context.Cause(ctx) == errLookupTimeout {
+			v.logger.LogAttrs(ctx, slog.LevelWarn, "apikey: store lookup failed",
+				slog.String("key_id", id), slog.Any("error", err))
+		}
 		return Key{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return k, found, nil
@@ -401,7 +420,9 @@ func (v *Verifier) Flush(ctx context.Context) error {
 
 	ctx, cancel := context.WithTimeout(ctx, v.opts.LookupTimeout)
 	defer cancel()
-	err := v.store.TouchKeys(ctx, batch)
+	tctx, end := span(v.opts.Trace, ctx, "apikey.TouchKeys")
+	err := v.store.TouchKeys(tctx, batch)
+	end(err)
 	if err == nil {
 		v.stats.touchesWritten.Add(uint64(len(batch)))
 		return nil

@@ -44,7 +44,11 @@ type keyRow struct {
 	AllowedCIDRs string         `db:"allowed_cidrs"`
 }
 
-const keyColumns = `id, user_id, name, prefix, secret_hash, previous_secret_hash, previous_expires_at,
+const keyColumns = `id, ` + keyFields
+
+// keyFields are the columns of keyColumns but the id, which [Store.Key]
+// knows already.
+const keyFields = `user_id, name, prefix, secret_hash, previous_secret_hash, previous_expires_at,
 	scopes, is_active, created_at, updated_at, last_used_at, expires_at, revoked_at,
 	metadata, tags, allowed_cidrs`
 
@@ -99,7 +103,9 @@ func (*Store) StoresKeyAttributes() {}
 // cap, the count and the insert are one INSERT … SELECT; on PostgreSQL the
 // transaction first locks the user's row, so that concurrent creates for
 // one user are serialised (SQLite serialises every write already).
-func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) error {
+func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) (err error) {
+	ctx, end := s.span(ctx, "store.CreateKey")
+	defer func() { end(err) }()
 	var metadata any
 	if len(k.Metadata) > 0 {
 		metadata = string(k.Metadata)
@@ -140,10 +146,23 @@ func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) err
 	})
 }
 
-// Key implements [apikey.Store].
+// Key implements [apikey.Store] with a prepared
+// statement, scanned without reflection: it is the query of a verifier's
+// cache miss.
 func (s *Store) Key(ctx context.Context, id string) (apikey.Key, bool, error) {
-	var r keyRow
-	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+keyColumns+` FROM api_keys WHERE id = ?`), id)
+	ctx, end := s.span(ctx, "store.Key")
+	k, found, err := s.key(ctx, id)
+	end(err)
+	return k, found, err
+}
+
+func (s *Store) key(ctx context.Context, id string) (apikey.Key, bool, error) {
+	// The id is not read back: the row's is the one asked for (the
+	// comparison is exact in both databases).
+	r := keyRow{ID: id}
+	err := s.hot.key.queryRow(ctx, id).Scan(&r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
+		&r.PreviousSecretHash, &r.PreviousExpiresAt, &r.Scopes, &r.Active, &r.CreatedAt, &r.UpdatedAt,
+		&r.LastUsedAt, &r.ExpiresAt, &r.RevokedAt, &r.Metadata, &r.Tags, &r.AllowedCIDRs)
 	ok, err := isFound(err)
 	if !ok {
 		return apikey.Key{}, false, err
@@ -156,7 +175,9 @@ func (s *Store) Key(ctx context.Context, id string) (apikey.Key, bool, error) {
 }
 
 // KeysByUser implements [apikey.Store].
-func (s *Store) KeysByUser(ctx context.Context, userID int64) ([]apikey.Key, error) {
+func (s *Store) KeysByUser(ctx context.Context, userID int64) (_ []apikey.Key, err error) {
+	ctx, end := s.span(ctx, "store.KeysByUser")
+	defer func() { end(err) }()
 	var rows []keyRow
 	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT `+keyColumns+` FROM api_keys
 		WHERE user_id = ? ORDER BY created_at DESC, id`), userID); err != nil {
@@ -166,7 +187,9 @@ func (s *Store) KeysByUser(ctx context.Context, userID int64) ([]apikey.Key, err
 }
 
 // RevokeKey implements [apikey.Store].
-func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) (bool, error) {
+func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) (_ bool, err error) {
+	ctx, end := s.span(ctx, "store.RevokeKey")
+	defer func() { end(err) }()
 	t := ts(at)
 	return affected(s.db.ExecContext(ctx, s.db.Rebind(`UPDATE api_keys
 		SET updated_at = CASE WHEN revoked_at IS NULL THEN ? ELSE updated_at END,
@@ -175,27 +198,35 @@ func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) (bool, e
 }
 
 // RenameKey implements [apikey.Store].
-func (s *Store) RenameKey(ctx context.Context, id, name string, at time.Time) (bool, error) {
+func (s *Store) RenameKey(ctx context.Context, id, name string, at time.Time) (_ bool, err error) {
+	ctx, end := s.span(ctx, "store.RenameKey")
+	defer func() { end(err) }()
 	return affected(s.db.ExecContext(ctx, s.db.Rebind(
 		`UPDATE api_keys SET name = ?, updated_at = ? WHERE id = ?`), name, ts(at), id))
 }
 
 // SetKeyActive implements [apikey.Store].
-func (s *Store) SetKeyActive(ctx context.Context, id string, active bool, at time.Time) (bool, error) {
+func (s *Store) SetKeyActive(ctx context.Context, id string, active bool, at time.Time) (_ bool, err error) {
+	ctx, end := s.span(ctx, "store.SetKeyActive")
+	defer func() { end(err) }()
 	return affected(s.db.ExecContext(ctx, s.db.Rebind(
 		`UPDATE api_keys SET is_active = ?, updated_at = ? WHERE id = ?`), active, ts(at), id))
 }
 
 // RollKey implements [apikey.Store] in one statement: the right-hand sides
 // read the row as it was before the update.
-func (s *Store) RollKey(ctx context.Context, id string, newHash []byte, previousExpiresAt, at time.Time) (bool, error) {
+func (s *Store) RollKey(ctx context.Context, id string, newHash []byte, previousExpiresAt, at time.Time) (_ bool, err error) {
+	ctx, end := s.span(ctx, "store.RollKey")
+	defer func() { end(err) }()
 	return affected(s.db.ExecContext(ctx, s.db.Rebind(`UPDATE api_keys
 		SET previous_secret_hash = secret_hash, previous_expires_at = ?, secret_hash = ?, updated_at = ?
 		WHERE id = ? AND revoked_at IS NULL`), ts(previousExpiresAt), newHash, ts(at), id))
 }
 
 // TouchKeys implements [apikey.Store] in one transaction.
-func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) (err error) {
+	ctx, end := s.span(ctx, "store.TouchKeys")
+	defer func() { end(err) }()
 	if len(used) == 0 {
 		return nil
 	}

@@ -37,6 +37,12 @@
 // key, consume a login token, record a webhook event) is a single
 // statement or transaction, so that concurrent requests change state
 // exactly once. Time is always a parameter: no method reads the clock.
+// The queries on a request's path (a key by id for a verifier's cache miss,
+// a session by hash for a signed-in request) are rebound once, prepared on
+// first use and scanned without reflection; [Options] turns prepared
+// statements off for poolers in transaction mode and sets a [Trace] hook
+// around the key and login stores' operations.
+//
 // Package store/storetest holds the conformance suite every backend must
 // pass.
 package store
@@ -47,6 +53,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -87,16 +95,137 @@ type Dialect struct {
 type Store struct {
 	db      *sqlx.DB
 	dialect Dialect
+	trace   Trace
+	hot     hotQueries
 }
+
+// Options configures [NewWith]. The zero value is [New]'s configuration.
+type Options struct {
+	// NoPreparedStatements makes the store send every query as text
+	// instead of preparing its hot queries (a key by id, a session by
+	// hash) once per connection. Set it behind a connection pooler in
+	// transaction mode, where a statement prepared on one server
+	// connection may be executed on another (postgres.OpenWith sets it
+	// with Options.TransactionPooling).
+	NoPreparedStatements bool
+
+	// Trace, if set, is called around each operation of the apikey and
+	// magiclink stores (see [Trace]).
+	Trace Trace
+}
+
+// Trace starts a span around a store operation, returning the context the
+// operation runs in and a function that ends the span with the operation's
+// error (nil on success; "not found" is not an error). The operations
+// traced are the methods of apikey.Store and magiclink.Store, named
+// "store." and the method: "store.Key" (a verifier's cache miss),
+// "store.Session" (a signed-in request), "store.TouchKeys",
+// "store.CreateKey"… Names carry no arguments: no key id, hash or address
+// reaches a span. It is the hook an OpenTelemetry tracer plugs into:
+//
+//	func(ctx context.Context, name string) (context.Context, func(error)) {
+//		ctx, span := tracer.Start(ctx, name)
+//		return ctx, func(err error) {
+//			if err != nil {
+//				span.SetStatus(codes.Error, err.Error())
+//			}
+//			span.End()
+//		}
+//	}
+//
+// Without a Trace, an operation costs one comparison more.
+type Trace func(ctx context.Context, name string) (context.Context, func(error))
 
 // New returns a Store over db. Most programs use sqlite.Open,
 // puresqlite.Open or postgres.Open instead, which configure the connection
 // and call New. It panics if db is nil or the dialect is not complete.
-func New(db *sqlx.DB, d Dialect) *Store {
+func New(db *sqlx.DB, d Dialect) *Store { return NewWith(db, d, Options{}) }
+
+// NewWith is [New] with options.
+func NewWith(db *sqlx.DB, d Dialect, opts Options) *Store {
 	if db == nil || d.Migrations == nil || (d.Name != DialectSQLite && d.Name != DialectPostgres) {
 		panic("store: New needs a database and a dialect (DialectSQLite or DialectPostgres) with migrations")
 	}
-	return &Store{db: db, dialect: d}
+	s := &Store{db: db, dialect: d, trace: opts.Trace}
+	s.hot.init(db, !opts.NoPreparedStatements)
+	return s
+}
+
+// span starts the [Options.Trace] span name; without a Trace it costs a
+// comparison and returns a shared no-op end.
+func (s *Store) span(ctx context.Context, name string) (context.Context, func(error)) {
+	if s.trace == nil {
+		return ctx, endNothing
+	}
+	return s.trace(ctx, name)
+}
+
+func endNothing(error) {}
+
+// hotQueries are the queries on a request's path, rebound for the
+// database's placeholders once, and prepared on first use unless the store
+// runs without prepared statements.
+type hotQueries struct {
+	key, session prepared
+}
+
+func (h *hotQueries) init(db *sqlx.DB, prepare bool) {
+	h.key = prepared{db: db.DB, query: db.Rebind(`SELECT ` + keyFields + ` FROM api_keys WHERE id = ?`), prepare: prepare}
+	h.session = prepared{db: db.DB, query: db.Rebind(sessionQuery), prepare: prepare}
+}
+
+func (h *hotQueries) close() error {
+	return errors.Join(h.key.close(), h.session.close())
+}
+
+// prepared is a query prepared on first use. database/sql prepares a
+// statement again on each connection it runs on, and a *sql.Stmt is safe
+// for concurrent use. A failed prepare is not remembered: the query runs
+// as text, and the next call tries again.
+type prepared struct {
+	db      *sql.DB
+	query   string
+	prepare bool
+
+	mu   sync.Mutex
+	stmt atomic.Pointer[sql.Stmt]
+}
+
+// queryRow runs the query for one row.
+func (p *prepared) queryRow(ctx context.Context, args ...any) *sql.Row {
+	if st := p.statement(ctx); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return p.db.QueryRowContext(ctx, p.query, args...)
+}
+
+func (p *prepared) statement(ctx context.Context) *sql.Stmt {
+	if !p.prepare {
+		return nil
+	}
+	if st := p.stmt.Load(); st != nil {
+		return st
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.stmt.Load(); st != nil {
+		return st
+	}
+	st, err := p.db.PrepareContext(ctx, p.query)
+	if err != nil {
+		return nil
+	}
+	p.stmt.Store(st)
+	return st
+}
+
+func (p *prepared) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.stmt.Swap(nil); st != nil {
+		return st.Close()
+	}
+	return nil
 }
 
 // DB returns the underlying database handle, for tuning its connection pool
@@ -110,7 +239,9 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	return errors.Join(s.hot.close(), s.db.Close())
+}
 
 // inTx runs fn in a transaction, committing if it returns nil and rolling
 // back otherwise.

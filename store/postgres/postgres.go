@@ -62,17 +62,24 @@ type Options struct {
 	// statement with parameters is sent in one round trip (parse, bind,
 	// execute) instead of a prepare and an execute that the pooler may
 	// route to different servers; []byte parameters then travel in
-	// binary. The store keeps no other state in a session: no SET, no
-	// session advisory locks (migrations lock per transaction), and its
-	// one named prepared statement lives and is closed inside a
-	// transaction. It is the same as adding binary_parameters=yes to the
-	// URL yourself.
+	// binary. The store keeps no other state in a session: it prepares no
+	// statements of its own ([store.Options.NoPreparedStatements]: its hot
+	// queries are sent as text, one round trip each), takes no session
+	// advisory locks (migrations lock per transaction), sends no SET, and
+	// its one named prepared statement (TouchKeys's) lives and is closed
+	// inside a transaction. Adding binary_parameters=yes to the URL
+	// yourself has the same effect: [OpenWith] then prepares nothing
+	// either.
 	//
 	// Not everything works through such a pooler: LISTEN needs a session
 	// (see package invalidate/pgbus), and startup parameters such as
 	// search_path must be allowed by the pooler
 	// (PgBouncer's ignore_startup_parameters drops them instead).
 	TransactionPooling bool
+
+	// Trace, if set, is called around the store's operations: see
+	// [store.Trace].
+	Trace store.Trace
 }
 
 // OpenWith is [Open] with options.
@@ -80,6 +87,9 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, erro
 	if opts.TransactionPooling {
 		dsn = withParam(dsn, "binary_parameters", "yes")
 	}
+	// binary_parameters=yes in the DSN says the same as
+	// TransactionPooling: statements must not outlive one round trip.
+	pooled := param(dsn, "binary_parameters") == "yes"
 	n := opts.MaxConns
 	if n <= 0 {
 		n = 25
@@ -95,7 +105,10 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, erro
 		db.Close()
 		return nil, fmt.Errorf("postgres: connecting to %s: %w", redact(dsn), err)
 	}
-	return store.New(db, Dialect()), nil
+	return store.NewWith(db, Dialect(), store.Options{
+		NoPreparedStatements: pooled,
+		Trace:                opts.Trace,
+	}), nil
 }
 
 // withParam sets a connection parameter in a URL or key=value DSN.
@@ -107,6 +120,22 @@ func withParam(dsn, key, value string) string {
 		return u.String()
 	}
 	return strings.TrimSpace(dsn) + " " + key + "=" + value
+}
+
+// param returns a connection parameter of a URL or key=value DSN ("" if
+// unset). Values in quotes are not unquoted: the parameters it reads take
+// bare words.
+func param(dsn, key string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return u.Query().Get(key)
+	}
+	value := ""
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == key {
+			value = v // the last one wins, as in libpq
+		}
+	}
+	return value
 }
 
 // redact hides the password of a URL DSN for error messages.

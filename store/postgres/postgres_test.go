@@ -8,6 +8,7 @@ import (
 	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/internal/storebench"
 	"github.com/apikit/apikit/store/postgres"
 	"github.com/apikit/apikit/store/storetest"
 	"github.com/apikit/apikit/usage/usagetest"
@@ -32,6 +33,56 @@ func TestConformanceTransactionPooling(t *testing.T) {
 		}
 		return st
 	})
+}
+
+// The hot queries are prepared once per connection, unless the store
+// runs behind a pooler in transaction mode (by the option, or by
+// binary_parameters=yes in the URL), where a prepared statement may not
+// outlive its round trip.
+func TestPreparedStatements(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		opts     postgres.Options
+		param    string
+		prepared bool
+	}{
+		{"default", postgres.Options{}, "", true},
+		{"TransactionPooling", postgres.Options{TransactionPooling: true}, "", false},
+		{"binary_parameters", postgres.Options{}, "binary_parameters=yes", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := testdb.PostgresDSN(t)
+			if c.param != "" {
+				dsn += "&" + c.param
+			}
+			c.opts.MaxConns = 1 // one session, to ask it what it prepared
+			st, err := postgres.OpenWith(ctx, dsn, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if _, err := st.Migrate(ctx, store.Keys, store.Login); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if _, _, err := st.Key(ctx, "4tQ2x9LmZpB7"); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := st.Session(ctx, make([]byte, 32)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var n int
+			if err := st.DB().GetContext(ctx, &n, `SELECT count(*) FROM pg_prepared_statements
+				WHERE statement LIKE '%FROM api_keys WHERE id = $1' OR statement LIKE '%FROM sessions s WHERE s.id_hash = $1'`); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 2, false: 0}[c.prepared]; n != want {
+				t.Errorf("%d hot queries prepared in the session, want %d", n, want)
+			}
+		})
+	}
 }
 
 func TestMigrateTwiceAndConcurrently(t *testing.T) {
@@ -126,4 +177,22 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 // The store query behind a verification cache miss: one key by its id.
 func BenchmarkKey(b *testing.B) {
 	storetest.BenchmarkKey(b, testdb.Postgres(b))
+}
+
+// BenchmarkVerifyMiss measures a verifier's cache miss among 10³ to 10⁵
+// keys, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench VerifyMiss -benchmem -count 5 ./store/postgres
+func BenchmarkVerifyMiss(b *testing.B) {
+	st := testdb.Postgres(b)
+	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000))
+}
+
+// BenchmarkSession measures the session lookup of every signed-in
+// request, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench Session -benchmem -count 5 ./store/postgres
+func BenchmarkSession(b *testing.B) {
+	st := testdb.Postgres(b)
+	storetest.BenchmarkSession(b, st, storebench.Session(b, st))
 }

@@ -70,3 +70,28 @@ func ExampleOpen() {
 	// again: 0
 	// issued: laptop app_test
 }
+
+// Trace the store's operations, for OpenTelemetry or a log of slow
+// queries: Trace starts a span named after the operation, and the function
+// it returns ends it with the operation's error.
+func ExampleOpenWith() {
+	ctx := context.Background()
+	st, err := sqlite.OpenWith(ctx, ":memory:", sqlite.Options{
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			// With OpenTelemetry: ctx, span := tracer.Start(ctx, name)
+			return ctx, func(err error) { fmt.Println(name, err) }
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, store.Keys); err != nil {
+		log.Fatal(err)
+	}
+	if _, found, err := st.Key(ctx, "4tQ2x9LmZpB7"); err != nil || found {
+		log.Fatal(found, err)
+	}
+	// Output:
+	// store.Key <nil>
+}

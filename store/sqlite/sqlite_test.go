@@ -2,13 +2,16 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/internal/testkit/testdb"
 	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/store/internal/storebench"
 	"github.com/apikit/apikit/store/sqlite"
 	"github.com/apikit/apikit/store/storetest"
 	"github.com/apikit/apikit/usage/usagetest"
@@ -121,4 +124,71 @@ func BenchmarkFlush10kUpdate(b *testing.B) {
 // The store query behind a verification cache miss: one key by its id.
 func BenchmarkKey(b *testing.B) {
 	storetest.BenchmarkKey(b, testdb.SQLite(b))
+}
+
+// BenchmarkVerifyMiss measures a verifier's cache miss among 10³ to 10⁶
+// keys, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench VerifyMiss -benchmem -count 5 ./store/sqlite
+func BenchmarkVerifyMiss(b *testing.B) {
+	st := testdb.SQLite(b)
+	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000, 1_000_000))
+}
+
+// BenchmarkSession measures the session lookup of every signed-in
+// request, beside its raw database/sql twin:
+//
+//	go test -run '^$' -bench Session -benchmem -count 5 ./store/sqlite
+func BenchmarkSession(b *testing.B) {
+	st := testdb.SQLite(b)
+	storetest.BenchmarkSession(b, st, storebench.Session(b, st))
+}
+
+// Options.Trace sees each operation of the key and login stores by name,
+// and its error.
+func TestTrace(t *testing.T) {
+	type spanKey struct{}
+	var spans []string
+	var errs []error
+	st, err := sqlite.OpenWith(t.Context(), filepath.Join(t.TempDir(), "trace.db"), sqlite.Options{
+		Trace: func(ctx context.Context, name string) (context.Context, func(error)) {
+			return context.WithValue(ctx, spanKey{}, name), func(err error) {
+				spans, errs = append(spans, name), append(errs, err)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := t.Context()
+	if _, err := st.Migrate(ctx, store.Keys, store.Login); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Key(ctx, "4tQ2x9LmZpB7"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Session(ctx, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.TouchKeys(ctx, map[string]time.Time{"4tQ2x9LmZpB7": time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := st.Key(canceled, "4tQ2x9LmZpB7"); err == nil {
+		t.Fatal("Key with a canceled context succeeded")
+	}
+	want := []string{"store.Key", "store.Session", "store.TouchKeys", "store.Key"}
+	if !slices.Equal(spans, want) {
+		t.Fatalf("spans = %q, want %q", spans, want)
+	}
+	for i, err := range errs[:3] {
+		if err != nil {
+			t.Errorf("span %s ended with %v", spans[i], err)
+		}
+	}
+	if !errors.Is(errs[3], context.Canceled) {
+		t.Errorf("span of a failed Key ended with %v, want context.Canceled", errs[3])
+	}
 }

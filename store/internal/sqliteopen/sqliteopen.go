@@ -51,7 +51,7 @@ type Driver struct {
 }
 
 // Open opens the database at dsn with the driver d.
-func Open(ctx context.Context, d Driver, dsn string) (*store.Store, error) {
+func Open(ctx context.Context, d Driver, dsn string, opts store.Options) (*store.Store, error) {
 	memory := dsn == ":memory:"
 	full, err := withDefaults(d, dsn)
 	if err != nil {
@@ -71,7 +71,7 @@ func Open(ctx context.Context, d Driver, dsn string) (*store.Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: opening %s: %w", d.Package, redact(dsn), err)
 	}
-	return store.New(db, Dialect()), nil
+	return store.NewWith(db, Dialect(), opts), nil
 }
 
 // openBusyTimeout bounds how long Open waits for another process that is

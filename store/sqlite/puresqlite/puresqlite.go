@@ -29,7 +29,20 @@ func Dialect() store.Dialect { return sqliteopen.Dialect() }
 // in-memory database on a single connection, for tests. Open checks that
 // the database answers; call [store.Store.Migrate] to create the schema.
 func Open(ctx context.Context, dsn string) (*store.Store, error) {
-	return sqliteopen.Open(ctx, sqliteopen.Driver{Package: "puresqlite", Name: "sqlite", Pragmas: true, Busy: busy}, dsn)
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// Options configures [OpenWith]. The zero value is [Open]'s configuration.
+type Options struct {
+	// Trace, if set, is called around the store's operations: see
+	// [store.Trace].
+	Trace store.Trace
+}
+
+// OpenWith is [Open] with options.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*store.Store, error) {
+	return sqliteopen.Open(ctx, sqliteopen.Driver{Package: "puresqlite", Name: "sqlite", Pragmas: true, Busy: busy}, dsn,
+		store.Options{Trace: opts.Trace})
 }
 
 // busy reports SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes
