@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -189,7 +190,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	keyID := r.Header.Get(HeaderKeyID)
 	sig, err := parseSignature(r.Header.Get(HeaderSignature))
 	if keyID == "" || len(keyID) > maxKeyIDLen || err != nil {
-		h.refuse(w, r, http.StatusUnauthorized, "invalid_signature", "The request must carry GitHub's signature headers.", errors.Join(errUnsigned, err))
+		h.refuse(w, r, http.StatusUnauthorized, "invalid_signature", "The request must carry GitHub's signature headers.", wrapUnsigned(err))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
@@ -254,7 +255,7 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, reports []Repo
 			}
 			h.log.LogAttrs(ctx, slog.LevelWarn, "secretscan: key reported leaked",
 				slog.String("key_id", res.KeyID), slog.Int64("user_id", res.UserID),
-				slog.Bool("was_live", res.Live), slog.String("url", rep.URL))
+				slog.Bool("was_live", res.Live), slog.String("url", logURL(rep.URL)))
 		}
 	}
 	if failed > 0 {
@@ -273,6 +274,33 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, cod
 	h.log.LogAttrs(r.Context(), slog.LevelWarn, "secretscan: request refused",
 		slog.Int("status", status), slog.String("remote", r.RemoteAddr), slog.Any("error", err))
 	problem.Write(w, problem.New(status, code, detail))
+}
+
+// wrapUnsigned is the logged error of a request without a usable
+// signature: errUnsigned, and why, on one line.
+func wrapUnsigned(err error) error {
+	if err == nil {
+		return errUnsigned
+	}
+	return fmt.Errorf("%w: %w", errUnsigned, err)
+}
+
+// logURL is what the log says of the place a token was found: its scheme,
+// host and path, without a path segment that is a token. The rest (query, fragment, user information, or text
+// that is no URL at all) may hold the token itself, which never goes to a
+// log; the owner's mail carries the whole URL.
+func logURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(not logged)"
+	}
+	segs := strings.Split(u.Path, "/")
+	for i, seg := range segs {
+		if _, err := apikey.Parse(seg); err == nil {
+			segs[i] = "REDACTED"
+		}
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.Join(segs, "/")}).String()
 }
 
 // parseSignature decodes the signature header: standard base64 (padded or
