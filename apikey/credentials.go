@@ -84,7 +84,7 @@ func credential(r *http.Request) (cred string, bearer bool, err error) {
 	default:
 		return "", false, ErrAmbiguous
 	}
-	keys := r.Header.Values("X-API-Key")
+	keys := r.Header["X-Api-Key"] // X-API-Key, canonical: Values would canonicalise the name on every request
 	switch {
 	case len(keys) > 1 || len(keys) == 1 && bearer:
 		return "", false, ErrAmbiguous
