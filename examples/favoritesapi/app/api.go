@@ -181,7 +181,7 @@ func (s *Server) handleCreateFavorite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/favorites/"+fav.ID)
-	writeJSON(w, http.StatusCreated, fav)
+	writeFavorite(w, http.StatusCreated, fav)
 }
 
 // validateFavorite returns every invalid field, in field order.
@@ -270,7 +270,7 @@ func (s *Server) handleListFavorites(w http.ResponseWriter, r *http.Request) {
 		c := encodeCursor(next)
 		body.NextCursor = &c
 	}
-	writeJSON(w, http.StatusOK, body)
+	writeList(w, http.StatusOK, body)
 }
 
 func (s *Server) handleGetFavorite(w http.ResponseWriter, r *http.Request) {
@@ -279,7 +279,7 @@ func (s *Server) handleGetFavorite(w http.ResponseWriter, r *http.Request) {
 		fav, found, err := s.favs.get(dbctx, userID, id)
 		end(err)
 		if found {
-			writeJSON(w, http.StatusOK, fav)
+			writeFavorite(w, http.StatusOK, fav)
 		}
 		return found, err
 	})

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -181,6 +182,18 @@ func Open(ctx context.Context, databaseURL string) (*store.Store, error) {
 	return sqlite.Open(ctx, databaseURL)
 }
 
+// transactionPooled reports whether databaseURL is a PostgreSQL URL for a
+// pooler in transaction mode, which sets lib/pq's binary_parameters (see
+// postgres.Options.TransactionPooling): prepared statements would not
+// survive the pooler's switching of server connections.
+func transactionPooled(databaseURL string) bool {
+	u, err := url.Parse(databaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return false
+	}
+	return u.Query().Get("binary_parameters") == "yes"
+}
+
 // Migrate applies apikit's migrations and FavoritesAPI's own to the
 // database, returning those it applied.
 func Migrate(ctx context.Context, st *store.Store) ([]store.Migration, error) {
@@ -227,7 +240,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	for _, m := range applied {
 		s.logger.Info("applied migration", "scope", m.Scope, "name", m.Name)
 	}
-	s.favs = &favorites{db: s.store.DB()}
+	if s.favs, err = newFavorites(ctx, s.store.DB(), !transactionPooled(cfg.DatabaseURL)); err != nil {
+		return nil, err
+	}
 	s.audit = NewAuditLog(s.store, cfg.AuditRetention, opts.Now)
 
 	// A server accepts the keys of its own environment only: live keys with
@@ -516,6 +531,9 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 		if s.redis != nil {
 			errs = append(errs, s.redis.Close())
+		}
+		if s.favs != nil {
+			errs = append(errs, s.favs.close())
 		}
 		if s.store != nil {
 			errs = append(errs, s.store.Close())
