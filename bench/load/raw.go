@@ -25,8 +25,9 @@ import (
 // endpoints (examples/favoritesapi/app/favorites.go) on a database the
 // example set up, with no apikit on the request path: no key, no limit,
 // no plan. The pool is opened as the example's store opens it (same
-// driver, DSN defaults and pool size), so that the difference between a
-// favorites row and its twin is apikit and the example's handler.
+// driver, DSN defaults and pool size) and its statements are prepared
+// once, as the example's are, so that the difference between a favorites
+// row and its twin is apikit and the example's handler.
 
 // rawFavorite is a favorite as the example's API returns it.
 type rawFavorite struct {
@@ -92,10 +93,14 @@ func startFavoritesRaw(ctx context.Context, databaseURL string, write bool) (*ta
 		st.Close()
 		return nil, fmt.Errorf("finding the customer: %w", err)
 	}
-	raw := &rawFavorites{db: db,
-		insert: q(`INSERT INTO favorites (id, user_id, name, url, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
-		list:   q(`SELECT seq, id, name, url, tags, created_at FROM favorites WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`),
-		user:   uid,
+	// Prepared once, as the example's handlers prepare theirs.
+	raw := &rawFavorites{user: uid}
+	if raw.insert, err = db.PrepareContext(ctx, q(`INSERT INTO favorites (id, user_id, name, url, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)`)); err == nil {
+		raw.list, err = db.PrepareContext(ctx, q(`SELECT seq, id, name, url, tags, created_at FROM favorites WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`))
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("preparing the twin's statements: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/favorites", raw.create)
@@ -118,8 +123,7 @@ func startFavoritesRaw(ctx context.Context, databaseURL string, write bool) (*ta
 }
 
 type rawFavorites struct {
-	db           *sql.DB
-	insert, list string
+	insert, list *sql.Stmt
 	user         int64
 }
 
@@ -140,7 +144,7 @@ func (f *rawFavorites) create(w http.ResponseWriter, r *http.Request) {
 		fav.Tags = []string{}
 	}
 	tags, _ := json.Marshal(fav.Tags)
-	if _, err := f.db.ExecContext(r.Context(), f.insert, fav.ID, f.user, fav.Name, fav.URL, string(tags), fav.CreatedAt); err != nil {
+	if _, err := f.insert.ExecContext(r.Context(), fav.ID, f.user, fav.Name, fav.URL, string(tags), fav.CreatedAt); err != nil {
 		log.Printf("favorites-raw: %v", err)
 		http.Error(w, "insert failed", http.StatusInternalServerError)
 		return
@@ -157,7 +161,7 @@ func (f *rawFavorites) page(w http.ResponseWriter, r *http.Request) {
 	if err != nil || limit < 1 || limit > 100 {
 		limit = 20
 	}
-	rows, err := f.db.QueryContext(r.Context(), f.list, f.user, limit+1)
+	rows, err := f.list.QueryContext(r.Context(), f.user, limit+1)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
