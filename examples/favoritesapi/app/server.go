@@ -176,10 +176,16 @@ type Server struct {
 // Open opens the database that DatabaseURL names: PostgreSQL for a
 // postgres:// or postgresql:// URL, otherwise a SQLite file.
 func Open(ctx context.Context, databaseURL string) (*store.Store, error) {
+	return openTraced(ctx, databaseURL, nil)
+}
+
+// openTraced is [Open] with a span around each store operation (trace
+// may be nil).
+func openTraced(ctx context.Context, databaseURL string, trace store.Trace) (*store.Store, error) {
 	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
-		return postgres.Open(ctx, databaseURL)
+		return postgres.OpenWith(ctx, databaseURL, postgres.Options{Trace: trace})
 	}
-	return sqlite.Open(ctx, databaseURL)
+	return sqlite.OpenWith(ctx, databaseURL, sqlite.Options{Trace: trace})
 }
 
 // transactionPooled reports whether databaseURL is a PostgreSQL URL for a
@@ -230,7 +236,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		}
 	}()
 
-	if s.store, err = Open(ctx, cfg.DatabaseURL); err != nil {
+	if s.store, err = openTraced(ctx, cfg.DatabaseURL, s.traceHook(trace.SpanKindClient)); err != nil {
 		return nil, fmt.Errorf("opening the database: %w", err)
 	}
 	applied, err := migrate(ctx, s.store)
@@ -249,20 +255,18 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	// a live Stripe key, test keys otherwise (test Stripe key, dev mode), so
 	// that a key issued by a free dev or test deployment never opens the
 	// paid one.
-	var keyStore apikey.Store = s.store
-	if s.tracer != nil {
-		keyStore = tracedKeys{Store: s.store, s: s}
-	}
-	s.verifier = apikey.NewVerifier(keyStore, apikey.VerifierOptions{
+	s.verifier = apikey.NewVerifier(s.store, apikey.VerifierOptions{
 		Prefixes: []string{cfg.KeyEnvPrefix()},
 		CacheTTL: opts.KeyCacheTTL,
 		Logger:   s.logger,
 		Now:      opts.Now,
+		Trace:    s.traceHook(trace.SpanKindInternal),
 	})
 	if s.bus, err = openBus(ctx, cfg, s.store, s.logger, opts.InvalidationChannel); err != nil {
 		return nil, err
 	}
-	s.keys = apikey.NewManager(keyStore, apikey.ManagerOptions{
+	s.keys = apikey.NewManager(s.store, apikey.ManagerOptions{
+		Trace:          s.traceHook(trace.SpanKindInternal),
 		Prefix:         cfg.KeyEnvPrefix(),
 		Verifier:       s.verifier,
 		MaxKeysPerUser: maxKeysPerUser,

@@ -7,9 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
 
-	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/redis/go-redis/v9"
@@ -44,7 +42,8 @@ func (s *Server) traced(next http.Handler) http.Handler {
 }
 
 // traceHook adapts the service's tracer to the Trace hooks of packages
-// billing, magiclink, plan, plan/redisplan and ratelimit/redislimit (func(ctx, name) (ctx, end)), or returns nil
+// apikey, store, billing, magiclink, plan, plan/redisplan and
+// ratelimit/redislimit (func(ctx, name) (ctx, end)), or returns nil
 // without tracing. A span's error status names the error's kind, never
 // its message, which may carry an address.
 func (s *Server) traceHook(kind trace.SpanKind) func(context.Context, string) (context.Context, func(error)) {
@@ -86,66 +85,6 @@ func errorType(err error) string {
 		return "canceled"
 	}
 	return fmt.Sprintf("%T", err)
-}
-
-// tracedKeys is the API key store with a span around each call: the
-// verifier's cache misses and the dashboard's key management. The spans
-// name the operation, never the key id or anything of the key.
-type tracedKeys struct {
-	apikey.Store
-	s *Server
-}
-
-// StoresKeyAttributes passes on the store's promise to keep metadata,
-// tags and allowed networks (apikey.AttributeStore).
-func (tracedKeys) StoresKeyAttributes() {}
-
-func (t tracedKeys) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) (err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.create_key")
-	defer func() { end(err) }()
-	return t.Store.CreateKey(ctx, k, maxPerUser)
-}
-
-func (t tracedKeys) Key(ctx context.Context, id string) (k apikey.Key, found bool, err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.key")
-	defer func() { end(err) }()
-	return t.Store.Key(ctx, id)
-}
-
-func (t tracedKeys) KeysByUser(ctx context.Context, userID int64) (ks []apikey.Key, err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.keys_by_user")
-	defer func() { end(err) }()
-	return t.Store.KeysByUser(ctx, userID)
-}
-
-func (t tracedKeys) RevokeKey(ctx context.Context, id string, at time.Time) (found bool, err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.revoke_key")
-	defer func() { end(err) }()
-	return t.Store.RevokeKey(ctx, id, at)
-}
-
-func (t tracedKeys) RenameKey(ctx context.Context, id, name string, at time.Time) (found bool, err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.rename_key")
-	defer func() { end(err) }()
-	return t.Store.RenameKey(ctx, id, name, at)
-}
-
-func (t tracedKeys) SetKeyActive(ctx context.Context, id string, active bool, at time.Time) (found bool, err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.set_key_active")
-	defer func() { end(err) }()
-	return t.Store.SetKeyActive(ctx, id, active, at)
-}
-
-func (t tracedKeys) RollKey(ctx context.Context, id string, newHash []byte, previousExpiresAt, at time.Time) (found bool, err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.roll_key")
-	defer func() { end(err) }()
-	return t.Store.RollKey(ctx, id, newHash, previousExpiresAt, at)
-}
-
-func (t tracedKeys) TouchKeys(ctx context.Context, used map[string]time.Time) (err error) {
-	ctx, end := t.s.span(ctx, "apikey.store.touch_keys", attribute.Int("keys", len(used)))
-	defer func() { end(err) }()
-	return t.Store.TouchKeys(ctx, used)
 }
 
 // tracedDecider is the plan decider with a span around each decision,

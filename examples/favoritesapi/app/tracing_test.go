@@ -74,7 +74,7 @@ func TestTracing(t *testing.T) {
 	spans := exp.GetSpans()
 	root, under := requestSpan(t, spans, "GET /v1/favorites")
 	// The key's first use misses the cache (it was issued, not verified).
-	for _, want := range []string{"apikey.store.key", "plan.decide", "favorites.list"} {
+	for _, want := range []string{"apikey.Key", "store.Key", "plan.decide", "favorites.list"} {
 		if !slices.Contains(under, want) {
 			t.Errorf("GET /v1/favorites has spans %v under it; want %s", under, want)
 		}
@@ -89,7 +89,7 @@ func TestTracing(t *testing.T) {
 		t.Errorf("http.route = %q, want /v1/favorites", route)
 	}
 	names := spanNames(spans)
-	for _, want := range []string{"POST /app/keys", "apikey.store.create_key", "ratelimit.allow"} {
+	for _, want := range []string{"POST /app/keys", "apikey.CreateKey", "store.CreateKey", "store.Session", "ratelimit.allow"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("no %s span among %v", want, names)
 		}
