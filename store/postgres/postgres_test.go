@@ -93,20 +93,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 // Two connection pools on one database, as two instances would have.
 func TestPlansAcrossInstances(t *testing.T) {
 	storetest.RunInstances(t, func(t *testing.T) (storetest.PlanStore, storetest.PlanStore) {
-		dsn := testdb.PostgresDSN(t)
-		open := func() *store.Store {
-			st, err := postgres.Open(context.Background(), dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-		a := open()
-		if _, err := a.Migrate(context.Background(), store.Plans); err != nil {
-			t.Fatal(err)
-		}
-		return a, open()
+		return twoInstances(t, store.Plans)
 	})
 }
 
@@ -114,20 +101,7 @@ func TestPlansAcrossInstances(t *testing.T) {
 // up and an alert is claimed once.
 func TestUsageAcrossInstances(t *testing.T) {
 	usagetest.RunInstances(t, func(t *testing.T) (usagetest.Backend, usagetest.Backend) {
-		dsn := testdb.PostgresDSN(t)
-		open := func() *store.Store {
-			st, err := postgres.Open(context.Background(), dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-		a := open()
-		if _, err := a.Migrate(context.Background(), store.Usage); err != nil {
-			t.Fatal(err)
-		}
-		return a, open()
+		return twoInstances(t, store.Usage)
 	})
 }
 
@@ -135,20 +109,7 @@ func TestUsageAcrossInstances(t *testing.T) {
 // claimed once.
 func TestNoticesAcrossInstances(t *testing.T) {
 	storetest.RunNoticeInstances(t, func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend) {
-		dsn := testdb.PostgresDSN(t)
-		open := func() *store.Store {
-			st, err := postgres.Open(context.Background(), dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-		a := open()
-		if _, err := a.Migrate(context.Background(), store.Keys); err != nil {
-			t.Fatal(err)
-		}
-		return a, open()
+		return twoInstances(t, store.Keys)
 	})
 }
 
@@ -195,4 +156,24 @@ func BenchmarkVerifyMiss(b *testing.B) {
 func BenchmarkSession(b *testing.B) {
 	st := testdb.Postgres(b)
 	storetest.BenchmarkSession(b, st, storebench.Session(b, st))
+}
+
+// twoInstances opens two handles on one new database, migrated for
+// feature, as two instances of an application have.
+func twoInstances(t *testing.T, feature store.Feature) (*store.Store, *store.Store) {
+	t.Helper()
+	dsn := testdb.PostgresDSN(t)
+	open := func() *store.Store {
+		st, err := postgres.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a := open()
+	if _, err := a.Migrate(context.Background(), feature); err != nil {
+		t.Fatal(err)
+	}
+	return a, open()
 }

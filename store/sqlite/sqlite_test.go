@@ -40,20 +40,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 // Two handles on one database file, as two processes would have.
 func TestPlansAcrossInstances(t *testing.T) {
 	storetest.RunInstances(t, func(t *testing.T) (storetest.PlanStore, storetest.PlanStore) {
-		path := filepath.Join(t.TempDir(), "shared.db")
-		open := func() *store.Store {
-			st, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-		a := open()
-		if _, err := a.Migrate(context.Background(), store.Plans); err != nil {
-			t.Fatal(err)
-		}
-		return a, open()
+		return twoInstances(t, store.Plans)
 	})
 }
 
@@ -61,20 +48,7 @@ func TestPlansAcrossInstances(t *testing.T) {
 // up and an alert is claimed once.
 func TestUsageAcrossInstances(t *testing.T) {
 	usagetest.RunInstances(t, func(t *testing.T) (usagetest.Backend, usagetest.Backend) {
-		path := filepath.Join(t.TempDir(), "shared.db")
-		open := func() *store.Store {
-			st, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-		a := open()
-		if _, err := a.Migrate(context.Background(), store.Usage); err != nil {
-			t.Fatal(err)
-		}
-		return a, open()
+		return twoInstances(t, store.Usage)
 	})
 }
 
@@ -82,20 +56,7 @@ func TestUsageAcrossInstances(t *testing.T) {
 // claimed once.
 func TestNoticesAcrossInstances(t *testing.T) {
 	storetest.RunNoticeInstances(t, func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend) {
-		path := filepath.Join(t.TempDir(), "shared.db")
-		open := func() *store.Store {
-			st, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-		a := open()
-		if _, err := a.Migrate(context.Background(), store.Keys); err != nil {
-			t.Fatal(err)
-		}
-		return a, open()
+		return twoInstances(t, store.Keys)
 	})
 }
 
@@ -191,4 +152,24 @@ func TestTrace(t *testing.T) {
 	if !errors.Is(errs[3], context.Canceled) {
 		t.Errorf("span of a failed Key ended with %v, want context.Canceled", errs[3])
 	}
+}
+
+// twoInstances opens two handles on one new database, migrated for
+// feature, as two instances of an application have.
+func twoInstances(t *testing.T, feature store.Feature) (*store.Store, *store.Store) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	open := func() *store.Store {
+		st, err := sqlite.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a := open()
+	if _, err := a.Migrate(context.Background(), feature); err != nil {
+		t.Fatal(err)
+	}
+	return a, open()
 }
