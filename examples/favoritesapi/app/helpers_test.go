@@ -3,7 +3,9 @@ package app_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -69,9 +71,10 @@ func startServer(t testing.TB, b backend, cfg app.Config, mods ...func(*app.Opti
 	opts := app.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Stderr: logs,
-		// Redis outlives a test run: each run (and test) counts its own
-		// limits, while the instances of one test share them.
-		RedisPrefix: "favoritesapi-test:" + runID + ":" + t.Name() + ":",
+		// Redis outlives a test run: each run of a test (-count=2 runs
+		// it twice in one process) counts its own limits, while the
+		// instances of one test, which share its database, share them.
+		RedisPrefix: fmt.Sprintf("favoritesapi-test:%s:%s:%.6x:", runID, t.Name(), sha256.Sum256([]byte(cfg.DatabaseURL))),
 	}
 	if cfg.SMTPURL == "" {
 		opts.Mailer = mail
