@@ -193,16 +193,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusUnauthorized, "invalid_signature", "The request must carry GitHub's signature headers.", wrapUnsigned(err))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.refuse(w, r, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large.", err)
-			return
-		}
-		h.refuse(w, r, http.StatusBadRequest, "bad_request", "The request body could not be read.", err)
-		return
-	}
+	// The key first: a request naming a key that is not GitHub's is
+	// refused before its body is read.
 	pub, err := h.keys.key(r.Context(), keyID)
 	if err != nil {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "secretscan: fetching GitHub's keys failed", slog.Any("error", err))
@@ -213,6 +205,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.refuse(w, r, http.StatusUnauthorized, "invalid_signature", "The request is not signed by a known GitHub key.", fmt.Errorf("%w: unknown key id %.64q", errSignature, keyID))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.refuse(w, r, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large.", err)
+			return
+		}
+		h.refuse(w, r, http.StatusBadRequest, "bad_request", "The request body could not be read.", err)
 		return
 	}
 	if !verify(pub, body, sig) {
