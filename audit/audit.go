@@ -206,14 +206,16 @@ func (l *Log) clean(e *Event) error {
 	if len(e.Detail) > MaxDetails {
 		return fmt.Errorf("%w: more than %d details", ErrInvalidEvent, MaxDetails)
 	}
-	e.UserAgent = l.redact(truncate(e.UserAgent, MaxUserAgentLen))
+	// Redact before cutting: a secret across the cut would no longer be
+	// recognised, and its first part would be stored.
+	e.UserAgent = truncate(l.redact(e.UserAgent), MaxUserAgentLen)
 	if len(e.Detail) > 0 {
 		d := make(map[string]string, len(e.Detail))
 		for k, v := range e.Detail {
 			if !validDetailKey(k) {
 				return fmt.Errorf("%w: detail key %.80q", ErrInvalidEvent, k)
 			}
-			d[k] = l.redact(truncate(v, MaxDetailLen))
+			d[k] = truncate(l.redact(v), MaxDetailLen)
 		}
 		e.Detail = d
 	} else {

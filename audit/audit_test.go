@@ -118,12 +118,17 @@ func TestRedaction(t *testing.T) {
 		Detail: map[string]string{
 			"url":  "https://example.com/x?api_key=" + token + "&a=b",
 			"note": strings.Repeat("é", audit.MaxDetailLen),
+			// A token across the cut must not be stored in part.
+			"cut": strings.Repeat("x", audit.MaxDetailLen-20) + " " + token,
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "https://example.com/x?api_key=[redacted]&a=b"; e.Detail["url"] != want {
 		t.Errorf("url = %q, want %q", e.Detail["url"], want)
+	}
+	if c := e.Detail["cut"]; strings.Contains(c, token[:15]) || len(c) > audit.MaxDetailLen {
+		t.Errorf("a token across the cut was stored in part: %q", c[len(c)-30:])
 	}
 	if e.UserAgent != "curl [redacted]" {
 		t.Errorf("user agent = %q", e.UserAgent)
