@@ -53,12 +53,16 @@ type Event struct {
 }
 
 // emit reports e to the audit hook, if any; a failure is logged.
-func (m *Manager) emit(ctx context.Context, e Event) {
-	if m.audit == nil {
+func (m *Manager) emit(ctx context.Context, e Event) { emitTo(ctx, m.audit, m.logger, e) }
+
+// emitTo reports e to hook, if set, and logs its failure: the audit hooks
+// of the Manager, the ExpiryNotifier and the LeakResponder.
+func emitTo(ctx context.Context, hook func(context.Context, Event) error, log *slog.Logger, e Event) {
+	if hook == nil {
 		return
 	}
-	if err := m.audit(ctx, e); err != nil {
-		m.logger.LogAttrs(ctx, slog.LevelError, "apikey: audit hook failed",
+	if err := hook(ctx, e); err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "apikey: audit hook failed",
 			slog.String("event", e.Kind), slog.String("key_id", e.KeyID), slog.Any("error", err))
 	}
 }

@@ -193,12 +193,8 @@ func (n *ExpiryNotifier) notify(ctx context.Context, no Notice) (bool, error) {
 	if err := deliver(ctx, n.store, n.opts.Notify, no); err != nil {
 		return false, err
 	}
-	if no.Kind == NoticeExpired && n.opts.Audit != nil {
-		e := Event{Kind: EventExpired, KeyID: no.KeyID, UserID: no.Key.UserID, At: no.Due, Actor: ActorSystem}
-		if err := n.opts.Audit(ctx, e); err != nil {
-			n.log.LogAttrs(ctx, slog.LevelError, "apikey: audit hook failed",
-				slog.String("event", e.Kind), slog.String("key_id", e.KeyID), slog.Any("error", err))
-		}
+	if no.Kind == NoticeExpired {
+		emitTo(ctx, n.opts.Audit, n.log, Event{Kind: EventExpired, KeyID: no.KeyID, UserID: no.Key.UserID, At: no.Due, Actor: ActorSystem})
 	}
 	return true, nil
 }

@@ -135,12 +135,6 @@ func (l *LeakResponder) Respond(ctx context.Context, leak Leak) (LeakResult, err
 		return res, err
 	}
 	res.Notified = true
-	if l.opts.Audit != nil {
-		e := Event{Kind: EventLeaked, KeyID: k.ID, UserID: k.UserID, At: now, Actor: leak.Reporter, Detail: detail}
-		if err := l.opts.Audit(ctx, e); err != nil {
-			l.log.LogAttrs(ctx, slog.LevelError, "apikey: audit hook failed",
-				slog.String("event", e.Kind), slog.String("key_id", e.KeyID), slog.Any("error", err))
-		}
-	}
+	emitTo(ctx, l.opts.Audit, l.log, Event{Kind: EventLeaked, KeyID: k.ID, UserID: k.UserID, At: now, Actor: leak.Reporter, Detail: detail})
 	return res, nil
 }
