@@ -288,21 +288,45 @@ func wrapUnsigned(err error) error {
 }
 
 // logURL is what the log says of the place a token was found: its scheme,
-// host and path, without a path segment that is a token. The rest (query, fragment, user information, or text
-// that is no URL at all) may hold the token itself, which never goes to a
-// log; the owner's mail carries the whole URL.
+// host and path, with any token in them redacted. The rest (query,
+// fragment, user information, or text that is no URL at all) may hold the
+// token itself, which never goes to a log; the owner's mail carries the
+// whole URL.
 func logURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "(not logged)"
 	}
-	segs := strings.Split(u.Path, "/")
-	for i, seg := range segs {
-		if _, err := apikey.Parse(seg); err == nil {
-			segs[i] = "REDACTED"
+	return (&url.URL{Scheme: u.Scheme, Host: redactTokens(u.Host), Path: redactTokens(u.Path)}).String()
+}
+
+// redactTokens replaces each word of s (maximal run of ASCII letters,
+// digits and '_', the alphabet of a token) that is a token by REDACTED, so
+// that a token is found wherever it hides: "/raw/TOKEN.txt", "a-TOKEN-b".
+func redactTokens(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && isWordByte(s[j]) {
+			j++
 		}
+		if j == i {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		if _, err := apikey.Parse(s[i:j]); err == nil {
+			b.WriteString("REDACTED")
+		} else {
+			b.WriteString(s[i:j])
+		}
+		i = j
 	}
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.Join(segs, "/")}).String()
+	return b.String()
+}
+
+func isWordByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
 }
 
 // parseSignature decodes the signature header: standard base64 (padded or
