@@ -89,7 +89,10 @@ func NewExpiryNotifier(store ExpiryStore, opts ExpiryOptions) *ExpiryNotifier {
 	if opts.Lookback <= 0 {
 		opts.Lookback = 7 * 24 * time.Hour
 	}
-	opts.KeepClaims = max(opts.KeepClaims, 90*24*time.Hour, opts.Lookback+8*24*time.Hour)
+	if opts.KeepClaims <= 0 {
+		opts.KeepClaims = 90 * 24 * time.Hour
+	}
+	opts.KeepClaims = max(opts.KeepClaims, opts.Lookback+8*24*time.Hour)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
