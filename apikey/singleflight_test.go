@@ -50,7 +50,7 @@ func TestMissLeaderGivesUp(t *testing.T) {
 	<-g.entered
 	follower := make(chan error, 1)
 	go func() { _, err := v.Verify(context.Background(), tok.Reveal()); follower <- err }()
-	time.Sleep(20 * time.Millisecond) // let the follower join the query in flight
+	waitMisses(t, v, 2) // the follower missed too: it joins the query in flight
 	cancel()
 
 	if err := <-leader; !errors.Is(err, context.Canceled) || !errors.Is(err, apikey.ErrUnavailable) {
@@ -86,7 +86,7 @@ func TestMissLeaderPanics(t *testing.T) {
 	<-p.entered
 	follower := make(chan error, 1)
 	go func() { _, err := v.Verify(context.Background(), tok.Reveal()); follower <- err }()
-	time.Sleep(20 * time.Millisecond)
+	waitMisses(t, v, 2)
 	close(p.release)
 	select {
 	case err := <-follower:
@@ -113,4 +113,19 @@ func (p *panicStore) Key(ctx context.Context, id string) (apikey.Key, bool, erro
 		panic("store bug")
 	}
 	return p.MemoryStore.Key(ctx, id)
+}
+
+// waitMisses waits until v has counted n cache misses: a caller that
+// missed goes on to join the query in flight (or, if it already ended, to
+// run its own, which the tests accept too).
+func waitMisses(t *testing.T, v *apikey.Verifier, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for v.Stats().CacheMisses < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cache misses, want %d", v.Stats().CacheMisses, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(5 * time.Millisecond) // from the miss to the wait on the query
 }
