@@ -136,6 +136,13 @@ func TestRedaction(t *testing.T) {
 	if n := e.Detail["note"]; len(n) > audit.MaxDetailLen || !strings.HasPrefix(n, "é") || strings.ContainsRune(n, '\uFFFD') {
 		t.Errorf("note cut badly: %d bytes", len(n))
 	}
+	// The same through a request's Source.
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("User-Agent", strings.Repeat("x", audit.MaxUserAgentLen-20)+" "+token)
+	e, err = l.Append(audit.WithSource(context.Background(), audit.RequestSource(r, nil)), audit.Event{Kind: audit.KeyLeaked, UserID: 1})
+	if err != nil || strings.Contains(e.UserAgent, token[:15]) || len(e.UserAgent) > audit.MaxUserAgentLen {
+		t.Errorf("a token across the cut of a request's user agent was stored in part: %v, %q", err, e.UserAgent)
+	}
 	var buf bytes.Buffer
 	if err := l.Export(context.Background(), &buf, 0); err != nil {
 		t.Fatal(err)

@@ -54,7 +54,9 @@ func RequestSource(r *http.Request, clientIP func(*http.Request) netip.Addr) Sou
 	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		ip = ap.Addr()
 	}
-	return Source{IP: ip.Unmap(), UserAgent: truncate(r.UserAgent(), MaxUserAgentLen)}
+	// The user agent is bounded by Append, after redaction: cut here, a
+	// token across the cut would be stored in part.
+	return Source{IP: ip.Unmap(), UserAgent: r.UserAgent()}
 }
 
 // Middleware puts each request's [RequestSource] in its context, keeping
