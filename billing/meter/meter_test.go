@@ -3,6 +3,7 @@ package meter_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,17 +38,34 @@ func TestNewReporterPanics(t *testing.T) {
 	meter.NewReporter(nil, meter.Options{})
 }
 
-// Start and Close run and stop the loop; Close without Start returns.
+// Start runs a pass every Interval until Close, which stops it: no pass
+// after Close returned. Close without Start returns and runs nothing.
 func TestReporterLoop(t *testing.T) {
-	r := meter.NewReporter(nopStore{}, meter.Options{
-		Customers: func(context.Context) ([]meter.Customer, error) { return nil, nil },
-		Backend:   nopBackend{}, Interval: time.Millisecond,
-	})
+	var passes atomic.Int64
+	customers := func(context.Context) ([]meter.Customer, error) { passes.Add(1); return nil, nil }
+	r := meter.NewReporter(nopStore{}, meter.Options{Customers: customers, Backend: nopBackend{}, Interval: time.Millisecond})
 	r.Start()
-	time.Sleep(5 * time.Millisecond)
+	r.Start() // does nothing
+	deadline := time.Now().Add(10 * time.Second)
+	for passes.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	r.Close()
 	r.Close()
-	meter.NewReporter(nopStore{}, meter.Options{Customers: func(context.Context) ([]meter.Customer, error) { return nil, nil }, Backend: nopBackend{}}).Close()
+	n := passes.Load()
+	if n < 3 {
+		t.Fatalf("%d passes in 10 s at an Interval of 1 ms", n)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if m := passes.Load(); m != n {
+		t.Errorf("%d passes after Close returned", m-n)
+	}
+
+	passes.Store(0)
+	meter.NewReporter(nopStore{}, meter.Options{Customers: customers, Backend: nopBackend{}}).Close()
+	if n := passes.Load(); n != 0 {
+		t.Errorf("Close without Start ran %d passes", n)
+	}
 }
 
 type nopBackend struct{}
