@@ -21,8 +21,8 @@ type Customer struct {
 // billing/meter/stripemeter implements it with stripe-go. Send must use
 // e.Identifier as the event's identifier (and idempotency key), so that
 // sending an event again is harmless. An error wrapping [ErrRejected]
-// means Stripe refused the event for good (a 4xx other than 429); any
-// other error is retried.
+// means Stripe refused the event for good (stripemeter: a 4xx other than
+// 401, 403, 409 and 429); any other error is retried.
 type Backend interface {
 	Send(ctx context.Context, e Event) error
 }
@@ -97,7 +97,7 @@ type Options struct {
 //     enqueued twice.
 //   - [Reporter.Send] leases due events, sends them with bounded
 //     concurrency, and marks them Sent; a failure is retried with
-//     exponential backoff; a rejection (a 4xx other than 429) is kept as
+//     exponential backoff; a rejection ([ErrRejected]) is kept as
 //     [Rejected] with its error, listed by [Store].MeterEvents.
 //
 // A crash between a send and its mark, or two senders sending one event,
