@@ -47,7 +47,11 @@ const (
 type Options struct {
 	// Customers returns the users whose usage is billed by the unit now
 	// (those on a metered plan), with their customer and meter. It is
-	// called once per pass.
+	// called once per pass. What was reported is looked up by customer
+	// and meter, not by user: a user whose CustomerID or EventName
+	// changes has the hours within Lookback reported again, to the new
+	// pair, so a meter should be switched only with a new subscription
+	// whose period starts after those hours (or with Lookback shortened).
 	Customers func(ctx context.Context) ([]Customer, error)
 	// Backend sends the events.
 	Backend Backend
