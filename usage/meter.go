@@ -201,7 +201,14 @@ func (m *Meter) Record(at time.Time, userID, keyID string, o Outcome, cost int64
 		r += 3600
 	}
 	k := counterKey{user: userID, key: keyID, hour: sec - r}
-	sh := &m.shards[maphash.String(m.seed, keyID)&(numShards-1)]
+	// A key belongs to one user, so its id spreads the counters alone;
+	// requests without a key (sessions) spread by their user instead of
+	// all meeting on one shard.
+	spread := keyID
+	if spread == "" {
+		spread = userID
+	}
+	sh := &m.shards[maphash.String(m.seed, spread)&(numShards-1)]
 	sh.mu.Lock()
 	c := sh.m[k]
 	if c == nil {
