@@ -35,7 +35,8 @@ type Options struct {
 	// [DefaultFlushTimeout].
 	FlushTimeout time.Duration
 	// MaxCounters bounds the (user, key, hour) counters held in memory,
-	// written or not; 0 means [DefaultMaxCounters] (about 10 MB at most).
+	// written or not; 0 means [DefaultMaxCounters] (about 25 MB at most:
+	// 100,000 counters of 12-byte key ids took 23 MB of heap).
 	// When half of them are in use, the Meter writes at once instead of
 	// waiting for the interval; when all are (the store has been failing
 	// for a while), requests of a counter not yet held are not counted,
