@@ -2,6 +2,7 @@ package meter_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -76,4 +77,55 @@ type nopStore struct{ meter.Store }
 
 func (nopStore) ClaimMeterEvents(context.Context, time.Time, time.Time, int) ([]meter.Event, error) {
 	return nil, nil
+}
+
+// costStore is an outbox with nothing billed yet, over fixed costs,
+// keeping what is enqueued.
+type costStore struct {
+	meter.Store
+	costs    []meter.SliceCost
+	enqueued []meter.Event
+}
+
+func (s *costStore) BilledMeterUsage(context.Context, time.Time, time.Time) ([]meter.Billed, error) {
+	return nil, nil
+}
+
+func (s *costStore) HourlyCost(_ context.Context, users []string, _, _ time.Time) ([]meter.SliceCost, error) {
+	var out []meter.SliceCost
+	for _, c := range s.costs {
+		if slices.Contains(users, c.UserID) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (s *costStore) EnqueueMeterEvents(_ context.Context, es []meter.Event) (int, error) {
+	s.enqueued = append(s.enqueued, es...)
+	return len(es), nil
+}
+
+// A customer that Options.Customers returns without its Stripe customer
+// is named in the error, and the other customers are billed all the same:
+// one bad row must not leave every hour unbilled until it falls out of
+// Lookback.
+func TestEnqueueSkipsMalformedCustomer(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 30, 0, 0, time.UTC)
+	hour := time.Date(2026, 3, 10, 10, 0, 0, 0, time.UTC)
+	st := &costStore{costs: []meter.SliceCost{{UserID: "1", Slice: hour, Cost: 7}, {UserID: "2", Slice: hour, Cost: 5}}}
+	r := meter.NewReporter(st, meter.Options{
+		Customers: func(context.Context) ([]meter.Customer, error) {
+			return []meter.Customer{{UserID: "1", EventName: "api"}, {UserID: "2", CustomerID: "cus_2", EventName: "api"}}, nil
+		},
+		Backend: nopBackend{},
+		Now:     func() time.Time { return now },
+	})
+	n, err := r.Enqueue(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `UserID:1 `) {
+		t.Errorf("Enqueue error = %v; want one naming user 1", err)
+	}
+	if n != 1 || len(st.enqueued) != 1 || st.enqueued[0].CustomerID != "cus_2" || st.enqueued[0].Value != 5 {
+		t.Errorf("Enqueue = %d, enqueued %+v; want user 2's 5 units", n, st.enqueued)
+	}
 }

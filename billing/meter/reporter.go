@@ -158,8 +158,10 @@ func NewReporter(store Store, opts Options) *Reporter {
 
 // Enqueue adds to the outbox the metered usage not yet in it, and
 // returns how many events it added. An hour is reported once it ended
-// Settle ago; hours up to Lookback back are compared again.
-func (r *Reporter) Enqueue(ctx context.Context) (int, error) {
+// Settle ago; hours up to Lookback back are compared again. A customer
+// that lacks a user, customer or event name is skipped, and named in the
+// error, while the others are enqueued.
+func (r *Reporter) Enqueue(ctx context.Context) (n int, err error) {
 	now := r.o.Now().UTC()
 	to := now.Add(-r.o.Settle).Truncate(time.Hour) // hours before it are closed
 	from := to.Add(-r.o.Lookback).Truncate(time.Hour)
@@ -175,14 +177,22 @@ func (r *Reporter) Enqueue(ctx context.Context) (int, error) {
 	}
 	byUser := make(map[string]Customer, len(customers))
 	users := make([]string, 0, len(customers))
+	// A malformed customer is skipped, not the pass: the others' hours
+	// would otherwise go unbilled once they fall out of Lookback.
+	var malformed error
+	defer func() { err = errors.Join(err, malformed) }()
 	for _, c := range customers {
 		if c.UserID == "" || c.CustomerID == "" || c.EventName == "" {
-			return 0, fmt.Errorf("meter: metered customer %+v lacks a user, customer or event name", c)
+			malformed = errors.Join(malformed, fmt.Errorf("meter: metered customer %+v lacks a user, customer or event name; not billed", c))
+			continue
 		}
 		if _, dup := byUser[c.UserID]; !dup {
 			users = append(users, c.UserID)
 		}
 		byUser[c.UserID] = c
+	}
+	if len(users) == 0 {
+		return 0, nil
 	}
 	// What is billed is read before the costs: a cost read later is
 	// never less, so the difference never bills a unit twice.
@@ -225,7 +235,7 @@ func (r *Reporter) Enqueue(ctx context.Context) (int, error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
-	n, err := r.store.EnqueueMeterEvents(ctx, events)
+	n, err = r.store.EnqueueMeterEvents(ctx, events)
 	if err != nil {
 		return n, fmt.Errorf("meter: enqueueing %d events: %w", len(events), err)
 	}
