@@ -5,10 +5,9 @@ import (
 	"time"
 )
 
-// Kinds of [AuditEvent]. EventSubscriptionChanged and EventPlanChanged
-// have the values of package audit's kinds (audit.SubscriptionChanged,
-// audit.PlanChanged), so that an audit hook can pass them on as they are;
-// the other two have no counterpart there and are valid audit kinds as
+// Kinds of [AuditEvent]. They have the values of package audit's kinds
+// (audit.SubscriptionChanged, audit.PlanChanged, audit.CheckoutCompleted,
+// audit.PlanChangeRequested), so that an audit hook can pass them on as
 // they are.
 const (
 	// EventSubscriptionChanged: a subscription of the user was created,

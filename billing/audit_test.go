@@ -12,22 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/billing"
 	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/internal/testkit/stripemock"
 )
 
-// The kinds and actors have the values package audit documents
-// (audit.SubscriptionChanged is "billing.subscription_changed", …), so
-// that the application's audit hook passes them on as they are.
+// The kinds and actors are package audit's (audit.SubscriptionChanged,
+// …), so that the application's audit hook passes them on as they are:
+// compared with audit's constants, not with literals, so that a rename on
+// either side fails here.
 func TestAuditKindValues(t *testing.T) {
 	for got, want := range map[string]string{
-		billing.EventSubscriptionChanged: "billing.subscription_changed",
-		billing.EventPlanChanged:         "billing.plan_changed",
-		billing.EventCheckoutCompleted:   "billing.checkout_completed",
-		billing.EventPlanChangeRequested: "billing.plan_change_requested",
-		billing.ActorStripe:              "stripe",
-		billing.ActorUser:                "user",
+		billing.EventSubscriptionChanged: string(audit.SubscriptionChanged),
+		billing.EventPlanChanged:         string(audit.PlanChanged),
+		billing.EventCheckoutCompleted:   string(audit.CheckoutCompleted),
+		billing.EventPlanChangeRequested: string(audit.PlanChangeRequested),
+		billing.ActorStripe:              string(audit.ActorStripe),
+		billing.ActorUser:                string(audit.ActorUser),
 	} {
 		if got != want {
 			t.Errorf("%q, want %q", got, want)

@@ -89,8 +89,8 @@ type Hub struct {
 	once    sync.Once
 
 	st struct {
-		published, coalesced, overflows, sent, sendErrors counter
-		received, events, invalid, connects, disconnects  counter
+		published, coalesced, overflows, sent, sendErrors atomic.Uint64
+		received, events, invalid, connects, disconnects  atomic.Uint64
 		subscribed                                        atomic.Bool
 	}
 }
@@ -128,7 +128,7 @@ func New(t Transport, opts Options) *Hub {
 // returns at once. Events that cannot be encoded (an empty or oversized
 // id, an unknown kind) are dropped and counted as Invalid.
 func (h *Hub) Publish(events ...Event) {
-	h.st.published.add(uint64(len(events)))
+	h.st.published.Add(uint64(len(events)))
 	h.enqueue(events)
 }
 
@@ -136,11 +136,11 @@ func (h *Hub) enqueue(events []Event) {
 	h.mu.Lock()
 	for _, e := range events {
 		if !valid(e) {
-			h.st.invalid.add(1)
+			h.st.invalid.Add(1)
 			continue
 		}
 		if h.all {
-			h.st.coalesced.add(1)
+			h.st.coalesced.Add(1)
 			continue
 		}
 		if e.Kind == Everything {
@@ -149,11 +149,11 @@ func (h *Hub) enqueue(events []Event) {
 			continue
 		}
 		if _, ok := h.pending[e]; ok {
-			h.st.coalesced.add(1)
+			h.st.coalesced.Add(1)
 			continue
 		}
 		if len(h.pending) >= h.opts.MaxPending {
-			h.st.overflows.add(1)
+			h.st.overflows.Add(1)
 			h.all = true
 			clear(h.pending)
 			continue
@@ -199,13 +199,13 @@ func (h *Hub) send() {
 			err := h.t.Send(ctx, m.text)
 			cancel()
 			if err != nil {
-				h.st.sendErrors.add(1)
+				h.st.sendErrors.Add(1)
 				h.log.Warn("invalidate: sending failed; retrying", "events", len(m.events), "error", err)
 				h.requeue(msgs[i:])
 				failed = true
 				break
 			}
-			h.st.sent.add(1)
+			h.st.sent.Add(1)
 		}
 		h.mu.Lock()
 		h.busy = false
@@ -290,7 +290,7 @@ func (h *Hub) listen() {
 		h.hmu.Lock()
 		h.current = l
 		h.hmu.Unlock()
-		h.st.connects.add(1)
+		h.st.connects.Add(1)
 		h.st.subscribed.Store(true)
 		h.setDown(false)
 		err = h.receive(l)
@@ -299,7 +299,7 @@ func (h *Hub) listen() {
 		if h.ctx.Err() != nil {
 			return
 		}
-		h.st.disconnects.add(1)
+		h.st.disconnects.Add(1)
 		h.setDown(true)
 		h.log.Warn("invalidate: subscription lost; caches use their fallback TTL until it is back", "error", err)
 		backoff = 50 * time.Millisecond
@@ -339,21 +339,21 @@ func (h *Hub) receive(l Listener) error {
 func (h *Hub) deliver(msg string) {
 	origin, events, ok := decode(msg)
 	if !ok {
-		h.st.invalid.add(1)
+		h.st.invalid.Add(1)
 		return
 	}
 	if origin == h.origin {
 		return
 	}
-	h.st.received.add(1)
+	h.st.received.Add(1)
 	h.hmu.Lock()
 	defer h.hmu.Unlock()
 	for _, e := range events {
 		if !valid(e) {
-			h.st.invalid.add(1)
+			h.st.invalid.Add(1)
 			continue
 		}
-		h.st.events.add(1)
+		h.st.events.Add(1)
 		for _, hd := range h.handlers {
 			if hd.Event != nil {
 				hd.Event(e)
@@ -431,10 +431,10 @@ func (h *Hub) Stats() Stats {
 	down := h.down && h.listening
 	h.hmu.Unlock()
 	s := Stats{
-		Published: h.st.published.load(), Coalesced: h.st.coalesced.load(), Overflows: h.st.overflows.load(),
-		Sent: h.st.sent.load(), SendErrors: h.st.sendErrors.load(),
-		Received: h.st.received.load(), Events: h.st.events.load(), Invalid: h.st.invalid.load(),
-		Connects: h.st.connects.load(), Disconnects: h.st.disconnects.load(),
+		Published: h.st.published.Load(), Coalesced: h.st.coalesced.Load(), Overflows: h.st.overflows.Load(),
+		Sent: h.st.sent.Load(), SendErrors: h.st.sendErrors.Load(),
+		Received: h.st.received.Load(), Events: h.st.events.Load(), Invalid: h.st.invalid.Load(),
+		Connects: h.st.connects.Load(), Disconnects: h.st.disconnects.Load(),
 		Pending: pending,
 	}
 	if h.st.subscribed.Load() {
@@ -449,8 +449,3 @@ func (h *Hub) Stats() Stats {
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
-
-type counter struct{ v atomic.Uint64 }
-
-func (c *counter) add(n uint64) { c.v.Add(n) }
-func (c *counter) load() uint64 { return c.v.Load() }

@@ -38,6 +38,7 @@ package invalidate
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 )
 
 // Kind says what an [Event] names.
@@ -133,17 +134,17 @@ type Stats struct {
 
 // Nop is the bus of a single instance: Publish counts and drops, and
 // subscribers are never degraded. The zero value is ready to use.
-type Nop struct{ published counter }
+type Nop struct{ published atomic.Uint64 }
 
 // Publish counts the events and drops them.
-func (n *Nop) Publish(events ...Event) { n.published.add(uint64(len(events))) }
+func (n *Nop) Publish(events ...Event) { n.published.Add(uint64(len(events))) }
 
 // Subscribe does nothing: no event ever arrives, and caches keep their
 // TTL.
 func (n *Nop) Subscribe(Handler) {}
 
 // Stats returns the count of published events.
-func (n *Nop) Stats() Stats { return Stats{Published: n.published.load(), Subscribed: 1} }
+func (n *Nop) Stats() Stats { return Stats{Published: n.published.Load(), Subscribed: 1} }
 
 // Close does nothing.
 func (n *Nop) Close(context.Context) error { return nil }

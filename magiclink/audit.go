@@ -9,11 +9,10 @@ import (
 	"github.com/apikit/apikit/internal/emailaddr"
 )
 
-// Kinds of [AuditEvent]. The session kinds have the values of package
-// audit's kinds (audit.SignIn is "session.signed_in", …) and
-// EventEmailChanged that of audit.EmailChanged, so that an audit hook can
-// pass them on as they are; EventEmailChangeRequested has no counterpart
-// there and is a valid audit kind as it is.
+// Kinds of [AuditEvent]. They have the values of package audit's kinds
+// (audit.SignIn is "session.signed_in", audit.EmailChangeRequested
+// "account.email_change_requested", …), so that an audit hook can pass
+// them on as they are.
 const (
 	// EventLinkRequested: a sign-in email (link, and code for POST
 	// /login) was stored for sending to an address.

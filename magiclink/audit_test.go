@@ -12,21 +12,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/magiclink"
 )
 
-// The kinds have the values package audit documents (audit.SignIn is
-// "session.signed_in", …), so that the application's audit hook passes
-// them on as they are.
+// The kinds are package audit's (audit.SignIn, …), so that the
+// application's audit hook passes them on as they are: compared with
+// audit's constants, not with literals, so that a rename on either side
+// fails here. EventLinkRequested and EventEmailChangeRequested included.
 func TestAuditKindValues(t *testing.T) {
 	for got, want := range map[string]string{
-		magiclink.EventLinkRequested:        "session.link_requested",
-		magiclink.EventSignedIn:             "session.signed_in",
-		magiclink.EventSignedOut:            "session.signed_out",
-		magiclink.EventSignedOutEverywhere:  "session.signed_out_everywhere",
-		magiclink.EventEmailChangeRequested: "account.email_change_requested",
-		magiclink.EventEmailChanged:         "account.email_changed",
-		magiclink.ActorUser:                 "user",
+		magiclink.EventLinkRequested:        string(audit.SignInLinkRequested),
+		magiclink.EventSignedIn:             string(audit.SignIn),
+		magiclink.EventSignedOut:            string(audit.SignOut),
+		magiclink.EventSignedOutEverywhere:  string(audit.SignOutEverywhere),
+		magiclink.EventEmailChangeRequested: string(audit.EmailChangeRequested),
+		magiclink.EventEmailChanged:         string(audit.EmailChanged),
+		magiclink.ActorUser:                 string(audit.ActorUser),
 	} {
 		if got != want {
 			t.Errorf("%q, want %q", got, want)

@@ -87,7 +87,7 @@ func (s *Service) RequestEmailChange(ctx context.Context, userID int64, newEmail
 		s.stats.mailFailed.Add(1)
 		return fmt.Errorf("magiclink: rendering the email-change link: %w", err)
 	}
-	if err := s.enqueue(mailJob{email: email, msg: &msg, what: "email-change link", trace: s.traceContext(ctx)}); err != nil {
+	if err := s.enqueue(mailJob{email: email, msg: &msg, what: "email-change link", reqCtx: s.requestContext(ctx)}); err != nil {
 		return unavailable(err, "Emails cannot be sent right now. Try again shortly.").after(30 * time.Second)
 	}
 	s.stats.emailChangesRequested.Add(1)

@@ -17,12 +17,10 @@ type mailJob struct {
 	// nonceHash is, for a login request from a browser, the SHA-256 of
 	// the nonce in its login cookie: the email then carries a code too.
 	nonceHash []byte
-	// trace is the context of the request that queued the job, without
-	// its cancellation, for Options.Trace (nil without a Trace).
-	trace context.Context
-	// audit is the context of the request that queued a login request,
-	// without its cancellation, for Options.Audit (nil without an Audit).
-	audit context.Context
+	// reqCtx is the context of the request that queued the job, without
+	// its cancellation, for Options.Trace and Options.Audit (nil without
+	// either).
+	reqCtx context.Context
 }
 
 // errClientQueueFull refuses a job of a client that has QueuePerClient
@@ -59,21 +57,11 @@ func (s *Service) enqueue(j mailJob) error {
 	}
 }
 
-// traceContext is what a job queued by a request with context ctx keeps
-// of it for Options.Trace: its values, not its cancellation, and nothing
-// without a Trace.
-func (s *Service) traceContext(ctx context.Context) context.Context {
-	if s.opts.Trace == nil {
-		return nil
-	}
-	return context.WithoutCancel(ctx)
-}
-
-// auditContext is what a login request queued by a request with context
-// ctx keeps of it for Options.Audit: its values, not its cancellation, and
-// nothing without an Audit.
-func (s *Service) auditContext(ctx context.Context) context.Context {
-	if s.opts.Audit == nil {
+// requestContext is what a job queued by a request with context ctx
+// keeps of it for Options.Trace and Options.Audit: its values, not its
+// cancellation, and nothing without either.
+func (s *Service) requestContext(ctx context.Context) context.Context {
+	if s.opts.Trace == nil && s.opts.Audit == nil {
 		return nil
 	}
 	return context.WithoutCancel(ctx)
@@ -110,7 +98,7 @@ func (s *Service) runJob(j mailJob) {
 		_ = s.handleJob(s.baseCtx, j)
 		return
 	}
-	parent := j.trace
+	parent := j.reqCtx
 	if parent == nil {
 		parent = context.Background()
 	}
@@ -140,7 +128,7 @@ func (s *Service) handleJob(ctx context.Context, j mailJob) error {
 	// With AllowSignup an unknown address gets a link too; the account is
 	// created only when the link is used, so asking creates no account.
 	var userID int64 // the account, when it was looked up and found
-	if !s.opts.AllowSignup || j.audit != nil {
+	if !s.opts.AllowSignup || s.opts.Audit != nil {
 		id, found, err := s.store.UserByEmail(sctx, j.email)
 		switch {
 		case err != nil && s.opts.AllowSignup:
@@ -177,12 +165,12 @@ func (s *Service) handleJob(ctx context.Context, j mailJob) error {
 		log.Error("magiclink: storing a login token", "err", err)
 		return errNotSent
 	}
-	if j.audit != nil && userID != 0 {
+	if s.opts.Audit != nil && userID != 0 {
 		method := "link"
 		if code != "" {
 			method = "link_and_code"
 		}
-		actx, cancel := context.WithTimeout(j.audit, time.Minute)
+		actx, cancel := context.WithTimeout(j.reqCtx, time.Minute)
 		stop := context.AfterFunc(ctx, cancel) // Close gave up
 		s.audit(actx, AuditEvent{Kind: EventLinkRequested, UserID: userID, At: now,
 			Detail: map[string]string{"method": method, "email": mask(j.email)}})

@@ -125,7 +125,7 @@ func (s *Service) sendLink(ctx context.Context, email, client string, nonceHash 
 		return refusal(ErrRateLimited,
 			"Too many sign-in links were requested for this address. Use the latest one, or try again later.").after(time.Hour)
 	}
-	switch err := s.enqueue(mailJob{email: email, client: client, nonceHash: nonceHash, trace: s.traceContext(ctx), audit: s.auditContext(ctx)}); {
+	switch err := s.enqueue(mailJob{email: email, client: client, nonceHash: nonceHash, reqCtx: s.requestContext(ctx)}); {
 	case errors.Is(err, errClientQueueFull):
 		return refusal(ErrRateLimited,
 			"Too many sign-in links were requested from your network. Try again in a minute.").after(time.Minute)

@@ -191,3 +191,27 @@ func TestNewMeterPanics(t *testing.T) {
 		})
 	}
 }
+
+// Requests without a key (sessions) are counted per user, each user on
+// its own counter, concurrently.
+func TestMeterCountsKeylessPerUser(t *testing.T) {
+	s := newMemStore()
+	m := newMeter(t, s, usage.Options{})
+	var wg sync.WaitGroup
+	for u := range 8 {
+		wg.Go(func() {
+			for range 100 {
+				m.Record(t0, fmt.Sprint(u+1), "", usage.OK, 1)
+			}
+		})
+	}
+	wg.Wait()
+	if err := m.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for u := range 8 {
+		if got := s.total(fmt.Sprint(u + 1)); got != (usage.Counts{OK: 100, Cost: 100}) {
+			t.Errorf("user %d: %+v; want 100 requests of cost 1", u+1, got)
+		}
+	}
+}

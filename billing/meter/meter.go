@@ -17,8 +17,8 @@ const (
 	Pending State = "pending"
 	// Sent events were accepted by Stripe.
 	Sent State = "sent"
-	// Rejected events were refused by Stripe for good (a 4xx other than
-	// 429): they are kept with the error, listed by [Store].MeterEvents,
+	// Rejected events were refused by Stripe for good (the [Backend]
+	// returned [ErrRejected]): they are kept with the error, listed by [Store].MeterEvents,
 	// and sent again only when [Store].RequeueMeterEvent says so.
 	Rejected State = "rejected"
 )

@@ -21,8 +21,8 @@ type Customer struct {
 // billing/meter/stripemeter implements it with stripe-go. Send must use
 // e.Identifier as the event's identifier (and idempotency key), so that
 // sending an event again is harmless. An error wrapping [ErrRejected]
-// means Stripe refused the event for good (a 4xx other than 429); any
-// other error is retried.
+// means Stripe refused the event for good (stripemeter: a 4xx other than
+// 401, 403, 409 and 429); any other error is retried.
 type Backend interface {
 	Send(ctx context.Context, e Event) error
 }
@@ -47,7 +47,11 @@ const (
 type Options struct {
 	// Customers returns the users whose usage is billed by the unit now
 	// (those on a metered plan), with their customer and meter. It is
-	// called once per pass.
+	// called once per pass. What was reported is looked up by customer
+	// and meter, not by user: a user whose CustomerID or EventName
+	// changes has the hours within Lookback reported again, to the new
+	// pair, so a meter should be switched only with a new subscription
+	// whose period starts after those hours (or with Lookback shortened).
 	Customers func(ctx context.Context) ([]Customer, error)
 	// Backend sends the events.
 	Backend Backend
@@ -97,7 +101,7 @@ type Options struct {
 //     enqueued twice.
 //   - [Reporter.Send] leases due events, sends them with bounded
 //     concurrency, and marks them Sent; a failure is retried with
-//     exponential backoff; a rejection (a 4xx other than 429) is kept as
+//     exponential backoff; a rejection ([ErrRejected]) is kept as
 //     [Rejected] with its error, listed by [Store].MeterEvents.
 //
 // A crash between a send and its mark, or two senders sending one event,
@@ -154,8 +158,10 @@ func NewReporter(store Store, opts Options) *Reporter {
 
 // Enqueue adds to the outbox the metered usage not yet in it, and
 // returns how many events it added. An hour is reported once it ended
-// Settle ago; hours up to Lookback back are compared again.
-func (r *Reporter) Enqueue(ctx context.Context) (int, error) {
+// Settle ago; hours up to Lookback back are compared again. A customer
+// that lacks a user, customer or event name is skipped, and named in the
+// error, while the others are enqueued.
+func (r *Reporter) Enqueue(ctx context.Context) (n int, err error) {
 	now := r.o.Now().UTC()
 	to := now.Add(-r.o.Settle).Truncate(time.Hour) // hours before it are closed
 	from := to.Add(-r.o.Lookback).Truncate(time.Hour)
@@ -171,14 +177,22 @@ func (r *Reporter) Enqueue(ctx context.Context) (int, error) {
 	}
 	byUser := make(map[string]Customer, len(customers))
 	users := make([]string, 0, len(customers))
+	// A malformed customer is skipped, not the pass: the others' hours
+	// would otherwise go unbilled once they fall out of Lookback.
+	var malformed error
+	defer func() { err = errors.Join(err, malformed) }()
 	for _, c := range customers {
 		if c.UserID == "" || c.CustomerID == "" || c.EventName == "" {
-			return 0, fmt.Errorf("meter: metered customer %+v lacks a user, customer or event name", c)
+			malformed = errors.Join(malformed, fmt.Errorf("meter: metered customer %+v lacks a user, customer or event name; not billed", c))
+			continue
 		}
 		if _, dup := byUser[c.UserID]; !dup {
 			users = append(users, c.UserID)
 		}
 		byUser[c.UserID] = c
+	}
+	if len(users) == 0 {
+		return 0, nil
 	}
 	// What is billed is read before the costs: a cost read later is
 	// never less, so the difference never bills a unit twice.
@@ -221,7 +235,7 @@ func (r *Reporter) Enqueue(ctx context.Context) (int, error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
-	n, err := r.store.EnqueueMeterEvents(ctx, events)
+	n, err = r.store.EnqueueMeterEvents(ctx, events)
 	if err != nil {
 		return n, fmt.Errorf("meter: enqueueing %d events: %w", len(events), err)
 	}
