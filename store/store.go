@@ -36,7 +36,8 @@
 // how concurrent migrations are serialised. Every check-and-set (roll a
 // key, consume a login token, record a webhook event) is a single
 // statement or transaction, so that concurrent requests change state
-// exactly once. Time is always a parameter: no method reads the clock.
+// exactly once. Time is always a parameter: no method reads the clock for
+// what it stores or compares.
 // The queries on a request's path (a key by id for a verifier's cache miss,
 // a session by hash for a signed-in request) are rebound once, prepared on
 // first use and scanned without reflection; [Options] turns prepared
@@ -53,7 +54,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -180,16 +180,23 @@ func (h *hotQueries) close() error {
 
 // prepared is a query prepared on first use. database/sql prepares a
 // statement again on each connection it runs on, and a *sql.Stmt is safe
-// for concurrent use. A failed prepare is not remembered: the query runs
-// as text, and the next call tries again.
+// for concurrent use. No lock is held while preparing: callers that race
+// on first use each prepare, one statement is kept and the others are
+// closed, and none waits past its own deadline for another's round trip.
+// A failed prepare is remembered for [prepareRetry]: until then the query
+// runs as text without a prepare attempt first, so a database that
+// refuses to prepare costs a round trip a second, not one a request.
 type prepared struct {
 	db      *sql.DB
 	query   string
 	prepare bool
 
-	mu   sync.Mutex
-	stmt atomic.Pointer[sql.Stmt]
+	stmt    atomic.Pointer[sql.Stmt]
+	retryAt atomic.Int64 // Unix nanoseconds before which no prepare is tried
 }
+
+// prepareRetry is how long a failed prepare is not tried again.
+const prepareRetry = time.Second
 
 // queryRow runs the query for one row.
 func (p *prepared) queryRow(ctx context.Context, args ...any) *sql.Row {
@@ -206,22 +213,22 @@ func (p *prepared) statement(ctx context.Context) *sql.Stmt {
 	if st := p.stmt.Load(); st != nil {
 		return st
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st := p.stmt.Load(); st != nil {
-		return st
+	if time.Now().UnixNano() < p.retryAt.Load() {
+		return nil
 	}
 	st, err := p.db.PrepareContext(ctx, p.query)
 	if err != nil {
+		p.retryAt.Store(time.Now().Add(prepareRetry).UnixNano())
 		return nil
 	}
-	p.stmt.Store(st)
+	if !p.stmt.CompareAndSwap(nil, st) {
+		st.Close()
+		return p.stmt.Load()
+	}
 	return st
 }
 
 func (p *prepared) close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if st := p.stmt.Swap(nil); st != nil {
 		return st.Close()
 	}

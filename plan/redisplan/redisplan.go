@@ -44,6 +44,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/apikit/apikit/internal/redisdeadline"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -176,7 +177,7 @@ func New(client redis.UniversalClient, opts Options) *Decider {
 		overrides:  opts.Overrides,
 		usage:      opts.Usage,
 		trace:      opts.Trace,
-		direct:     honoursDeadlines(client),
+		direct:     redisdeadline.Honoured(client),
 		maxBaked:   maxBakedScripts,
 	}
 }
@@ -538,35 +539,9 @@ func (r *Decider) runTimeout(ctx context.Context, script *redis.Script, keys []s
 	if r.direct {
 		return script.Run(ctx, r.client, keys, args...).Slice()
 	}
-	type result struct {
-		res []any
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := script.Run(ctx, r.client, keys, args...).Slice()
-		done <- result{v, err}
-	}()
-	select {
-	case res := <-done:
-		return res.res, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// honoursDeadlines reports whether client gives up at its context's
-// deadline.
-func honoursDeadlines(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
+	return redisdeadline.Wait(ctx, func() ([]any, error) {
+		return script.Run(ctx, r.client, keys, args...).Slice()
+	})
 }
 
 func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode string, err error) (plan.Decision, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/apikit/apikit/internal/redisdeadline"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -160,7 +161,7 @@ func NewLocal(client redis.UniversalClient, opts LocalOptions) *Local {
 		interval:   opts.SyncInterval,
 		maxKeys:    opts.MaxKeys,
 		failClosed: opts.FailClosed,
-		direct:     honoursDeadlines(client),
+		direct:     redisdeadline.Honoured(client),
 		log:        opts.Logger,
 		trace:      opts.Trace,
 		epoch:      time.Now(),
@@ -323,35 +324,9 @@ func (l *Local) runTimeout(ctx context.Context, key string, limit ratelimit.Limi
 	if l.direct {
 		return syncScript.Run(ctx, l.client, keys, args...).Int64Slice()
 	}
-	type result struct {
-		res []int64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := syncScript.Run(ctx, l.client, keys, args...).Int64Slice()
-		done <- result{res, err}
-	}()
-	select {
-	case r := <-done:
-		return r.res, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// honoursDeadlines reports whether client gives up at its context's
-// deadline (its ContextTimeoutEnabled option).
-func honoursDeadlines(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
+	return redisdeadline.Wait(ctx, func() ([]int64, error) {
+		return syncScript.Run(ctx, l.client, keys, args...).Int64Slice()
+	})
 }
 
 // allowance is b: the units a key earns in one sync interval, at least 1.

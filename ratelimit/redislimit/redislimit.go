@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apikit/apikit/internal/redisdeadline"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
@@ -139,7 +140,7 @@ func New(client redis.UniversalClient, opts Options) *Limiter {
 		prefix:     opts.Prefix,
 		timeout:    opts.Timeout,
 		failClosed: opts.FailClosed,
-		direct:     honoursDeadlines(client),
+		direct:     redisdeadline.Honoured(client),
 		log:        opts.Logger,
 		trace:      opts.Trace,
 	}
@@ -215,21 +216,9 @@ func (l *Limiter) runTimeout(ctx context.Context, key string, limit ratelimit.Li
 	if l.direct {
 		return l.rl.AllowN(ctx, l.prefix+key, rl, n)
 	}
-	type result struct {
-		res *redis_rate.Result
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := l.rl.AllowN(ctx, l.prefix+key, rl, n)
-		done <- result{res, err}
-	}()
-	select {
-	case r := <-done:
-		return r.res, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return redisdeadline.Wait(ctx, func() (*redis_rate.Result, error) {
+		return l.rl.AllowN(ctx, l.prefix+key, rl, n)
+	})
 }
 
 func (l *Limiter) fail(ctx context.Context, key string, limit ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {

@@ -63,23 +63,12 @@ func TestNoticesAcrossInstances(t *testing.T) {
 // The flush of 10,000 active keys' counters: one batch, one statement per
 // 500 rows. Run with -bench Flush10k -benchtime 1x -count 5 for medians.
 func BenchmarkFlush10k(b *testing.B) {
-	st := testdb.SQLite(b)
-	hour := usagetest.Hour0
-	for b.Loop() {
-		d := usagetest.Flush10k(b, st, hour)
-		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
-		hour = hour.Add(time.Hour)
-	}
+	storetest.BenchmarkFlush10k(b, testdb.SQLite(b))
 }
 
 // The same flush when every counter exists already: the upserts update.
 func BenchmarkFlush10kUpdate(b *testing.B) {
-	st := testdb.SQLite(b)
-	usagetest.Flush10k(b, st, usagetest.Hour0)
-	for b.Loop() {
-		d := usagetest.Flush10k(b, st, usagetest.Hour0)
-		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
-	}
+	storetest.BenchmarkFlush10kUpdate(b, testdb.SQLite(b))
 }
 
 // The store query behind a verification cache miss: one key by its id.

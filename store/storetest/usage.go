@@ -10,6 +10,7 @@ import (
 
 	"github.com/apikit/apikit/billing/meter/metertest"
 	"github.com/apikit/apikit/store"
+	"github.com/apikit/apikit/usage"
 	"github.com/apikit/apikit/usage/usagetest"
 )
 
@@ -81,4 +82,27 @@ func testUsage(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Errorf("SubscriptionsWithPrices(nil) = %+v, %v", got, err)
 		}
 	})
+}
+
+// BenchmarkFlush10k measures the flush of 10,000 active keys' counters
+// into s, a new hour each iteration so that every upsert inserts: one
+// batch, one statement per 500 rows. Run with -bench Flush10k -benchtime
+// 1x -count 5 for medians.
+func BenchmarkFlush10k(b *testing.B, s usage.Store) {
+	hour := usagetest.Hour0
+	for b.Loop() {
+		d := usagetest.Flush10k(b, s, hour)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+		hour = hour.Add(time.Hour)
+	}
+}
+
+// BenchmarkFlush10kUpdate is [BenchmarkFlush10k] when every counter
+// exists already: the upserts update.
+func BenchmarkFlush10kUpdate(b *testing.B, s usage.Store) {
+	usagetest.Flush10k(b, s, usagetest.Hour0)
+	for b.Loop() {
+		d := usagetest.Flush10k(b, s, usagetest.Hour0)
+		b.ReportMetric(float64(d.Milliseconds()), "ms/flush")
+	}
 }
