@@ -127,7 +127,15 @@ func Run(t *testing.T, addr string, newHub NewHub) {
 			t.Errorf("A received %v, want only B's event (never its own)", ra.events)
 		}
 		ra.mu.Unlock()
-		if s := a.Stats(); s.Published != 3 || s.Sent == 0 || s.Subscribed != 1 || s.Degraded != 0 {
+		// A counts a send once its transport returns, which may be after
+		// B has already received it: wait for the count, bounded.
+		var s invalidate.Stats
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if s = a.Stats(); s.Sent > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if s.Published != 3 || s.Sent == 0 || s.Subscribed != 1 || s.Degraded != 0 {
 			t.Errorf("A's stats %+v", s)
 		}
 		if s := b.Stats(); s.Events != 3 || s.Received == 0 {
