@@ -213,6 +213,29 @@ func TestSecretScanning(t *testing.T) {
 	}
 }
 
+// TestSecretScanningLimit: a stranger posting signed-looking reports is
+// held to 60 a minute per client, and past that even a valid report is
+// refused before its body is read or its signature checked.
+func TestSecretScanningLimit(t *testing.T) {
+	gh := startGitHubKeys(t)
+	s := startServer(t, sqliteDB, app.Config{GitHubKeysURL: gh.url})
+	body := []byte("[]")
+	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := sign(t, stranger, body)
+	for i := range 60 {
+		if r := leakReport(t, s, body, gh.id, forged); r.status != http.StatusUnauthorized {
+			t.Fatalf("forged report %d = %d %s, want 401", i+1, r.status, r.body)
+		}
+	}
+	r := leakReport(t, s, body, gh.id, sign(t, gh.priv, body))
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("report past the limit = %d (Retry-After %q) %s, want 429 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "application/problem+json") {
+		t.Errorf("429 Content-Type = %q, want problem+json", r.header.Get("Content-Type"))
+	}
+}
+
 // TestSecretScanningFleet: a key reported to one instance is refused by
 // the other within the fleet bound, though the other had it cached for
 // 30 s.
