@@ -52,9 +52,9 @@ func (s *Server) routes() (http.Handler, error) {
 	}
 	site.HandleFunc("GET /{$}", s.handleLanding)
 	site.Handle("GET /app", s.login.RequireUser(http.HandlerFunc(s.handleDashboard)))
-	site.Handle("POST /app/keys", form(s.handleCreateKey))
-	site.Handle("POST /app/keys/{id}/revoke", form(s.handleRevokeKey))
-	site.Handle("POST /app/keys/{id}/roll", form(s.handleRollKey))
+	site.Handle("POST /app/keys", form(s.limitKeys(s.handleCreateKey)))
+	site.Handle("POST /app/keys/{id}/revoke", form(s.limitKeys(s.handleRevokeKey)))
+	site.Handle("POST /app/keys/{id}/roll", form(s.limitKeys(s.handleRollKey)))
 	site.Handle("GET /app/account", s.login.RequireUser(http.HandlerFunc(s.handleAccount)))
 	site.Handle("POST /app/account/email", form(s.limitAccount(s.handleChangeEmail)))
 	site.Handle("POST /app/account/sessions/{ref}/end", form(s.limitAccount(s.handleEndSession)))
