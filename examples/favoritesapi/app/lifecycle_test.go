@@ -659,11 +659,20 @@ func TestSignOutEverywhere(t *testing.T) {
 	if p := get(t, phone, s.URL+"/app"); p.status != http.StatusOK {
 		t.Fatalf("the phone's dashboard = %d", p.status)
 	}
+	old := sessionCookie(t, laptop, s.URL)
+	if old == nil {
+		t.Fatal("no session cookie on the laptop")
+	}
 	p := submit(t, laptop, get(t, laptop, s.URL+"/app"), "/app/sessions/revoke", nil)
 	if p.status != http.StatusSeeOther || p.location != "/login" {
 		t.Fatalf("sign out everywhere = %d to %q", p.status, p.location)
 	}
-	for name, c := range map[string]*http.Client{"laptop": laptop, "phone": phone} {
+	// The answer cleared the laptop's cookie, so a jar that obeys it
+	// proves nothing about the session: replay the old cookie too.
+	replay := browser(t)
+	u, _ := url.Parse(s.URL)
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: old.Name, Value: old.Value, Path: "/", Secure: true}})
+	for name, c := range map[string]*http.Client{"laptop": laptop, "phone": phone, "laptop's old cookie": replay} {
 		if p := get(t, c, s.URL+"/app"); p.status == http.StatusOK {
 			t.Errorf("the %s is still signed in", name)
 		}
