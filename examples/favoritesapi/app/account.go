@@ -96,18 +96,41 @@ func (s *Server) handleChangeEmail(w http.ResponseWriter, r *http.Request) {
 // ending sessions, deletion) per client.
 const accountActionsPerHour = 30
 
+// keyActionsPerHour bounds the dashboard's key forms (create, revoke,
+// roll) per client: each writes the database, the security log and, for
+// revoke and roll, a message to every instance; a free account costs a
+// stranger only an email address.
+const keyActionsPerHour = 100
+
 // limitAccount refuses a client's account actions past
 // accountActionsPerHour (429 with Retry-After), failing closed.
 func (s *Server) limitAccount(next http.HandlerFunc) http.HandlerFunc {
-	allow := s.abuseLimiter("account", ratelimit.PerHour(accountActionsPerHour))
+	return s.limitForm("account", accountActionsPerHour, next, func(w http.ResponseWriter, r *http.Request) {
+		s.renderAccount(w, r, http.StatusTooManyRequests, "", "Too many account changes from your network. Try again later.")
+	})
+}
+
+// limitKeys refuses a client's key actions past keyActionsPerHour (429
+// with Retry-After), failing closed.
+func (s *Server) limitKeys(next http.HandlerFunc) http.HandlerFunc {
+	return s.limitForm("keys", keyActionsPerHour, next, func(w http.ResponseWriter, r *http.Request) {
+		s.dashboardError(w, r, http.StatusTooManyRequests, "Too many key changes from your network. Try again later.")
+	})
+}
+
+// limitForm lets a client post to next perHour times an hour on the
+// abuse limiter's limit name; past it, refuse answers, after a
+// Retry-After header. A limiter that fails refuses.
+func (s *Server) limitForm(name string, perHour int, next, refuse http.HandlerFunc) http.HandlerFunc {
+	allow := s.abuseLimiter(name, ratelimit.PerHour(perHour))
 	return func(w http.ResponseWriter, r *http.Request) {
 		ok, err := allow(r.Context(), s.clientKey(r))
 		if err != nil {
-			s.logger.Warn("account limiter failed; refusing", "error", err)
+			s.logger.Warn("form limiter failed; refusing", "limit", name, "error", err)
 		}
 		if !ok {
 			w.Header().Set("Retry-After", "3600")
-			s.renderAccount(w, r, http.StatusTooManyRequests, "", "Too many account changes from your network. Try again later.")
+			refuse(w, r)
 			return
 		}
 		next(w, r)

@@ -70,8 +70,7 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The session is gone with the account; the cookie goes too.
-	http.SetCookie(w, &http.Cookie{Name: "__Host-session", Value: "", Path: "/", MaxAge: -1,
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	clearSessionCookie(w)
 	http.Redirect(w, r, "/?account=deleted", http.StatusSeeOther)
 }
 
@@ -85,7 +84,15 @@ func (s *Server) handleSignOutEverywhere(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	s.logger.Info("signed out everywhere", "user", u.ID)
+	clearSessionCookie(w)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// clearSessionCookie tells the browser to drop magiclink's session cookie
+// (its default name and attributes, which the service keeps), whose
+// session the handler has just ended. magiclink clears it only in its own
+// handlers.
+func clearSessionCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: "__Host-session", Value: "", Path: "/", MaxAge: -1,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

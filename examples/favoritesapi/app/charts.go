@@ -92,7 +92,7 @@ func renderChart(id, name string, days []chart.Day, used, limit int64, withQuota
 		c.Requests += d.Requests()
 	}
 	var buf bytes.Buffer
-	title := "Requests per day, last 30 days: " + name
+	title := "Requests per day, last " + strconv.Itoa(chartDays) + " days: " + name
 	if err := chart.Daily(&buf, days, chart.Options{ID: id, Title: title}); err != nil {
 		return c, err
 	}

@@ -75,3 +75,25 @@ func TestDashboardKeys(t *testing.T) {
 		t.Errorf("the 51st key: %d", p.status)
 	}
 }
+
+// TestKeyFormsLimit: the key forms are limited per client, not per
+// account: a client that signs in as many accounts (two cookie jars here)
+// still gets 100 key actions an hour, refused ones included, and then
+// 429 on every account's dashboard.
+func TestKeyFormsLimit(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	ada := newCustomer(t, s, "ada@example.com") // one key action each
+	bob := newCustomer(t, s, "bob@example.com")
+	for i := 2; i < 100; i++ {
+		if p := postForm(t, ada.web, s.URL+"/app/keys/nope/revoke", nil); p.status != http.StatusNotFound {
+			t.Fatalf("key action %d: %d, want 404", i+1, p.status)
+		}
+	}
+	p := postForm(t, bob.web, s.URL+"/app/keys", url.Values{"name": {"one too many"}})
+	if p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" || !strings.Contains(p.body, "Too many key changes") {
+		t.Fatalf("bob's key action past the client's limit: %d (Retry-After %q), want 429 on the dashboard", p.status, p.header.Get("Retry-After"))
+	}
+	if strings.Contains(p.body, "one too many") {
+		t.Errorf("the refused key was created")
+	}
+}

@@ -187,6 +187,7 @@ func browser(t testing.TB) *http.Client {
 type page struct {
 	status   int
 	location string
+	header   http.Header
 	body     string
 	url      string
 }
@@ -221,7 +222,7 @@ func readPage(t testing.TB, resp *http.Response) page {
 	if err != nil {
 		t.Fatalf("reading %s: %v", resp.Request.URL, err)
 	}
-	return page{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(b), url: resp.Request.URL.String()}
+	return page{status: resp.StatusCode, location: resp.Header.Get("Location"), header: resp.Header, body: string(b), url: resp.Request.URL.String()}
 }
 
 // resolve returns the absolute form of ref relative to base.

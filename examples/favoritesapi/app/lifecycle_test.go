@@ -213,6 +213,29 @@ func TestSecretScanning(t *testing.T) {
 	}
 }
 
+// TestSecretScanningLimit: a stranger posting signed-looking reports is
+// held to 60 a minute per client, and past that even a valid report is
+// refused before its body is read or its signature checked.
+func TestSecretScanningLimit(t *testing.T) {
+	gh := startGitHubKeys(t)
+	s := startServer(t, sqliteDB, app.Config{GitHubKeysURL: gh.url})
+	body := []byte("[]")
+	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := sign(t, stranger, body)
+	for i := range 60 {
+		if r := leakReport(t, s, body, gh.id, forged); r.status != http.StatusUnauthorized {
+			t.Fatalf("forged report %d = %d %s, want 401", i+1, r.status, r.body)
+		}
+	}
+	r := leakReport(t, s, body, gh.id, sign(t, gh.priv, body))
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("report past the limit = %d (Retry-After %q) %s, want 429 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "application/problem+json") {
+		t.Errorf("429 Content-Type = %q, want problem+json", r.header.Get("Content-Type"))
+	}
+}
+
 // TestSecretScanningFleet: a key reported to one instance is refused by
 // the other within the fleet bound, though the other had it cached for
 // 30 s.
@@ -636,11 +659,20 @@ func TestSignOutEverywhere(t *testing.T) {
 	if p := get(t, phone, s.URL+"/app"); p.status != http.StatusOK {
 		t.Fatalf("the phone's dashboard = %d", p.status)
 	}
+	old := sessionCookie(t, laptop, s.URL)
+	if old == nil {
+		t.Fatal("no session cookie on the laptop")
+	}
 	p := submit(t, laptop, get(t, laptop, s.URL+"/app"), "/app/sessions/revoke", nil)
 	if p.status != http.StatusSeeOther || p.location != "/login" {
 		t.Fatalf("sign out everywhere = %d to %q", p.status, p.location)
 	}
-	for name, c := range map[string]*http.Client{"laptop": laptop, "phone": phone} {
+	// The answer cleared the laptop's cookie, so a jar that obeys it
+	// proves nothing about the session: replay the old cookie too.
+	replay := browser(t)
+	u, _ := url.Parse(s.URL)
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: old.Name, Value: old.Value, Path: "/", Secure: true}})
+	for name, c := range map[string]*http.Client{"laptop": laptop, "phone": phone, "laptop's old cookie": replay} {
 		if p := get(t, c, s.URL+"/app"); p.status == http.StatusOK {
 			t.Errorf("the %s is still signed in", name)
 		}

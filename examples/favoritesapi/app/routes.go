@@ -52,9 +52,9 @@ func (s *Server) routes() (http.Handler, error) {
 	}
 	site.HandleFunc("GET /{$}", s.handleLanding)
 	site.Handle("GET /app", s.login.RequireUser(http.HandlerFunc(s.handleDashboard)))
-	site.Handle("POST /app/keys", form(s.handleCreateKey))
-	site.Handle("POST /app/keys/{id}/revoke", form(s.handleRevokeKey))
-	site.Handle("POST /app/keys/{id}/roll", form(s.handleRollKey))
+	site.Handle("POST /app/keys", form(s.limitKeys(s.handleCreateKey)))
+	site.Handle("POST /app/keys/{id}/revoke", form(s.limitKeys(s.handleRevokeKey)))
+	site.Handle("POST /app/keys/{id}/roll", form(s.limitKeys(s.handleRollKey)))
 	site.Handle("GET /app/account", s.login.RequireUser(http.HandlerFunc(s.handleAccount)))
 	site.Handle("POST /app/account/email", form(s.limitAccount(s.handleChangeEmail)))
 	site.Handle("POST /app/account/sessions/{ref}/end", form(s.limitAccount(s.handleEndSession)))
@@ -111,7 +111,9 @@ func (s *Server) routes() (http.Handler, error) {
 	root.Handle("POST /webhooks/stripe", s.billing.WebhookHandler())
 	// GitHub's reports of keys found in public, authenticated by GitHub's
 	// signature: no session, no cross-origin check (package secretscan).
-	root.Handle("POST /github/secret-scanning", s.secretScan)
+	// Each request reads up to 1 MiB and checks an ECDSA signature, so a
+	// client is held to secretScanPerMinute before either is done.
+	root.Handle("POST /github/secret-scanning", s.limitSecretScan(s.secretScan))
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.
 	root.HandleFunc("GET /healthz", s.handleHealth)
@@ -144,6 +146,31 @@ func (s *Server) routes() (http.Handler, error) {
 		h = s.traced(h)
 	}
 	return h, nil
+}
+
+// secretScanPerMinute bounds a client's requests to the secret scanning
+// endpoint: GitHub sends a report per batch of up to 1,000 tokens found,
+// far fewer than this; a stranger posting signed-looking garbage is held
+// to it.
+const secretScanPerMinute = 60
+
+// limitSecretScan refuses a client's requests past secretScanPerMinute
+// with 429 (problem+json, Retry-After), failing closed, before next reads
+// the body.
+func (s *Server) limitSecretScan(next http.Handler) http.Handler {
+	allow := s.abuseLimiter("secret-scanning", ratelimit.PerMinute(secretScanPerMinute))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, err := allow(r.Context(), s.clientKey(r))
+		if err != nil {
+			s.logger.Warn("secret scanning limiter failed; refusing", "error", err)
+		}
+		if !ok {
+			w.Header().Set("Retry-After", "60")
+			problem.Write(w, problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests from this client. Try again later."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // keyError writes apikey's refusal, and says so when a key of the other

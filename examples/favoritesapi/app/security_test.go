@@ -146,7 +146,9 @@ func TestAttacks(t *testing.T) {
 	t.Run("CrossOriginFormPosts", func(t *testing.T) {
 		tok, _ := apikey.Parse(ada.token)
 		for _, path := range []string{"/app/keys", "/app/keys/" + tok.ID + "/revoke", "/app/keys/" + tok.ID + "/roll",
-			"/logout", "/login", "/login/verify", "/signup", "/billing/portal", "/billing/dev-checkout"} {
+			"/logout", "/login", "/login/verify", "/login/code", "/signup", "/billing/portal", "/billing/plan", "/billing/dev-checkout",
+			"/app/account/email", "/app/account/sessions/x/end", "/app/account/sessions/end-others", "/app/account/delete",
+			"/app/sessions/revoke"} {
 			req, _ := http.NewRequest("POST", s.URL+path, strings.NewReader("name=evil&email=evil%40example.com"))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Origin", "https://evil.example")
@@ -163,6 +165,10 @@ func TestAttacks(t *testing.T) {
 		keys, _ := s.Keys().List(t.Context(), mustUserID(t, s, "ada@example.com"))
 		if len(keys) != 1 {
 			t.Errorf("Ada has %d keys after a cross-origin POST /app/keys, want 1", len(keys))
+		}
+		// Sign out everywhere (and the others) ended nothing.
+		if p := get(t, ada.web, s.URL+"/app"); p.status != http.StatusOK {
+			t.Errorf("Ada's dashboard after the cross-origin posts: %d, want 200 (still signed in)", p.status)
 		}
 	})
 
