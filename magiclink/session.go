@@ -97,6 +97,11 @@ func (s *Service) sessionCookie(value string, ttl time.Duration) *http.Cookie {
 	}
 }
 
+// ClearSessionCookie tells the browser to drop the session cookie, with
+// the name and attributes the Service set it with. Use it after ending a
+// browser's session yourself (RevokeSessions, DeleteUser), as Logout does.
+func (s *Service) ClearSessionCookie(w http.ResponseWriter) { s.clearCookie(w) }
+
 func (s *Service) clearCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{
 		Name: s.cookie, Value: "", Path: "/", MaxAge: -1,

@@ -128,3 +128,19 @@ func TestOnEmailChanged(t *testing.T) {
 		t.Fatalf("OnEmailChanged calls = %q", calls)
 	}
 }
+
+// ClearSessionCookie expires the cookie the Service sets, by its name and
+// with its attributes, for applications that end a session themselves.
+func TestClearSessionCookie(t *testing.T) {
+	h := newHarness(t, setup{})
+	rec := httptest.NewRecorder()
+	h.svc.ClearSessionCookie(rec)
+	cs := rec.Result().Cookies()
+	if len(cs) != 1 {
+		t.Fatalf("cookies %v, want one", cs)
+	}
+	c := cs[0]
+	if c.Name != "__Host-session" || c.Value != "" || c.MaxAge >= 0 || c.Path != "/" || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+		t.Errorf("cookie %+v: want __Host-session expired, Secure, HttpOnly, SameSite=Lax, Path=/", c)
+	}
+}

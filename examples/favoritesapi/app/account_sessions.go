@@ -70,7 +70,7 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The session is gone with the account; the cookie goes too.
-	clearSessionCookie(w)
+	s.login.ClearSessionCookie(w)
 	http.Redirect(w, r, "/?account=deleted", http.StatusSeeOther)
 }
 
@@ -84,15 +84,6 @@ func (s *Server) handleSignOutEverywhere(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	s.logger.Info("signed out everywhere", "user", u.ID)
-	clearSessionCookie(w)
+	s.login.ClearSessionCookie(w)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
-}
-
-// clearSessionCookie tells the browser to drop magiclink's session cookie
-// (its default name and attributes, which the service keeps), whose
-// session the handler has just ended. magiclink clears it only in its own
-// handlers.
-func clearSessionCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: "__Host-session", Value: "", Path: "/", MaxAge: -1,
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
