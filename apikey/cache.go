@@ -55,9 +55,12 @@ type entry struct {
 	touched atomic.Int64
 }
 
+// call is one store query for the callers of [cache.load]. It holds the
+// entry that caches its answer, so that a miss allocates one of them, not
+// two.
 type call struct {
 	done  chan struct{}
-	key   Key
+	entry entry // entry.key is the query's answer
 	found bool
 	err   error
 	stale bool // invalidated while in flight: do not cache the result
@@ -174,7 +177,7 @@ func (c *cache) load(ctx context.Context, id string, now func() time.Time, timeo
 		e := s.pos[id]
 		s.mu.RUnlock()
 		if e == nil {
-			e = &entry{key: cl.key}
+			e = &entry{key: cl.entry.key}
 		}
 		return e, true, nil
 	}
@@ -206,7 +209,7 @@ func (c *cache) lead(ctx context.Context, s *shard, id string, cl *call, now fun
 			close(cl.done)
 		}
 	}()
-	cl.key, cl.found, cl.err = fetch(qctx, id)
+	cl.entry.key, cl.found, cl.err = fetch(qctx, id)
 	finished = true
 
 	var e *entry
@@ -221,7 +224,8 @@ func (c *cache) lead(ctx context.Context, s *shard, id string, cl *call, now fun
 			if _, ok := s.pos[id]; !ok && len(s.pos) >= c.posCap {
 				evictPos(s.pos, t)
 			}
-			e = &entry{key: cl.key, loaded: start, expires: t + int64(c.ttl)}
+			e = &cl.entry
+			e.loaded, e.expires = start, t+int64(c.ttl)
 			s.pos[id] = e
 			delete(s.neg, id)
 		} else {
@@ -237,7 +241,7 @@ func (c *cache) lead(ctx context.Context, s *shard, id string, cl *call, now fun
 		return nil, false, cl.err
 	}
 	if e == nil {
-		e = &entry{key: cl.key}
+		e = &entry{key: cl.entry.key}
 	}
 	return e, true, nil
 }
