@@ -1,8 +1,9 @@
 // Package apikeytest is the conformance suite of the optional store
 // interfaces of package apikey — [apikey.AttributeStore],
-// [apikey.NoticeStore] (with [apikey.NoticePruner]) and
-// [apikey.ExpiryStore] — and has a [MemoryStore] that implements them all,
-// for tests.
+// [apikey.NoticeStore] (with [apikey.NoticePruner]),
+// [apikey.ExpiryStore] and [apikey.VerifyStore] — and has a [MemoryStore]
+// that implements all but VerifyStore, for tests (so that a test store
+// embedding it may override Key alone).
 //
 // The required [apikey.Store] is checked by store/storetest; a store that
 // implements the optional interfaces runs this suite as well, the way
@@ -58,12 +59,20 @@ type ExpiryBackend interface {
 	apikey.ExpiryStore
 }
 
+// VerifyBackend is what [TestVerifyStore] needs.
+type VerifyBackend interface {
+	Users
+	apikey.AttributeStore
+	apikey.VerifyStore
+}
+
 // Backend implements every optional interface; [Run] needs it.
 type Backend interface {
 	Users
 	apikey.AttributeStore
 	apikey.ExpiryStore
 	apikey.NoticePruner
+	apikey.VerifyStore
 }
 
 // Run runs every test of the suite. open must return a fresh, migrated,
@@ -74,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 	t.Run("NoticeStore", func(t *testing.T) { TestNoticeStore(t, func(t *testing.T) NoticeBackend { return open(t) }) })
 	t.Run("NoticePruner", func(t *testing.T) { TestNoticePruner(t, func(t *testing.T) NoticeBackend { return open(t) }) })
 	t.Run("ExpiryStore", func(t *testing.T) { TestExpiryStore(t, func(t *testing.T) ExpiryBackend { return open(t) }) })
+	t.Run("VerifyStore", func(t *testing.T) { TestVerifyStore(t, func(t *testing.T) VerifyBackend { return open(t) }) })
 }
 
 // epoch is a microsecond-aligned instant the tests build times from.
@@ -339,5 +349,65 @@ func TestExpiryStore(t *testing.T, open func(t *testing.T) ExpiryBackend) {
 	keys, err := s.KeysExpiring(ctx, epoch, "", epoch.Add(90*time.Minute), 10)
 	if err != nil || len(keys) != 1 || !keys[0].ExpiresAt.Equal(epoch.Add(h)) || keys[0].UserID != user {
 		t.Errorf("KeysExpiring returned %+v, %v; want key 1 complete", keys, err)
+	}
+}
+
+// TestVerifyStore checks a store's KeyForVerify against its Key: for keys
+// in every state a verifier tells apart (plain, with attributes, rolled
+// within its grace period, revoked, expired, inactive, used), every field
+// but CreatedAt, UpdatedAt and LastUsedAt is the same, and those three are
+// either the same or zero. An unknown id is not found, without an error.
+func TestVerifyStore(t *testing.T, open func(t *testing.T) VerifyBackend) {
+	s := open(t)
+	ctx := ctxFor(t)
+	user := mustUser(t, s, "ada@example.com")
+	rich := newKey(user, 1)
+	rich.Name, rich.Scopes = "CI", []string{"favorites:read", "favorites:write"}
+	rich.Metadata = json.RawMessage(`{"customer":"acme"}`)
+	rich.Tags = []string{"team:billing", "ci"}
+	rich.AllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/48")}
+	revoked, expired, inactive, rolled, used := newKey(user, 2), newKey(user, 3), newKey(user, 4), newKey(user, 5), newKey(user, 6)
+	revoked.RevokedAt = epoch.Add(time.Hour)
+	expired.ExpiresAt = epoch.Add(2 * time.Hour)
+	inactive.Active = false
+	for _, k := range []apikey.Key{rich, revoked, expired, inactive, rolled, used} {
+		mustCreate(t, s, k)
+	}
+	if found, err := s.RollKey(ctx, rolled.ID, bytes.Repeat([]byte{0xee}, 32), epoch.Add(time.Hour), epoch.Add(time.Minute)); err != nil || !found {
+		t.Fatalf("RollKey = %v, %v", found, err)
+	}
+	if err := s.TouchKeys(ctx, map[string]time.Time{used.ID: epoch.Add(3 * time.Minute)}); err != nil {
+		t.Fatalf("TouchKeys: %v", err)
+	}
+
+	for _, k := range []apikey.Key{rich, revoked, expired, inactive, rolled, used} {
+		want, found, err := s.Key(ctx, k.ID)
+		if err != nil || !found {
+			t.Fatalf("Key(%s) = found %v, %v", k.ID, found, err)
+		}
+		got, found, err := s.KeyForVerify(ctx, k.ID)
+		if err != nil || !found {
+			t.Fatalf("KeyForVerify(%s) = found %v, %v", k.ID, found, err)
+		}
+		for _, f := range []struct {
+			name      string
+			got, want *time.Time
+		}{{"CreatedAt", &got.CreatedAt, &want.CreatedAt}, {"UpdatedAt", &got.UpdatedAt, &want.UpdatedAt},
+			{"LastUsedAt", &got.LastUsedAt, &want.LastUsedAt}} {
+			if !f.got.IsZero() && !f.got.Equal(*f.want) {
+				t.Errorf("KeyForVerify(%s).%s = %v; want %v (as Key) or zero", k.ID, f.name, *f.got, *f.want)
+			}
+			*f.got, *f.want = time.Time{}, time.Time{}
+		}
+		if !jsonEqual(got.Metadata, want.Metadata) {
+			t.Errorf("KeyForVerify(%s).Metadata = %s, want %s", k.ID, got.Metadata, want.Metadata)
+		}
+		got.Metadata, want.Metadata = nil, nil
+		if gs, ws := fmt.Sprintf("%+v", got), fmt.Sprintf("%+v", want); gs != ws {
+			t.Errorf("KeyForVerify(%s) =\n%s\nwant (as Key, but the three timestamps)\n%s", k.ID, gs, ws)
+		}
+	}
+	if _, found, err := s.KeyForVerify(ctx, keyID(99)); found || err != nil {
+		t.Errorf("KeyForVerify(unknown) = found %v, %v; want false, nil", found, err)
 	}
 }
