@@ -207,8 +207,8 @@ func (s *Store) Session(ctx context.Context, hash []byte) (magiclink.Session, bo
 func (s *Store) session(ctx context.Context, hash []byte) (magiclink.Session, bool, error) {
 	var se magiclink.Session
 	var email sql.NullString
-	err := s.hot.session.queryRow(ctx, hash).
-		Scan(&se.UserID, &email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
+	err := s.hot.session.scanRow(ctx, hash,
+		&se.UserID, &email, &se.CreatedAt, &se.ExpiresAt, &se.LastSeenAt, &se.UserAgent, &se.IP)
 	if ok, err := isFound(err); !ok || !email.Valid {
 		return magiclink.Session{}, false, err
 	}

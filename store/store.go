@@ -117,10 +117,10 @@ type Options struct {
 // Trace starts a span around a store operation, returning the context the
 // operation runs in and a function that ends the span with the operation's
 // error (nil on success; "not found" is not an error). The operations
-// traced are the methods of apikey.Store and magiclink.Store, named
-// "store." and the method: "store.Key" (a verifier's cache miss),
-// "store.Session" (a signed-in request), "store.TouchKeys",
-// "store.CreateKey"… Names carry no arguments: no key id, hash or address
+// traced are the methods of apikey.Store, apikey.VerifyStore and
+// magiclink.Store, named "store." and the method: "store.KeyForVerify" (a
+// verifier's cache miss), "store.Session" (a signed-in request),
+// "store.TouchKeys", "store.CreateKey"… Names carry no arguments: no key id, hash or address
 // reaches a span. It is the hook an OpenTelemetry tracer plugs into:
 //
 //	func(ctx context.Context, name string) (context.Context, func(error)) {
@@ -147,7 +147,7 @@ func NewWith(db *sqlx.DB, d Dialect, opts Options) *Store {
 		panic("store: New needs a database and a dialect (DialectSQLite or DialectPostgres) with migrations")
 	}
 	s := &Store{db: db, dialect: d, trace: opts.Trace}
-	s.hot.init(db, !opts.NoPreparedStatements)
+	s.hot.init(db, !opts.NoPreparedStatements, d.Name == DialectSQLite)
 	return s
 }
 
@@ -165,17 +165,32 @@ func endNothing(error) {}
 // hotQueries are the queries on a request's path, rebound for the
 // database's placeholders once, and prepared on first use unless the store
 // runs without prepared statements.
+//
+// On SQLite they run detached from the caller's cancellation (see
+// [prepared.detach]): each is a lookup by primary key or unique index,
+// which under WAL never waits for a writer, so it ends in microseconds
+// whatever the context says, and cancelling it would cost more than
+// running it: database/sql watches a cancellable context with a goroutine
+// and three allocations per query, and go-sqlite3 registers an interrupt
+// with context.AfterFunc (four more), for a query that takes about 12 µs.
+// A context that has already ended still stops the query before it
+// starts. On PostgreSQL, a round trip that can hang, the context is
+// honoured throughout.
 type hotQueries struct {
-	key, session prepared
+	key, keyVerify, session prepared
 }
 
-func (h *hotQueries) init(db *sqlx.DB, prepare bool) {
-	h.key = prepared{db: db.DB, query: db.Rebind(`SELECT ` + keyFields + ` FROM api_keys WHERE id = ?`), prepare: prepare}
-	h.session = prepared{db: db.DB, query: db.Rebind(sessionQuery), prepare: prepare}
+func (h *hotQueries) init(db *sqlx.DB, prepare, detach bool) {
+	hot := func(query string) prepared {
+		return prepared{db: db.DB, query: db.Rebind(query), prepare: prepare, detach: detach}
+	}
+	h.key = hot(`SELECT ` + keyFields + ` FROM api_keys WHERE id = ?`)
+	h.keyVerify = hot(`SELECT ` + keyVerifyFields + ` FROM api_keys WHERE id = ?`)
+	h.session = hot(sessionQuery)
 }
 
 func (h *hotQueries) close() error {
-	return errors.Join(h.key.close(), h.session.close())
+	return errors.Join(h.key.close(), h.keyVerify.close(), h.session.close())
 }
 
 // prepared is a query prepared on first use. database/sql prepares a
@@ -190,6 +205,9 @@ type prepared struct {
 	db      *sql.DB
 	query   string
 	prepare bool
+	// detach runs the query without the caller's cancellation (but not
+	// after it): for SQLite, see [hotQueries].
+	detach bool
 
 	stmt    atomic.Pointer[sql.Stmt]
 	retryAt atomic.Int64 // Unix nanoseconds before which no prepare is tried
@@ -198,12 +216,37 @@ type prepared struct {
 // prepareRetry is how long a failed prepare is not tried again.
 const prepareRetry = time.Second
 
-// queryRow runs the query for one row.
-func (p *prepared) queryRow(ctx context.Context, args ...any) *sql.Row {
-	if st := p.statement(ctx); st != nil {
-		return st.QueryRowContext(ctx, args...)
+// scanRow runs the query with its one argument and scans the first row
+// into dest, as QueryRowContext(…).Scan does (sql.ErrNoRows if there is
+// none), without allocating a *sql.Row.
+func (p *prepared) scanRow(ctx context.Context, arg any, dest ...any) error {
+	if p.detach {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ctx = context.WithoutCancel(ctx)
 	}
-	return p.db.QueryRowContext(ctx, p.query, args...)
+	var rows *sql.Rows
+	var err error
+	if st := p.statement(ctx); st != nil {
+		rows, err = st.QueryContext(ctx, arg)
+	} else {
+		rows, err = p.db.QueryContext(ctx, p.query, arg)
+	}
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 func (p *prepared) statement(ctx context.Context) *sql.Stmt {
