@@ -16,6 +16,7 @@ import (
 
 var (
 	_ apikey.Store          = (*Store)(nil)
+	_ apikey.VerifyStore    = (*Store)(nil)
 	_ apikey.AttributeStore = (*Store)(nil)
 	_ apikey.ExpiryStore    = (*Store)(nil)
 	_ apikey.NoticePruner   = (*Store)(nil)
@@ -146,9 +147,8 @@ func (s *Store) CreateKey(ctx context.Context, k apikey.Key, maxPerUser int) (er
 	})
 }
 
-// Key implements [apikey.Store] with a prepared
-// statement, scanned without reflection: it is the query of a verifier's
-// cache miss.
+// Key implements [apikey.Store] with a prepared statement, scanned without
+// reflection.
 func (s *Store) Key(ctx context.Context, id string) (apikey.Key, bool, error) {
 	ctx, end := s.span(ctx, "store.Key")
 	k, found, err := s.key(ctx, id)
@@ -160,9 +160,14 @@ func (s *Store) key(ctx context.Context, id string) (apikey.Key, bool, error) {
 	// The id is not read back: the row's is the one asked for (the
 	// comparison is exact in both databases).
 	r := keyRow{ID: id}
-	err := s.hot.key.queryRow(ctx, id).Scan(&r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
+	err := s.hot.key.scanRow(ctx, id, &r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
 		&r.PreviousSecretHash, &r.PreviousExpiresAt, &r.Scopes, &r.Active, &r.CreatedAt, &r.UpdatedAt,
 		&r.LastUsedAt, &r.ExpiresAt, &r.RevokedAt, &r.Metadata, &r.Tags, &r.AllowedCIDRs)
+	return r.found(err)
+}
+
+// found converts the row a lookup scanned, or its error.
+func (r *keyRow) found(err error) (apikey.Key, bool, error) {
 	ok, err := isFound(err)
 	if !ok {
 		return apikey.Key{}, false, err
@@ -172,6 +177,25 @@ func (s *Store) key(ctx context.Context, id string) (apikey.Key, bool, error) {
 		return apikey.Key{}, false, err
 	}
 	return k, true, nil
+}
+
+// keyVerifyFields are the columns of keyFields a verifier reads: all but
+// the three timestamps it does not (created_at, updated_at, last_used_at).
+const keyVerifyFields = `user_id, name, prefix, secret_hash, previous_secret_hash, previous_expires_at,
+	scopes, is_active, expires_at, revoked_at, metadata, tags, allowed_cidrs`
+
+// KeyForVerify implements [apikey.VerifyStore]: the query of a verifier's
+// cache miss, prepared and scanned without reflection, reads the key
+// without CreatedAt, UpdatedAt and LastUsedAt.
+func (s *Store) KeyForVerify(ctx context.Context, id string) (apikey.Key, bool, error) {
+	ctx, end := s.span(ctx, "store.KeyForVerify")
+	r := keyRow{ID: id}
+	err := s.hot.keyVerify.scanRow(ctx, id, &r.UserID, &r.Name, &r.Prefix, &r.SecretHash,
+		&r.PreviousSecretHash, &r.PreviousExpiresAt, &r.Scopes, &r.Active,
+		&r.ExpiresAt, &r.RevokedAt, &r.Metadata, &r.Tags, &r.AllowedCIDRs)
+	k, found, err := r.found(err)
+	end(err)
+	return k, found, err
 }
 
 // KeysByUser implements [apikey.Store].

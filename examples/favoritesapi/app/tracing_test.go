@@ -74,7 +74,7 @@ func TestTracing(t *testing.T) {
 	spans := exp.GetSpans()
 	root, under := requestSpan(t, spans, "GET /v1/favorites")
 	// The key's first use misses the cache (it was issued, not verified).
-	for _, want := range []string{"apikey.Key", "store.Key", "plan.decide", "favorites.list"} {
+	for _, want := range []string{"apikey.Key", "store.KeyForVerify", "plan.decide", "favorites.list"} {
 		if !slices.Contains(under, want) {
 			t.Errorf("GET /v1/favorites has spans %v under it; want %s", under, want)
 		}

@@ -22,10 +22,11 @@ const batch = 1000
 // VerifyMiss returns the storetest.VerifyMiss of st with the given sizes.
 // The raw twin's prepared statement is closed when b ends.
 func VerifyMiss(b *testing.B, st *store.Store, sizes ...int) storetest.VerifyMiss {
-	// The columns of Store.Key's query: the id is known.
+	// The columns of Store.KeyForVerify's query, the verifier's: the id
+	// is known.
 	raw, err := st.DB().PrepareContext(b.Context(), st.DB().Rebind(`SELECT user_id, name, prefix,
-		secret_hash, previous_secret_hash, previous_expires_at, scopes, is_active, created_at, updated_at,
-		last_used_at, expires_at, revoked_at, metadata, tags, allowed_cidrs FROM api_keys WHERE id = ?`))
+		secret_hash, previous_secret_hash, previous_expires_at, scopes, is_active,
+		expires_at, revoked_at, metadata, tags, allowed_cidrs FROM api_keys WHERE id = ?`))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,12 +40,11 @@ func VerifyMiss(b *testing.B, st *store.Store, sizes ...int) storetest.VerifyMis
 				userID                            int64
 				hash, prev                        []byte
 				active                            bool
-				created, updated                  time.Time
-				prevExp, used, expires, revoked   sql.NullTime
+				prevExp, expires, revoked         sql.NullTime
 				metadata                          sql.NullString
 			)
 			return raw.QueryRowContext(ctx, id).Scan(&userID, &name, &prefix, &hash, &prev, &prevExp,
-				&scopes, &active, &created, &updated, &used, &expires, &revoked, &metadata, &tags, &cidrs)
+				&scopes, &active, &expires, &revoked, &metadata, &tags, &cidrs)
 		},
 	}
 }
