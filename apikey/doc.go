@@ -87,7 +87,11 @@
 //
 // Package apikeytest has the conformance suite for the store interfaces
 // these need ([AttributeStore], [NoticeStore], [NoticePruner],
-// [ExpiryStore]) and a store in memory that implements them all.
+// [ExpiryStore]) and a store in memory that implements them.
+//
+// A store may also implement [VerifyStore]: a lookup of only what a
+// Verifier reads, which it then uses on every cache miss (the stores of
+// package store do; it saves decoding three timestamps per miss).
 //
 // # Staleness
 //
