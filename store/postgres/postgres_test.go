@@ -128,13 +128,13 @@ func BenchmarkKey(b *testing.B) {
 	storetest.BenchmarkKey(b, testdb.Postgres(b))
 }
 
-// BenchmarkVerifyMiss measures a verifier's cache miss among 10³ to 10⁵
+// BenchmarkVerifyMiss measures a verifier's cache miss among 10³ to 10⁶
 // keys, beside its raw database/sql twin:
 //
 //	go test -run '^$' -bench VerifyMiss -benchmem -count 5 ./store/postgres
 func BenchmarkVerifyMiss(b *testing.B) {
 	st := testdb.Postgres(b)
-	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000))
+	storetest.BenchmarkVerifyMiss(b, st, storebench.VerifyMiss(b, st, 1_000, 10_000, 100_000, 1_000_000))
 }
 
 // BenchmarkSession measures the session lookup of every signed-in
