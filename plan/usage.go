@@ -2,11 +2,12 @@ package plan
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/apikit/apikit/internal/drain"
 )
 
 // Usage is an amount of quota used by one identity in one period.
@@ -277,22 +278,7 @@ const DefaultCloseTimeout = 30 * time.Second
 func (f *Flusher) Close(ctx context.Context) error {
 	f.closed.Do(func() { close(f.stop) })
 	<-f.done
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultCloseTimeout)
-		defer cancel()
-	}
-	for {
-		err := f.Flush(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return drain.Flush(ctx, DefaultCloseTimeout, f.Flush)
 }
 
 // Stats returns a snapshot of f's counters.

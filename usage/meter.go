@@ -3,13 +3,14 @@ package usage
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apikit/apikit/internal/drain"
 )
 
 // Defaults of [Options].
@@ -311,22 +312,7 @@ func (m *Meter) write(ctx context.Context, b Batch) error {
 func (m *Meter) Close(ctx context.Context) error {
 	m.closed.Do(func() { close(m.stop) })
 	<-m.done
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultCloseTimeout)
-		defer cancel()
-	}
-	for {
-		err := m.Flush(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return drain.Flush(ctx, DefaultCloseTimeout, m.Flush)
 }
 
 // Stats returns a snapshot of m's counters.
