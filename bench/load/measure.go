@@ -155,9 +155,9 @@ func attack(ctx context.Context, t *target, o options) run1 {
 	// each attack would add its connections (and their goroutines on
 	// both sides, which every GC cycle scans) to every later attack's
 	// process, so that a scenario's figures would depend on its place in
-	// the run. Each attacker gets a transport of its own, closed after.
+	// the run. Each attacker gets a transport of its own, closed after
+	// its attack.
 	tr := newTransport()
-	defer tr.CloseIdleConnections()
 	full := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}),
 		vegeta.Workers(uint64(o.workers)), vegeta.MaxWorkers(uint64(o.workers)),
 		vegeta.Connections(o.workers), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
@@ -167,11 +167,12 @@ func attack(ctx context.Context, t *target, o options) run1 {
 	if m.Requests > 0 {
 		r.cpu = (processCPU() - cpu0) / time.Duration(m.Requests)
 	}
+	tr.CloseIdleConnections()
 	if o.rate > 0 {
 		tr := newTransport()
-		defer tr.CloseIdleConnections()
 		fixed := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
 		m := collect(ctx, fixed, fixed.Attack(t.targeter, vegeta.Rate{Freq: o.rate, Per: time.Second}, o.duration, "fixed"), t.ok, &r)
+		tr.CloseIdleConnections()
 		r.p50, r.p90, r.p99, r.rateSent = m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Rate
 	}
 	return r
