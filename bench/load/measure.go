@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -149,7 +151,15 @@ func measure(ctx context.Context, o options, logger *log.Logger) (Report, error)
 func attack(ctx context.Context, t *target, o options) run1 {
 	var r run1
 	r.statuses = map[string]int{}
-	full := vegeta.NewAttacker(vegeta.Workers(uint64(o.workers)), vegeta.MaxWorkers(uint64(o.workers)),
+	// vegeta leaves its keep-alive connections open when an attack ends:
+	// each attack would add its connections (and their goroutines on
+	// both sides, which every GC cycle scans) to every later attack's
+	// process, so that a scenario's figures would depend on its place in
+	// the run. Each attacker gets a transport of its own, closed after
+	// its attack.
+	tr := newTransport()
+	full := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}),
+		vegeta.Workers(uint64(o.workers)), vegeta.MaxWorkers(uint64(o.workers)),
 		vegeta.Connections(o.workers), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
 	cpu0 := processCPU()
 	m := collect(ctx, full, full.Attack(t.targeter, vegeta.Rate{Freq: 0}, o.duration, "full"), t.ok, &r)
@@ -157,12 +167,24 @@ func attack(ctx context.Context, t *target, o options) run1 {
 	if m.Requests > 0 {
 		r.cpu = (processCPU() - cpu0) / time.Duration(m.Requests)
 	}
+	tr.CloseIdleConnections()
 	if o.rate > 0 {
-		fixed := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+		tr := newTransport()
+		fixed := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
 		m := collect(ctx, fixed, fixed.Attack(t.targeter, vegeta.Rate{Freq: o.rate, Per: time.Second}, o.duration, "fixed"), t.ok, &r)
+		tr.CloseIdleConnections()
 		r.p50, r.p90, r.p99, r.rateSent = m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Rate
 	}
 	return r
+}
+
+// newTransport returns a transport as vegeta.NewAttacker makes its own,
+// which the options given after vegeta.Client then adjust.
+func newTransport() *http.Transport {
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	return &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: d.DialContext,
+		TLSClientConfig: vegeta.DefaultTLSConfig, MaxIdleConnsPerHost: vegeta.DefaultConnections,
+		MaxConnsPerHost: vegeta.DefaultMaxConnections}
 }
 
 // processCPU returns the CPU time this process (servers and load

@@ -100,7 +100,7 @@ func (p *proxy) Stop() {
 	p.conns = nil
 }
 
-func redisOptions(t *testing.T) *redis.Options {
+func redisOptions(t testing.TB) *redis.Options {
 	opt, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
 		t.Fatalf("APIKIT_TEST_REDIS: %v", err)
