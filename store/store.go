@@ -174,8 +174,11 @@ func endNothing(error) {}
 // and three allocations per query, and go-sqlite3 registers an interrupt
 // with context.AfterFunc (four more), for a query that takes about 12 µs.
 // A context that has already ended still stops the query before it
-// starts. On PostgreSQL, a round trip that can hang, the context is
-// honoured throughout.
+// starts. The SQLite pool is unbounded (but for ":memory:", one
+// connection), so a lookup does not wait for a connection either; a
+// program that bounds it (Store.DB().SetMaxOpenConns) makes a lookup wait,
+// whatever its context, until another query returns one. On PostgreSQL, a
+// round trip that can hang, the context is honoured throughout.
 type hotQueries struct {
 	key, keyVerify, session prepared
 }
