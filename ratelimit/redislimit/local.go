@@ -2,10 +2,8 @@ package redislimit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
-	"log/slog"
 	"math"
 	"strings"
 	"sync"
@@ -87,16 +85,13 @@ type LocalOptions struct {
 // A Local must be created with [NewLocal] and stopped with
 // [Local.Close]; it is safe for concurrent use.
 type Local struct {
-	client     redis.UniversalClient
-	prefix     string
-	timeout    time.Duration
-	interval   time.Duration
-	maxKeys    int
-	failClosed bool
-	direct     bool // the client honours context deadlines
-	log        *slog.Logger
-	trace      func(ctx context.Context, name string) (context.Context, func(error))
-	epoch      time.Time // the local clock is the monotonic time since epoch
+	client   redis.UniversalClient
+	prefix   string
+	interval time.Duration
+	maxKeys  int
+	direct   bool // the client honours context deadlines
+	trace    func(ctx context.Context, name string) (context.Context, func(error))
+	epoch    time.Time // the local clock is the monotonic time since epoch
 
 	seed   maphash.Seed
 	shards [localShards]localShard
@@ -107,8 +102,8 @@ type Local struct {
 	closeMu sync.Once
 	closed  atomic.Bool
 
-	allowed, limited, errors, failedOpen, exact, syncs atomic.Uint64
-	lastLog                                            atomic.Int64
+	allowed, limited, exact, syncs atomic.Uint64
+	failure
 }
 
 const localShards = 64
@@ -155,20 +150,18 @@ func NewLocal(client redis.UniversalClient, opts LocalOptions) *Local {
 		opts.MaxKeys = DefaultMaxKeys
 	}
 	l := &Local{
-		client:     client,
-		prefix:     "rate:" + opts.Prefix,
-		timeout:    opts.Timeout,
-		interval:   opts.SyncInterval,
-		maxKeys:    opts.MaxKeys,
-		failClosed: opts.FailClosed,
-		direct:     redisdeadline.Honoured(client),
-		log:        opts.Logger,
-		trace:      opts.Trace,
-		epoch:      time.Now(),
-		seed:       maphash.MakeSeed(),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
+		client:   client,
+		prefix:   "rate:" + opts.Prefix,
+		interval: opts.SyncInterval,
+		maxKeys:  opts.MaxKeys,
+		direct:   redisdeadline.Honoured(client),
+		trace:    opts.Trace,
+		epoch:    time.Now(),
+		seed:     maphash.MakeSeed(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
+	l.timeout, l.failClosed, l.log = opts.Timeout, opts.FailClosed, opts.Logger
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]*localEntry)
 	}
@@ -332,40 +325,6 @@ func (l *Local) runTimeout(ctx context.Context, key string, limit ratelimit.Limi
 // allowance is b: the units a key earns in one sync interval, at least 1.
 func (l *Local) allowance(limit ratelimit.Limit) int64 {
 	return max(1, int64(float64(limit.Count)*float64(l.interval)/float64(limit.Period)))
-}
-
-func (l *Local) fail(ctx context.Context, key string, limit ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {
-	failures := l.errors.Add(1)
-	if ctx.Err() != nil {
-		return ratelimit.Decision{}, ctx.Err()
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("no answer from Redis within %v", l.timeout)
-	}
-	l.warn(ctx, err, key, failures)
-	if l.failClosed {
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
-	}
-	l.failedOpen.Add(1)
-	return ratelimit.Decide(limit, float64(limit.BurstSize()), n), nil
-}
-
-func (l *Local) warn(ctx context.Context, err error, key string, failures uint64) {
-	if l.log == nil {
-		return
-	}
-	now := time.Now().UnixNano()
-	if last := l.lastLog.Load(); now-last >= int64(time.Second) && l.lastLog.CompareAndSwap(last, now) {
-		policy := "failing open"
-		if l.failClosed {
-			policy = "failing closed"
-		}
-		if len(key) > 48 {
-			key = key[:48] + "…"
-		}
-		l.log.LogAttrs(ctx, slog.LevelWarn, "ratelimit: Redis failed; "+policy,
-			slog.String("error", err.Error()), slog.String("key", key), slog.Uint64("failures", failures))
-	}
 }
 
 func (l *Local) loop() {

@@ -24,8 +24,6 @@ package redislimit
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"sync/atomic"
@@ -103,16 +101,13 @@ const (
 // or many) with the same Redis and Prefix share each key's quota. A
 // Limiter must be created with [New]; it is safe for concurrent use.
 type Limiter struct {
-	rl         *redis_rate.Limiter
-	prefix     string
-	timeout    time.Duration
-	failClosed bool
-	direct     bool // the client honours context deadlines
-	log        *slog.Logger
-	trace      func(ctx context.Context, name string) (context.Context, func(error))
+	rl     *redis_rate.Limiter
+	prefix string
+	direct bool // the client honours context deadlines
+	trace  func(ctx context.Context, name string) (context.Context, func(error))
 
-	allowed, limited, errors, failedOpen atomic.Uint64
-	lastLog                              atomic.Int64
+	allowed, limited atomic.Uint64
+	failure
 }
 
 var _ ratelimit.Limiter = (*Limiter)(nil)
@@ -135,15 +130,14 @@ func New(client redis.UniversalClient, opts Options) *Limiter {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	return &Limiter{
-		rl:         redis_rate.NewLimiter(client),
-		prefix:     opts.Prefix,
-		timeout:    opts.Timeout,
-		failClosed: opts.FailClosed,
-		direct:     redisdeadline.Honoured(client),
-		log:        opts.Logger,
-		trace:      opts.Trace,
+	l := &Limiter{
+		rl:     redis_rate.NewLimiter(client),
+		prefix: opts.Prefix,
+		direct: redisdeadline.Honoured(client),
+		trace:  opts.Trace,
 	}
+	l.timeout, l.failClosed, l.log = opts.Timeout, opts.FailClosed, opts.Logger
+	return l
 }
 
 // Allow is AllowN(ctx, key, limit, 1).
@@ -219,36 +213,6 @@ func (l *Limiter) runTimeout(ctx context.Context, key string, limit ratelimit.Li
 	return redisdeadline.Wait(ctx, func() (*redis_rate.Result, error) {
 		return l.rl.AllowN(ctx, l.prefix+key, rl, n)
 	})
-}
-
-func (l *Limiter) fail(ctx context.Context, key string, limit ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {
-	failures := l.errors.Add(1)
-	if ctx.Err() != nil {
-		// The caller gave up (the client went away): not Redis's fault.
-		return ratelimit.Decision{}, ctx.Err()
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("no answer from Redis within %v", l.timeout)
-	}
-	if l.log != nil {
-		now := time.Now().UnixNano()
-		if last := l.lastLog.Load(); now-last >= int64(time.Second) && l.lastLog.CompareAndSwap(last, now) {
-			policy := "failing open"
-			if l.failClosed {
-				policy = "failing closed"
-			}
-			if len(key) > 48 {
-				key = key[:48] + "…"
-			}
-			l.log.LogAttrs(ctx, slog.LevelWarn, "ratelimit: Redis failed; "+policy,
-				slog.String("error", err.Error()), slog.String("key", key), slog.Uint64("failures", failures))
-		}
-	}
-	if l.failClosed {
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
-	}
-	l.failedOpen.Add(1)
-	return ratelimit.Decide(limit, float64(limit.BurstSize()), n), nil
 }
 
 // Stats returns a snapshot of l's counters. Keys, Expired and Overflowed are
