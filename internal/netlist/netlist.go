@@ -7,6 +7,7 @@ package netlist
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -27,9 +28,9 @@ type EntryError struct {
 	Err error
 }
 
-// Error returns the entry and why it was refused.
+// Error returns the entry, quoted, and why it was refused.
 func (e *EntryError) Error() string {
-	return "netlist: entry " + e.Entry + ": " + e.Err.Error()
+	return "netlist: entry " + strconv.Quote(e.Entry) + ": " + e.Err.Error()
 }
 
 // Unwrap returns [EntryError.Err].
