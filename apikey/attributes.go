@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/apikit/apikit/internal/netlist"
 )
 
 // Limits on a key's attributes, checked by [Manager.Issue].
@@ -186,23 +188,13 @@ func normalizeCIDRs(cidrs []netip.Prefix) ([]netip.Prefix, error) {
 // "203.0.113.0/24, 2001:db8::/48 198.51.100.7". A single address stands for
 // itself (/32 or /128). The error names the first entry that is neither.
 func ParseCIDRs(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool {
-		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
-	}) {
-		if strings.Contains(f, "/") {
-			p, err := netip.ParsePrefix(f)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %.64q is not a network such as 203.0.113.0/24", ErrInvalidOptions, f)
-			}
-			out = append(out, p)
-			continue
+	out, err := netlist.Parse(s, true)
+	var e *netlist.EntryError
+	if errors.As(err, &e) {
+		if e.Network {
+			return nil, fmt.Errorf("%w: %.64q is not a network such as 203.0.113.0/24", ErrInvalidOptions, e.Entry)
 		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %.64q is not an address or a network such as 203.0.113.0/24", ErrInvalidOptions, f)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		return nil, fmt.Errorf("%w: %.64q is not an address or a network such as 203.0.113.0/24", ErrInvalidOptions, e.Entry)
 	}
 	return normalizeCIDRs(out)
 }

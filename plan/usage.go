@@ -154,26 +154,16 @@ func NewFlusher(store UsageStore, opts FlusherOptions) *Flusher {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	go f.loop(opts.Interval)
+	go drain.Every(f.stop, nil, f.done, opts.Interval, f.timeout, f.Flush, f.flushFailed)
 	return f
 }
 
-func (f *Flusher) loop(every time.Duration) {
-	defer close(f.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-			if err := f.Flush(ctx); err != nil && f.log != nil {
-				f.log.LogAttrs(ctx, slog.LevelWarn, "plan: writing quota usage failed; it is kept for the next write",
-					slog.String("error", err.Error()))
-			}
-			cancel()
-		}
+// flushFailed logs a failed background write; the usage is kept for the
+// next.
+func (f *Flusher) flushFailed(ctx context.Context, err error) {
+	if f.log != nil {
+		f.log.LogAttrs(ctx, slog.LevelWarn, "plan: writing quota usage failed; it is kept for the next write",
+			slog.String("error", err.Error()))
 	}
 }
 

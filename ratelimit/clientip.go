@@ -1,10 +1,13 @@
 package ratelimit
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/apikit/apikit/internal/netlist"
 )
 
 // Headers a trusted proxy reports the client's address in, for
@@ -291,26 +294,16 @@ func ClientKey(opts IPKeyOptions) func(*http.Request) string {
 // An address stands for itself alone (/32 or /128). An empty list is nil:
 // no proxy is trusted. The error names the first entry that is neither.
 func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool {
-		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
-	}) {
-		if strings.Contains(f, "/") {
-			p, err := netip.ParsePrefix(f)
-			if err != nil {
-				return nil, fmt.Errorf("ratelimit: trusted proxy %.64q is not a network such as 10.0.0.0/8: %w", f, err)
-			}
-			if p.Addr().Zone() != "" {
-				return nil, fmt.Errorf("ratelimit: trusted proxy %.64q has a zone", f)
-			}
-			out = append(out, p.Masked())
-			continue
+	out, err := netlist.Parse(s, false)
+	var e *netlist.EntryError
+	if errors.As(err, &e) {
+		if e.Network {
+			return nil, fmt.Errorf("ratelimit: trusted proxy %.64q is not a network such as 10.0.0.0/8: %w", e.Entry, e.Err)
 		}
-		a, err := netip.ParseAddr(f)
-		if err != nil || a.Zone() != "" {
-			return nil, fmt.Errorf("ratelimit: trusted proxy %.64q is not an address or a network such as 10.0.0.0/8", f)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		return nil, fmt.Errorf("ratelimit: trusted proxy %.64q is not an address or a network such as 10.0.0.0/8", e.Entry)
+	}
+	for i, p := range out {
+		out[i] = p.Masked()
 	}
 	return out, nil
 }

@@ -162,27 +162,16 @@ func NewMeter(store Store, opts Options) *Meter {
 	for i := range m.shards {
 		m.shards[i].m = make(map[counterKey]*Counts)
 	}
-	go m.loop(opts.FlushInterval)
+	go drain.Every(m.stop, m.kick, m.done, opts.FlushInterval, m.timeout, m.Flush, m.flushFailed)
 	return m
 }
 
-func (m *Meter) loop(every time.Duration) {
-	defer close(m.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-		case <-m.kick:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
-		if err := m.Flush(ctx); err != nil && m.log != nil {
-			m.log.LogAttrs(ctx, slog.LevelWarn, "usage: writing usage counts failed; they are kept for the next write",
-				slog.String("error", err.Error()))
-		}
-		cancel()
+// flushFailed logs a failed background write; the counts are kept for
+// the next.
+func (m *Meter) flushFailed(ctx context.Context, err error) {
+	if m.log != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "usage: writing usage counts failed; they are kept for the next write",
+			slog.String("error", err.Error()))
 	}
 }
 

@@ -1,5 +1,6 @@
-// Package drain writes what a component holds in memory when it closes:
-// the shared last step of plan.Flusher.Close and usage.Meter.Close.
+// Package drain writes what a component holds in memory to its store:
+// the background loop of plan.Flusher and usage.Meter ([Every]), and the
+// last write when they close ([Flush]).
 package drain
 
 import (
@@ -33,5 +34,30 @@ func Flush(ctx context.Context, timeout time.Duration, flush func(context.Contex
 			return errors.Join(err, ctx.Err())
 		case <-t.C:
 		}
+	}
+}
+
+// Every calls flush every interval, and whenever kick receives (a nil
+// kick never does), until stop is closed; then it closes done. Each call
+// gets a context of its own bounded by timeout, and a failed call is
+// passed to failed, with that context; what was not written is the
+// caller's to keep for the next call. Run it in a goroutine of its own.
+func Every(stop, kick <-chan struct{}, done chan<- struct{}, interval, timeout time.Duration,
+	flush func(context.Context) error, failed func(context.Context, error)) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if err := flush(ctx); err != nil {
+			failed(ctx, err)
+		}
+		cancel()
 	}
 }

@@ -55,3 +55,42 @@ func TestFlushCallerDeadline(t *testing.T) {
 		t.Errorf("Flush = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// Every writes on each tick and each kick, with a bounded context, passes
+// failures on, and closes done once stopped.
+func TestEvery(t *testing.T) {
+	stop, kick, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	calls := make(chan bool, 10)
+	failures := make(chan error, 10)
+	down := errors.New("store down")
+	flush := func(ctx context.Context) error {
+		_, ok := ctx.Deadline()
+		calls <- ok
+		return down
+	}
+	go Every(stop, kick, done, time.Hour, time.Minute, flush, func(_ context.Context, err error) { failures <- err })
+
+	kick <- struct{}{}
+	if bounded := <-calls; !bounded {
+		t.Error("flush called without a deadline")
+	}
+	if err := <-failures; !errors.Is(err, down) {
+		t.Errorf("failed got %v, want the flush's error", err)
+	}
+	close(stop)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("done not closed after stop")
+	}
+
+	// Without a kick, the ticker drives it.
+	stop, done = make(chan struct{}), make(chan struct{})
+	go Every(stop, nil, done, time.Millisecond, time.Minute, func(context.Context) error { calls <- true; return nil },
+		func(context.Context, error) { t.Error("failed called for a flush that succeeded") })
+	for range 3 {
+		<-calls
+	}
+	close(stop)
+	<-done
+}
