@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/apikit/apikit/internal/testkit/testenv"
 )
 
 // goTool returns the go command that runs this test.
@@ -13,11 +15,7 @@ func goTool(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs the go command; skipped with -short")
 	}
-	g, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("no go command on PATH: %v", err)
-	}
-	return g
+	return testenv.Program(t, "go") // in CI a missing go command fails the test
 }
 
 // A program that uses API keys and rate limits on one of the stores links
