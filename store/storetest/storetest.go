@@ -79,9 +79,9 @@ var epoch = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
 
 // implements returns b as a T, the optional interface a part of the
 // suite tests, and skips that part when the backend does not implement
-// it. This module's store implements every one; storetest's own checks
-// (var _ T = (*store.Store)(nil)) make sure it stays so, so that no part
-// is skipped for it.
+// it. This module's store implements every one, and compile-time checks
+// (var _ T = (*store.Store)(nil), here and in package store) keep it so:
+// no part is skipped for it.
 func implements[T any](t *testing.T, b Backend) T {
 	t.Helper()
 	v, ok := b.(T)
