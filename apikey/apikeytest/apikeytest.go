@@ -24,12 +24,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 )
 
 // Users creates the users that keys belong to (most stores refuse a key
@@ -89,15 +88,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 // epoch is a microsecond-aligned instant the tests build times from.
 var epoch = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func mustUser(t *testing.T, s Users, email string) int64 {
 	t.Helper()
-	id, _, err := s.CreateUser(ctxFor(t), email, epoch)
+	id, _, err := s.CreateUser(conformance.Context(t), email, epoch)
 	if err != nil {
 		t.Fatalf("CreateUser: %v", err)
 	}
@@ -113,7 +106,7 @@ func newKey(userID int64, n int) apikey.Key {
 
 func mustCreate(t *testing.T, s apikey.Store, k apikey.Key) {
 	t.Helper()
-	if err := s.CreateKey(ctxFor(t), k, 0); err != nil {
+	if err := s.CreateKey(conformance.Context(t), k, 0); err != nil {
 		t.Fatalf("CreateKey(%s): %v", k.ID, err)
 	}
 }
@@ -123,7 +116,7 @@ func mustCreate(t *testing.T, s apikey.Store, k apikey.Key) {
 // given, and a key without them reads back without them.
 func TestKeyAttributes(t *testing.T, open func(t *testing.T) AttributeBackend) {
 	s := open(t)
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	user := mustUser(t, s, "ada@example.com")
 	rich := newKey(user, 1)
 	rich.Metadata = json.RawMessage(`{"customer":"acme","tier":"gold","n":[1,2]}`)
@@ -182,7 +175,7 @@ func jsonEqual(a, b []byte) bool {
 // time (at microsecond precision), and release.
 func TestNoticeStore(t *testing.T, open func(t *testing.T) NoticeBackend) {
 	s := open(t)
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	user := mustUser(t, s, "ada@example.com")
 	for i := 1; i <= 2; i++ {
 		mustCreate(t, s, newKey(user, i))
@@ -229,21 +222,7 @@ func TestNoticeStore(t *testing.T, open func(t *testing.T) NoticeBackend) {
 
 	t.Run("Concurrent", func(t *testing.T) {
 		leak := apikey.NoticeClaim{Kind: apikey.NoticeLeaked, KeyID: keyID(2), Due: epoch}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for range 16 {
-			wg.Go(func() {
-				won, err := s.ClaimNotice(ctx, leak, epoch)
-				if err != nil {
-					t.Errorf("ClaimNotice: %v", err)
-				}
-				if won {
-					wins.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		if n := wins.Load(); n != 1 {
+		if n := conformance.Winners(t, 16, func(int) (bool, error) { return s.ClaimNotice(ctx, leak, epoch) }); n != 1 {
 			t.Errorf("16 concurrent claims: %d won, want exactly 1", n)
 		}
 	})
@@ -257,7 +236,7 @@ func TestNoticePruner(t *testing.T, open func(t *testing.T) NoticeBackend) {
 	if !ok {
 		t.Skip("the store does not implement apikey.NoticePruner")
 	}
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	mustCreate(t, s, newKey(mustUser(t, s, "ada@example.com"), 1))
 	old := apikey.NoticeClaim{Kind: apikey.NoticeExpired, KeyID: keyID(1), Due: epoch}
 	recent := apikey.NoticeClaim{Kind: apikey.NoticeGraceEnded, KeyID: keyID(1), Due: epoch}
@@ -273,11 +252,11 @@ func TestNoticePruner(t *testing.T, open func(t *testing.T) NoticeBackend) {
 	if err != nil || n != 1 {
 		t.Fatalf("PruneNotices = %d, %v; want 1, nil", n, err)
 	}
-	if won, _ := s.ClaimNotice(ctx, old, epoch.Add(2*time.Hour)); !won {
-		t.Error("a pruned claim could not be claimed again")
+	if won, err := s.ClaimNotice(ctx, old, epoch.Add(2*time.Hour)); err != nil || !won {
+		t.Errorf("ClaimNotice(pruned) = %v, %v; want it claimed again", won, err)
 	}
-	if won, _ := s.ClaimNotice(ctx, recent, epoch.Add(2*time.Hour)); won {
-		t.Error("a claim made after the cut-off was pruned")
+	if won, err := s.ClaimNotice(ctx, recent, epoch.Add(2*time.Hour)); err != nil || won {
+		t.Errorf("ClaimNotice(kept) = %v, %v; want false: a claim made after the cut-off was kept", won, err)
 	}
 }
 
@@ -286,7 +265,7 @@ func TestNoticePruner(t *testing.T, open func(t *testing.T) NoticeBackend) {
 // keys without an expiry and keys never rolled are left out.
 func TestExpiryStore(t *testing.T, open func(t *testing.T) ExpiryBackend) {
 	s := open(t)
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	user := mustUser(t, s, "ada@example.com")
 	h := time.Hour
 	// Keys 1-5 expire at epoch+1h, +2h, +2h, +3h, +5h; 6 never; 7 is
@@ -359,7 +338,7 @@ func TestExpiryStore(t *testing.T, open func(t *testing.T) ExpiryBackend) {
 // either the same or zero. An unknown id is not found, without an error.
 func TestVerifyStore(t *testing.T, open func(t *testing.T) VerifyBackend) {
 	s := open(t)
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	user := mustUser(t, s, "ada@example.com")
 	rich := newKey(user, 1)
 	rich.Name, rich.Scopes = "CI", []string{"favorites:read", "favorites:write"}

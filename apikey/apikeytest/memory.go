@@ -131,6 +131,13 @@ func (s *MemoryStore) Key(_ context.Context, id string) (apikey.Key, bool, error
 
 // KeysByUser implements [apikey.Store].
 func (s *MemoryStore) KeysByUser(_ context.Context, userID int64) ([]apikey.Key, error) {
+	return s.matching(func(k apikey.Key) bool { return k.UserID == userID }, func(a, b apikey.Key) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+}
+
+// matching returns copies of the keys keep accepts, sorted by order.
+func (s *MemoryStore) matching(keep func(apikey.Key) bool, order func(a, b apikey.Key) int) ([]apikey.Key, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -138,13 +145,11 @@ func (s *MemoryStore) KeysByUser(_ context.Context, userID int64) ([]apikey.Key,
 	}
 	var out []apikey.Key
 	for _, k := range s.keys {
-		if k.UserID == userID {
+		if keep(k) {
 			out = append(out, clone(k))
 		}
 	}
-	slices.SortFunc(out, func(a, b apikey.Key) int {
-		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(out, order)
 	return out, nil
 }
 
@@ -229,28 +234,19 @@ func (s *MemoryStore) KeysGraceEnding(_ context.Context, from time.Time, afterID
 }
 
 func (s *MemoryStore) window(when func(apikey.Key) time.Time, from time.Time, afterID string, to time.Time, limit int) ([]apikey.Key, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return nil, s.fail
-	}
-	var out []apikey.Key
-	for _, k := range s.keys {
+	out, err := s.matching(func(k apikey.Key) bool {
 		t := when(k)
 		if t.IsZero() || !k.RevokedAt.IsZero() || !t.Before(to) {
-			continue
+			return false
 		}
-		if t.After(from) || t.Equal(from) && k.ID > afterID {
-			out = append(out, clone(k))
-		}
-	}
-	slices.SortFunc(out, func(a, b apikey.Key) int {
+		return t.After(from) || t.Equal(from) && k.ID > afterID
+	}, func(a, b apikey.Key) int {
 		return cmp.Or(when(a).Compare(when(b)), strings.Compare(a.ID, b.ID))
 	})
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
-	return out, nil
+	return out, err
 }
 
 // ClaimNotice implements [apikey.NoticeStore].

@@ -46,7 +46,10 @@ func ExampleOpen() {
 	fmt.Println(applied[0].Scope, applied[0].Name)
 
 	// Running them again applies nothing.
-	again, _ := st.Migrate(ctx, store.Keys, store.Login)
+	again, err := st.Migrate(ctx, store.Keys, store.Login)
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println("again:", len(again))
 
 	// The store is what apikey and magiclink take (and billing, with

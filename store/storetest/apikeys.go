@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 )
 
 // newKey returns a complete key record for the user, with every optional
@@ -27,14 +28,14 @@ func keyID(n int) string { return fmt.Sprintf("K%011d", n) }
 
 func mustCreateKey(t *testing.T, b Backend, k apikey.Key) {
 	t.Helper()
-	if err := b.CreateKey(ctxFor(t), k, 0); err != nil {
+	if err := b.CreateKey(conformance.Context(t), k, 0); err != nil {
 		t.Fatalf("CreateKey(%s): %v", k.ID, err)
 	}
 }
 
 func mustKey(t *testing.T, b Backend, id string) apikey.Key {
 	t.Helper()
-	k, found, err := b.Key(ctxFor(t), id)
+	k, found, err := b.Key(conformance.Context(t), id)
 	if err != nil || !found {
 		t.Fatalf("Key(%s) = found %v, err %v; want the key", id, found, err)
 	}
@@ -87,7 +88,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("UnknownKeyIsNotAnError", func(t *testing.T) {
 		b := newBackend(t)
-		k, found, err := b.Key(ctxFor(t), keyID(99))
+		k, found, err := b.Key(conformance.Context(t), keyID(99))
 		if err != nil || found || k.ID != "" {
 			t.Errorf("Key(unknown) = %+v, %v, %v; want zero, false, nil", k, found, err)
 		}
@@ -98,7 +99,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
 		mustCreateKey(t, b, k)
 		k.SecretHash = []byte("other")
-		if err := b.CreateKey(ctxFor(t), k, 0); err == nil {
+		if err := b.CreateKey(conformance.Context(t), k, 0); err == nil {
 			t.Fatal("CreateKey with an existing id succeeded")
 		}
 		if got := mustKey(t, b, k.ID); bytes.Equal(got.SecretHash, []byte("other")) {
@@ -108,7 +109,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("KeyNeedsAnExistingUser", func(t *testing.T) {
 		b := newBackend(t)
-		if err := b.CreateKey(ctxFor(t), newKey(987654, keyID(1), epoch), 0); err == nil {
+		if err := b.CreateKey(conformance.Context(t), newKey(987654, keyID(1), epoch), 0); err == nil {
 			t.Error("CreateKey for a user that does not exist succeeded")
 		}
 	})
@@ -120,7 +121,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 			mustCreateKey(t, b, newKey(ada, keyID(i), epoch.Add(time.Duration(i)*time.Minute)))
 		}
 		mustCreateKey(t, b, newKey(grace, keyID(10), epoch))
-		keys, err := b.KeysByUser(ctxFor(t), ada)
+		keys, err := b.KeysByUser(conformance.Context(t), ada)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +132,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if want := []string{keyID(2), keyID(1), keyID(0)}; !slices.Equal(ids, want) {
 			t.Errorf("KeysByUser = %v, want %v", ids, want)
 		}
-		if keys, err := b.KeysByUser(ctxFor(t), 424242); err != nil || len(keys) != 0 {
+		if keys, err := b.KeysByUser(conformance.Context(t), 424242); err != nil || len(keys) != 0 {
 			t.Errorf("KeysByUser(unknown) = %v, %v; want none", keys, err)
 		}
 	})
@@ -141,7 +142,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
 		mustCreateKey(t, b, k)
 		at := epoch.Add(time.Hour)
-		if found, err := b.RevokeKey(ctxFor(t), k.ID, at); err != nil || !found {
+		if found, err := b.RevokeKey(conformance.Context(t), k.ID, at); err != nil || !found {
 			t.Fatalf("RevokeKey = %v, %v", found, err)
 		}
 		got := mustKey(t, b, k.ID)
@@ -149,13 +150,13 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 			t.Errorf("after RevokeKey: RevokedAt %v, UpdatedAt %v; want both %v", got.RevokedAt, got.UpdatedAt, at)
 		}
 		// Revoking again keeps the first revocation time.
-		if found, err := b.RevokeKey(ctxFor(t), k.ID, at.Add(time.Hour)); err != nil || !found {
+		if found, err := b.RevokeKey(conformance.Context(t), k.ID, at.Add(time.Hour)); err != nil || !found {
 			t.Fatalf("second RevokeKey = %v, %v; want found", found, err)
 		}
 		if got := mustKey(t, b, k.ID); !got.RevokedAt.Equal(at) || !got.UpdatedAt.Equal(at) {
 			t.Errorf("second RevokeKey changed RevokedAt to %v, UpdatedAt to %v", got.RevokedAt, got.UpdatedAt)
 		}
-		if found, err := b.RevokeKey(ctxFor(t), keyID(2), at); err != nil || found {
+		if found, err := b.RevokeKey(conformance.Context(t), keyID(2), at); err != nil || found {
 			t.Errorf("RevokeKey(unknown) = %v, %v; want false, nil", found, err)
 		}
 	})
@@ -165,13 +166,13 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
 		mustCreateKey(t, b, k)
 		at := epoch.Add(time.Minute)
-		if found, err := b.RenameKey(ctxFor(t), k.ID, "deploy bot", at); err != nil || !found {
+		if found, err := b.RenameKey(conformance.Context(t), k.ID, "deploy bot", at); err != nil || !found {
 			t.Fatalf("RenameKey = %v, %v", found, err)
 		}
 		if got := mustKey(t, b, k.ID); got.Name != "deploy bot" || !got.UpdatedAt.Equal(at) || !bytes.Equal(got.SecretHash, k.SecretHash) {
 			t.Errorf("after RenameKey: Name %q, UpdatedAt %v; want %q, %v and the secret untouched", got.Name, got.UpdatedAt, "deploy bot", at)
 		}
-		if found, err := b.RenameKey(ctxFor(t), keyID(2), "x", at); err != nil || found {
+		if found, err := b.RenameKey(conformance.Context(t), keyID(2), "x", at); err != nil || found {
 			t.Errorf("RenameKey(unknown) = %v, %v; want false, nil", found, err)
 		}
 	})
@@ -182,14 +183,14 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		mustCreateKey(t, b, k)
 		for i, active := range []bool{false, true, false} {
 			at := epoch.Add(time.Duration(i+1) * time.Minute)
-			if found, err := b.SetKeyActive(ctxFor(t), k.ID, active, at); err != nil || !found {
+			if found, err := b.SetKeyActive(conformance.Context(t), k.ID, active, at); err != nil || !found {
 				t.Fatalf("SetKeyActive(%v) = %v, %v", active, found, err)
 			}
 			if got := mustKey(t, b, k.ID); got.Active != active || !got.UpdatedAt.Equal(at) {
 				t.Errorf("after SetKeyActive(%v): Active %v, UpdatedAt %v", active, got.Active, got.UpdatedAt)
 			}
 		}
-		if found, err := b.SetKeyActive(ctxFor(t), keyID(2), true, epoch); err != nil || found {
+		if found, err := b.SetKeyActive(conformance.Context(t), keyID(2), true, epoch); err != nil || found {
 			t.Errorf("SetKeyActive(unknown) = %v, %v; want false, nil", found, err)
 		}
 	})
@@ -199,7 +200,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		k := newKey(mustUser(t, b, "ada@example.com"), keyID(1), epoch)
 		mustCreateKey(t, b, k)
 		newHash, grace, at := []byte("new-hash"), epoch.Add(25*time.Hour), epoch.Add(time.Hour)
-		if found, err := b.RollKey(ctxFor(t), k.ID, newHash, grace, at); err != nil || !found {
+		if found, err := b.RollKey(conformance.Context(t), k.ID, newHash, grace, at); err != nil || !found {
 			t.Fatalf("RollKey = %v, %v", found, err)
 		}
 		got := mustKey(t, b, k.ID)
@@ -207,13 +208,13 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 			!got.PreviousExpiresAt.Equal(grace) || !got.UpdatedAt.Equal(at) {
 			t.Errorf("after RollKey: %+v", got)
 		}
-		if found, err := b.RollKey(ctxFor(t), keyID(2), newHash, grace, at); err != nil || found {
+		if found, err := b.RollKey(conformance.Context(t), keyID(2), newHash, grace, at); err != nil || found {
 			t.Errorf("RollKey(unknown) = %v, %v; want false, nil", found, err)
 		}
-		if _, err := b.RevokeKey(ctxFor(t), k.ID, at); err != nil {
+		if _, err := b.RevokeKey(conformance.Context(t), k.ID, at); err != nil {
 			t.Fatal(err)
 		}
-		if found, err := b.RollKey(ctxFor(t), k.ID, []byte("after-revoke"), grace, at); err != nil || found {
+		if found, err := b.RollKey(conformance.Context(t), k.ID, []byte("after-revoke"), grace, at); err != nil || found {
 			t.Errorf("RollKey(revoked) = %v, %v; want false, nil", found, err)
 		}
 		if got := mustKey(t, b, k.ID); !bytes.Equal(got.SecretHash, newHash) {
@@ -236,7 +237,7 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 			h := fmt.Appendf(nil, "hash-%d", i)
 			hashes[string(h)] = true
 			wg.Go(func() {
-				if found, err := b.RollKey(ctxFor(t), k.ID, h, epoch.Add(time.Hour), epoch); err != nil || !found {
+				if found, err := b.RollKey(conformance.Context(t), k.ID, h, epoch.Add(time.Hour), epoch); err != nil || !found {
 					errs <- fmt.Errorf("RollKey = %v, %v", found, err)
 				}
 			})
@@ -260,12 +261,12 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		mustCreateKey(t, b, k1)
 		mustCreateKey(t, b, k2)
 		t1 := epoch.Add(time.Minute)
-		err := b.TouchKeys(ctxFor(t), map[string]time.Time{k1.ID: t1, k2.ID: t1, keyID(3): t1})
+		err := b.TouchKeys(conformance.Context(t), map[string]time.Time{k1.ID: t1, k2.ID: t1, keyID(3): t1})
 		if err != nil {
 			t.Fatalf("TouchKeys (with an unknown id) = %v", err)
 		}
 		// An older time never moves LastUsedAt back.
-		if err := b.TouchKeys(ctxFor(t), map[string]time.Time{k1.ID: epoch, k2.ID: t1.Add(time.Second)}); err != nil {
+		if err := b.TouchKeys(conformance.Context(t), map[string]time.Time{k1.ID: epoch, k2.ID: t1.Add(time.Second)}); err != nil {
 			t.Fatal(err)
 		}
 		if got := mustKey(t, b, k1.ID); !got.LastUsedAt.Equal(t1) {
@@ -274,14 +275,14 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if got := mustKey(t, b, k2.ID); !got.LastUsedAt.Equal(t1.Add(time.Second)) {
 			t.Errorf("k2.LastUsedAt = %v, want %v", got.LastUsedAt, t1.Add(time.Second))
 		}
-		if err := b.TouchKeys(ctxFor(t), nil); err != nil {
+		if err := b.TouchKeys(conformance.Context(t), nil); err != nil {
 			t.Errorf("TouchKeys(nil) = %v", err)
 		}
 	})
 
 	t.Run("KeyCapHoldsUnderConcurrency", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		const limit, n = 50, 100
 		ada := mustUser(t, b, "ada@example.com")
 		grace := mustUser(t, b, "grace@example.com")

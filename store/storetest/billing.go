@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apikit/apikit/billing/subscription"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 )
 
 // BillingStore is the subscription and webhook-event part of a store, as
@@ -38,7 +39,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 	}
 	apply := func(t *testing.T, b Backend, e subscription.Event, ch subscription.Change) subscription.Applied {
 		t.Helper()
-		a, err := b.ApplyEvent(ctxFor(t), e, ch)
+		a, err := b.ApplyEvent(conformance.Context(t), e, ch)
 		if err != nil {
 			t.Fatalf("ApplyEvent(%s): %v", e.ID, err)
 		}
@@ -46,7 +47,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 	}
 	get := func(t *testing.T, b Backend, id string) subscription.Subscription {
 		t.Helper()
-		s, ok, err := b.SubscriptionByID(ctxFor(t), id)
+		s, ok, err := b.SubscriptionByID(conformance.Context(t), id)
 		if err != nil || !ok {
 			t.Fatalf("SubscriptionByID(%s) = %v, %v", id, ok, err)
 		}
@@ -56,7 +57,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("LinkAndSubscribe", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		uid := mustUser(t, b, "buyer@example.com")
 		if subs, err := b.Subscriptions(ctx, uid); err != nil || len(subs) != 0 {
 			t.Fatalf("Subscriptions before any event = %v, %v; want none", subs, err)
@@ -121,7 +122,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 			wg.Go(func() {
 				ch := subscription.Change{UserID: uid, CustomerID: "cus_1",
 					Subscription: sub(fmt.Sprint("status_", i), t0)}
-				a, err := b.ApplyEvent(ctxFor(t), ev("evt_same", t0), ch)
+				a, err := b.ApplyEvent(conformance.Context(t), ev("evt_same", t0), ch)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -150,7 +151,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		for i := range n {
 			wg.Go(func() {
 				created := t0.Add(time.Duration(i) * time.Second)
-				_, err := b.ApplyEvent(ctxFor(t), ev(fmt.Sprint("evt_", i), created), subscription.Change{
+				_, err := b.ApplyEvent(conformance.Context(t), ev(fmt.Sprint("evt_", i), created), subscription.Change{
 					UserID: uid, CustomerID: "cus_1", Subscription: sub(fmt.Sprint("status_", i), created)})
 				if err != nil {
 					t.Errorf("ApplyEvent: %v", err)
@@ -313,7 +314,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		// A subscription event may precede the checkout event that links
 		// its customer; the row waits, and belongs to the user once linked.
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		a := apply(t, b, ev("evt_sub", t0), subscription.Change{Subscription: sub("active", t0)})
 		if !a.Written || a.UserID != 0 {
 			t.Errorf("unlinked subscription = %+v; want written, user 0", a)
@@ -333,7 +334,7 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("SeveralSubscriptions", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		uid := mustUser(t, b, "two@example.com")
 		s1, s2 := sub("canceled", t0), sub("active", t0.Add(time.Hour))
 		s2.CustomerID, s2.SubscriptionID = "cus_2", "sub_2"
@@ -356,34 +357,20 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "success@example.com")
 		const n = 20
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		won := 0
-		for range n {
-			wg.Go(func() {
-				ok, err := b.ConsumeCheckoutSession(ctxFor(t), "cs_test_1", uid, epoch)
-				if err != nil {
-					t.Errorf("ConsumeCheckoutSession: %v", err)
-				}
-				if ok {
-					mu.Lock()
-					won++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		won := conformance.Winners(t, n, func(int) (bool, error) {
+			return b.ConsumeCheckoutSession(conformance.Context(t), "cs_test_1", uid, epoch)
+		})
 		if won != 1 {
 			t.Errorf("%d concurrent consumptions of one session succeeded %d times; want 1", n, won)
 		}
-		if ok, err := b.ConsumeCheckoutSession(ctxFor(t), "cs_test_2", uid, epoch); !ok || err != nil {
+		if ok, err := b.ConsumeCheckoutSession(conformance.Context(t), "cs_test_2", uid, epoch); !ok || err != nil {
 			t.Errorf("another session = %v, %v; want consumed", ok, err)
 		}
 	})
 
 	t.Run("PruneBilling", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		uid := mustUser(t, b, "prune@example.com")
 		old := subscription.Event{ID: "evt_old", Type: "x", Created: t0, ReceivedAt: epoch.Add(-48 * time.Hour)}
 		recent := subscription.Event{ID: "evt_recent", Type: "x", Created: t0, ReceivedAt: epoch}
@@ -405,8 +392,8 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if a := apply(t, b, recent, subscription.Change{}); !a.Duplicate {
 			t.Error("a recent event was pruned")
 		}
-		if ok, _ := b.ConsumeCheckoutSession(ctx, "cs_recent", uid, epoch); ok {
-			t.Error("a recent checkout session was pruned")
+		if ok, err := b.ConsumeCheckoutSession(ctx, "cs_recent", uid, epoch); err != nil || ok {
+			t.Errorf("ConsumeCheckoutSession(recent) = %v, %v; want false, nil: a recent checkout session was pruned", ok, err)
 		}
 	})
 }

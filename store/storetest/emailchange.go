@@ -2,26 +2,22 @@ package storetest
 
 import (
 	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/magiclink"
 )
 
 func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 	setup := func(t *testing.T) (Backend, magiclink.EmailChangeStore, int64) {
 		b := newBackend(t)
-		ec, ok := b.(magiclink.EmailChangeStore)
-		if !ok {
-			t.Skip("the backend does not implement magiclink.EmailChangeStore")
-		}
+		ec := implements[magiclink.EmailChangeStore](t, b)
 		return b, ec, mustUser(t, b, "old@example.com")
 	}
 	create := func(t *testing.T, ec magiclink.EmailChangeStore, name string, uid int64, email string, created time.Time) {
 		t.Helper()
-		if err := ec.CreateEmailChange(ctxFor(t), magiclink.EmailChange{Hash: mlHash(name), UserID: uid, NewEmail: email,
+		if err := ec.CreateEmailChange(conformance.Context(t), magiclink.EmailChange{Hash: mlHash(name), UserID: uid, NewEmail: email,
 			CreatedAt: created, ExpiresAt: created.Add(time.Hour)}); err != nil {
 			t.Fatalf("CreateEmailChange(%s): %v", name, err)
 		}
@@ -29,7 +25,7 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("ConsumeChangesTheAddress", func(t *testing.T) {
 		b, ec, uid := setup(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		create(t, ec, "c1", uid, "new@example.com", epoch)
 		mustSession(t, b, "before", uid, epoch, 24*time.Hour)
 		if email, _, _ := b.UserEmail(ctx, uid); email != "old@example.com" {
@@ -43,8 +39,8 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if email, _, _ := b.UserEmail(ctx, uid); email != "new@example.com" {
 			t.Errorf("UserEmail after the change = %q; want the new address", email)
 		}
-		if _, found, _ := b.UserByEmail(ctx, "old@example.com"); found {
-			t.Error("the old address still finds an account")
+		if _, found, err := b.UserByEmail(ctx, "old@example.com"); err != nil || found {
+			t.Errorf("UserByEmail(old address) = %v, %v; want false, nil: the old address still finds an account", found, err)
 		}
 		// Whoever proved the old address started the sessions; the new
 		// address may belong to someone else, who must not find them open.
@@ -63,7 +59,7 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("UnknownAndExpired", func(t *testing.T) {
 		_, ec, uid := setup(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		if _, _, _, ok, err := ec.ConsumeEmailChange(ctx, mlHash("nothing"), epoch); err != nil || ok {
 			t.Errorf("ConsumeEmailChange(unknown) = %v, %v; want false, nil", ok, err)
 		}
@@ -75,7 +71,7 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("NewerReplacesOlder", func(t *testing.T) {
 		_, ec, uid := setup(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		create(t, ec, "c1", uid, "first@example.com", epoch)
 		create(t, ec, "c2", uid, "second@example.com", epoch.Add(time.Second))
 		if _, _, _, ok, err := ec.ConsumeEmailChange(ctx, mlHash("c1"), epoch.Add(time.Minute)); err != nil || ok {
@@ -88,7 +84,7 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("TakenAddressSpendsTheToken", func(t *testing.T) {
 		b, ec, uid := setup(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		create(t, ec, "c1", uid, "taken@example.com", epoch)
 		mustUser(t, b, "Taken@Example.com") // registered after the change was asked for
 		_, _, _, ok, err := ec.ConsumeEmailChange(ctx, mlHash("c1"), epoch.Add(time.Minute))
@@ -105,24 +101,14 @@ func testEmailChange(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("ConcurrentConsumeOnce", func(t *testing.T) {
 		_, ec, uid := setup(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		create(t, ec, "c1", uid, "new@example.com", epoch)
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for range 10 {
-			wg.Go(func() {
-				_, _, _, ok, err := ec.ConsumeEmailChange(ctx, mlHash("c1"), epoch.Add(time.Minute))
-				if err != nil {
-					t.Errorf("ConsumeEmailChange: %v", err)
-				}
-				if ok {
-					wins.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Errorf("%d concurrent ConsumeEmailChange calls reported ok; want exactly 1", wins.Load())
+		wins := conformance.Winners(t, 10, func(int) (bool, error) {
+			_, _, _, ok, err := ec.ConsumeEmailChange(ctx, mlHash("c1"), epoch.Add(time.Minute))
+			return ok, err
+		})
+		if wins != 1 {
+			t.Errorf("%d concurrent ConsumeEmailChange calls reported ok; want exactly 1", wins)
 		}
 	})
 }

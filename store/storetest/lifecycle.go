@@ -10,6 +10,7 @@ import (
 	"github.com/apikit/apikit/apikey/apikeytest"
 	"github.com/apikit/apikit/audit"
 	"github.com/apikit/apikit/audit/audittest"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/store"
 )
 
@@ -25,29 +26,15 @@ var (
 )
 
 func testKeyLifecycle(t *testing.T, newBackend func(t *testing.T) Backend) {
-	lifecycle := func(t *testing.T) (Backend, KeyLifecycleStore) {
-		b := newBackend(t)
-		k, ok := b.(KeyLifecycleStore)
-		if !ok {
-			t.Skip("the backend does not implement storetest.KeyLifecycleStore")
-		}
-		return b, k
-	}
-	apikeytest.Run(t, func(t *testing.T) apikeytest.Backend {
-		_, k := lifecycle(t)
-		return k
-	})
+	apikeytest.Run(t, func(t *testing.T) apikeytest.Backend { return implements[KeyLifecycleStore](t, newBackend(t)) })
 
 	// A deleted account's keys take their notice claims with them: a key
 	// of the same id later (ids are random, but nothing forbids it) starts
 	// with no notice sent.
 	t.Run("DeleteUserForgetsNotices", func(t *testing.T) {
-		b, k := lifecycle(t)
-		d, ok := b.(UserDirectory)
-		if !ok {
-			t.Skip("the backend does not implement storetest.UserDirectory")
-		}
-		ctx := ctxFor(t)
+		b := newBackend(t)
+		k, d := implements[KeyLifecycleStore](t, b), implements[UserDirectory](t, b)
+		ctx := conformance.Context(t)
 		gone, stays := mustUser(t, b, "gone@example.com"), mustUser(t, b, "stays@example.com")
 		mustCreateKey(t, b, newKey(gone, keyID(1), epoch))
 		mustCreateKey(t, b, newKey(stays, keyID(2), epoch))
@@ -73,27 +60,13 @@ func testKeyLifecycle(t *testing.T, newBackend func(t *testing.T) Backend) {
 }
 
 func testAudit(t *testing.T, newBackend func(t *testing.T) Backend) {
-	auditStore := func(t *testing.T) (Backend, audit.Store) {
-		b := newBackend(t)
-		a, ok := b.(audit.Store)
-		if !ok {
-			t.Skip("the backend does not implement audit.Store")
-		}
-		return b, a
-	}
-	audittest.Run(t, func(t *testing.T) audit.Store {
-		_, a := auditStore(t)
-		return a
-	})
+	audittest.Run(t, func(t *testing.T) audit.Store { return implements[audit.Store](t, newBackend(t)) })
 
 	// The log outlives the account, so that its deletion is on record.
 	t.Run("DeleteUserKeepsTheLog", func(t *testing.T) {
-		b, a := auditStore(t)
-		d, ok := b.(UserDirectory)
-		if !ok {
-			t.Skip("the backend does not implement storetest.UserDirectory")
-		}
-		ctx := ctxFor(t)
+		b := newBackend(t)
+		a, d := implements[audit.Store](t, b), implements[UserDirectory](t, b)
+		ctx := conformance.Context(t)
 		gone := mustUser(t, b, "gone@example.com")
 		user := audit.Actor{Kind: audit.ActorUser}
 		if _, err := a.AppendAuditEvent(ctx, audit.Event{Time: epoch, Kind: audit.SignIn, UserID: gone, Actor: user}); err != nil {
@@ -118,7 +91,7 @@ func testAudit(t *testing.T, newBackend func(t *testing.T) Backend) {
 // handles on one fresh, migrated database.
 func RunNoticeInstances(t *testing.T, newPair func(t *testing.T) (apikeytest.NoticeBackend, apikeytest.NoticeBackend)) {
 	a, b := newPair(t)
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	user, _, err := a.CreateUser(ctx, "ada@example.com", epoch)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/magiclink"
 )
 
@@ -26,7 +27,7 @@ func mlHash(name string) []byte {
 
 func mustLoginToken(t *testing.T, b Backend, name string, email string, created time.Time, ttl time.Duration) {
 	t.Helper()
-	if err := b.CreateLoginToken(ctxFor(t), magiclink.LoginToken{
+	if err := b.CreateLoginToken(conformance.Context(t), magiclink.LoginToken{
 		Hash: mlHash(name), Email: email, CreatedAt: created, ExpiresAt: created.Add(ttl),
 	}); err != nil {
 		t.Fatalf("CreateLoginToken(%s): %v", name, err)
@@ -36,7 +37,7 @@ func mustLoginToken(t *testing.T, b Backend, name string, email string, created 
 func mustSession(t *testing.T, b Backend, name string, userID int64, created time.Time, ttl time.Duration) magiclink.Session {
 	t.Helper()
 	s := magiclink.Session{Hash: mlHash(name), UserID: userID, CreatedAt: created, ExpiresAt: created.Add(ttl), LastSeenAt: created}
-	if err := b.CreateSession(ctxFor(t), s); err != nil {
+	if err := b.CreateSession(conformance.Context(t), s); err != nil {
 		t.Fatalf("CreateSession(%s): %v", name, err)
 	}
 	return s
@@ -44,7 +45,7 @@ func mustSession(t *testing.T, b Backend, name string, userID int64, created tim
 
 func hasSession(t *testing.T, b Backend, name string) bool {
 	t.Helper()
-	_, found, err := b.Session(ctxFor(t), mlHash(name))
+	_, found, err := b.Session(conformance.Context(t), mlHash(name))
 	if err != nil {
 		t.Fatalf("Session(%s): %v", name, err)
 	}
@@ -54,7 +55,7 @@ func hasSession(t *testing.T, b Backend, name string) bool {
 func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("ConsumeOnce", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		// A token names an address, and the address is stored normalised;
 		// no account is needed to hold one.
 		mustLoginToken(t, b, "t1", "Ada@Example.com", epoch, 15*time.Minute)
@@ -72,14 +73,14 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("ConsumeUnknown", func(t *testing.T) {
 		b := newBackend(t)
-		if got, ok, err := b.ConsumeLoginToken(ctxFor(t), mlHash("nope"), epoch); err != nil || ok || got != "" {
+		if got, ok, err := b.ConsumeLoginToken(conformance.Context(t), mlHash("nope"), epoch); err != nil || ok || got != "" {
 			t.Errorf("ConsumeLoginToken(unknown) = %q, %v, %v; want \"\", false, nil", got, ok, err)
 		}
 	})
 
 	t.Run("ConsumeExpired", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		mustLoginToken(t, b, "t1", "ada@example.com", epoch, 15*time.Minute)
 		// Expiry is exclusive: at ExpiresAt the token no longer works.
 		if _, ok, err := b.ConsumeLoginToken(ctx, mlHash("t1"), epoch.Add(15*time.Minute)); err != nil || ok {
@@ -92,7 +93,7 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("NewTokenInvalidatesEarlierOnes", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		ada, grace := "ada@example.com", "grace@example.com"
 		mustLoginToken(t, b, "ada1", ada, epoch, 15*time.Minute)
 		mustLoginToken(t, b, "grace1", grace, epoch, 15*time.Minute)
@@ -112,7 +113,7 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("DuplicateTokenHash", func(t *testing.T) {
 		b := newBackend(t)
 		mustLoginToken(t, b, "t1", "ada@example.com", epoch, time.Minute)
-		err := b.CreateLoginToken(ctxFor(t), magiclink.LoginToken{Hash: mlHash("t1"), Email: "grace@example.com", CreatedAt: epoch, ExpiresAt: epoch.Add(time.Minute)})
+		err := b.CreateLoginToken(conformance.Context(t), magiclink.LoginToken{Hash: mlHash("t1"), Email: "grace@example.com", CreatedAt: epoch, ExpiresAt: epoch.Add(time.Minute)})
 		if err == nil {
 			t.Error("CreateLoginToken with an existing hash succeeded; want an error")
 		}
@@ -120,44 +121,25 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("ConcurrentConsumeSucceedsOnce", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		const ada = "ada@example.com"
 		mustLoginToken(t, b, "race", ada, epoch, 15*time.Minute)
 		const n = 100
-		var (
-			wg        sync.WaitGroup
-			successes atomic.Int32
-			start     = make(chan struct{})
-			errs      = make([]error, n)
-		)
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				email, ok, err := b.ConsumeLoginToken(ctx, mlHash("race"), epoch.Add(time.Minute))
-				errs[i] = err
-				if ok {
-					if email != ada {
-						errs[i] = fmt.Errorf("consumed for %q, want %q", email, ada)
-					}
-					successes.Add(1)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("redemption #%d: %v", i, err)
+		got := conformance.Winners(t, n, func(int) (bool, error) {
+			email, ok, err := b.ConsumeLoginToken(ctx, mlHash("race"), epoch.Add(time.Minute))
+			if ok && email != ada {
+				return ok, fmt.Errorf("consumed for %q, want %q", email, ada)
 			}
-		}
-		if got := successes.Load(); got != 1 {
+			return ok, err
+		})
+		if got != 1 {
 			t.Errorf("%d of %d concurrent redemptions succeeded; want exactly 1", got, n)
 		}
 	})
 
 	t.Run("SessionRoundTrip", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		ada := mustUser(t, b, "Ada@Example.com")
 		want := mustSession(t, b, "s1", ada, epoch, 10*24*time.Hour)
 		got, found, err := b.Session(ctx, mlHash("s1"))
@@ -195,7 +177,7 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("TouchSession", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		ada := mustUser(t, b, "ada@example.com")
 		s := mustSession(t, b, "s1", ada, epoch, 24*time.Hour)
 		later := epoch.Add(time.Hour)
@@ -223,7 +205,7 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("DeleteSession", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		ada := mustUser(t, b, "ada@example.com")
 		mustSession(t, b, "s1", ada, epoch, time.Hour)
 		mustSession(t, b, "s2", ada, epoch, time.Hour)
@@ -240,7 +222,7 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("DeleteUserSessions", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		ada := mustUser(t, b, "ada@example.com")
 		grace := mustUser(t, b, "grace@example.com")
 		for i := range 3 {
@@ -260,7 +242,7 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("DeleteExpired", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		ada := mustUser(t, b, "ada@example.com")
 		now := epoch.Add(time.Hour)
 		mustLoginToken(t, b, "expired", "ada@example.com", epoch, time.Minute) // expired at now
@@ -285,13 +267,13 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("ConfirmEmail", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		// Unknown address, create == false: nothing is created.
 		if id, first, found, err := b.ConfirmEmail(ctx, "new@example.com", false, epoch); err != nil || found || first || id != 0 {
 			t.Errorf("ConfirmEmail(unknown, no create) = %d, %v, %v, %v; want 0, false, false, nil", id, first, found, err)
 		}
-		if _, found, _ := b.UserByEmail(ctx, "new@example.com"); found {
-			t.Fatal("ConfirmEmail without create created an account")
+		if _, found, err := b.UserByEmail(ctx, "new@example.com"); err != nil || found {
+			t.Fatalf("UserByEmail after ConfirmEmail without create = %v, %v; want false, nil", found, err)
 		}
 		// Unknown address, create: a new, proven account, first.
 		id, first, found, err := b.ConfirmEmail(ctx, "New@Example.com", true, epoch)
@@ -313,14 +295,14 @@ func testMagicLink(t *testing.T, newBackend func(t *testing.T) Backend) {
 		if err != nil || !found || !first || got != paid {
 			t.Errorf("ConfirmEmail(unproven account) = %d, %v, %v, %v; want %d, first", got, first, found, err, paid)
 		}
-		if _, first, _, _ := b.ConfirmEmail(ctx, "paid@example.com", false, epoch); first {
-			t.Error("ConfirmEmail reported first twice for one account")
+		if _, first, _, err := b.ConfirmEmail(ctx, "paid@example.com", false, epoch); err != nil || first {
+			t.Errorf("second ConfirmEmail(paid@example.com) = first %v, %v; want false, nil: first is reported once", first, err)
 		}
 	})
 
 	t.Run("ConcurrentConfirmEmailFirstOnce", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		const n = 20
 		var (
 			wg     sync.WaitGroup

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/store"
@@ -33,7 +34,7 @@ var periodStart = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 
 func usageOf(t *testing.T, s plan.UsageStore, identity string, p plan.Period, start time.Time) int64 {
 	t.Helper()
-	n, err := s.Usage(ctxFor(t), identity, p, start)
+	n, err := s.Usage(conformance.Context(t), identity, p, start)
 	if err != nil {
 		t.Fatalf("Usage(%s, %v, %v): %v", identity, p, start, err)
 	}
@@ -41,18 +42,11 @@ func usageOf(t *testing.T, s plan.UsageStore, identity string, p plan.Period, st
 }
 
 func testPlans(t *testing.T, newBackend func(t *testing.T) Backend) {
-	plans := func(t *testing.T) PlanStore {
-		b := newBackend(t)
-		p, ok := b.(PlanStore)
-		if !ok {
-			t.Skip("the backend does not implement storetest.PlanStore")
-		}
-		return p
-	}
+	plans := func(t *testing.T) PlanStore { return implements[PlanStore](t, newBackend(t)) }
 
 	t.Run("UsageAddsUp", func(t *testing.T) {
 		s := plans(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		if n := usageOf(t, s, "user:1", plan.Month, periodStart); n != 0 {
 			t.Fatalf("Usage before any AddUsage = %d; want 0", n)
 		}
@@ -98,7 +92,7 @@ func testPlans(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("AllOrNothing", func(t *testing.T) {
 		s := plans(t)
-		err := s.AddUsage(ctxFor(t), []plan.Usage{
+		err := s.AddUsage(conformance.Context(t), []plan.Usage{
 			{Identity: "user:1", Period: plan.Month, Start: periodStart, Count: 5},
 			{Identity: "", Period: plan.Month, Start: periodStart, Count: 1},
 		})
@@ -116,7 +110,7 @@ func testPlans(t *testing.T, newBackend func(t *testing.T) Backend) {
 		for i := range 1000 {
 			batch = append(batch, plan.Usage{Identity: fmt.Sprintf("key:%04d", i%450), Period: plan.Day, Start: periodStart, Count: 1})
 		}
-		if err := s.AddUsage(ctxFor(t), batch); err != nil {
+		if err := s.AddUsage(conformance.Context(t), batch); err != nil {
 			t.Fatalf("AddUsage of %d entries: %v", len(batch), err)
 		}
 		for _, i := range []int{0, 49, 50, 449} {
@@ -190,7 +184,7 @@ func concurrentUsage(t *testing.T, a, b PlanStore) {
 // testOverrides sets overrides through w and reads them through r.
 func testOverrides(t *testing.T, w, r PlanStore) {
 	t.Helper()
-	ctx := ctxFor(t)
+	ctx := conformance.Context(t)
 	load := func() plan.OverrideMap {
 		t.Helper()
 		m, err := r.Overrides(ctx)

@@ -23,10 +23,12 @@ package storetest
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 )
 
 // Users is the account part of a store, shared by the Store interfaces of
@@ -46,7 +48,7 @@ type Users interface {
 // Backend is everything an apikit store must implement. Run also tests the
 // optional interfaces a backend implements: [UserDirectory],
 // magiclink.EmailChangeStore, [PlanStore], [UsageStore],
-// [KeyLifecycleStore] and audit.Store.
+// [PricedSubscriptions], [KeyLifecycleStore] and audit.Store.
 type Backend interface {
 	Users
 	apikey.Store
@@ -75,15 +77,23 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 // epoch is a fixed instant, microsecond-aligned, that tests build times from.
 var epoch = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+// implements returns b as a T, the optional interface a part of the
+// suite tests, and skips that part when the backend does not implement
+// it. This module's store implements every one, and compile-time checks
+// (var _ T = (*store.Store)(nil), here and in package store) keep it so:
+// no part is skipped for it.
+func implements[T any](t *testing.T, b Backend) T {
+	t.Helper()
+	v, ok := b.(T)
+	if !ok {
+		t.Skipf("the backend does not implement %v", reflect.TypeFor[T]())
+	}
+	return v
 }
 
 func mustUser(t *testing.T, b Backend, email string) int64 {
 	t.Helper()
-	id, _, err := b.CreateUser(ctxFor(t), email, epoch)
+	id, _, err := b.CreateUser(conformance.Context(t), email, epoch)
 	if err != nil {
 		t.Fatalf("CreateUser(%q): %v", email, err)
 	}

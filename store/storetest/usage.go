@@ -9,6 +9,7 @@ import (
 	"github.com/apikit/apikit/billing/subscription"
 
 	"github.com/apikit/apikit/billing/meter/metertest"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/store"
 	"github.com/apikit/apikit/usage"
 	"github.com/apikit/apikit/usage/usagetest"
@@ -23,32 +24,29 @@ type UsageStore interface {
 	metertest.Backend
 }
 
-var _ UsageStore = (*store.Store)(nil)
+// PricedSubscriptions finds the live subscriptions to some prices, for
+// billing/meter's reporter. It is optional: [Run] tests it when the
+// backend implements it.
+type PricedSubscriptions interface {
+	SubscriptionsWithPrices(ctx context.Context, priceIDs []string) ([]subscription.Subscription, error)
+}
+
+var (
+	_ UsageStore          = (*store.Store)(nil)
+	_ PricedSubscriptions = (*store.Store)(nil)
+)
 
 func testUsage(t *testing.T, newBackend func(t *testing.T) Backend) {
-	usageStore := func(t *testing.T) UsageStore {
-		b := newBackend(t)
-		u, ok := b.(UsageStore)
-		if !ok {
-			t.Skip("the backend does not implement storetest.UsageStore")
-		}
-		return u
-	}
 	t.Run("Counts", func(t *testing.T) {
-		usagetest.Run(t, func(t *testing.T) usagetest.Backend { return usageStore(t) })
+		usagetest.Run(t, func(t *testing.T) usagetest.Backend { return implements[UsageStore](t, newBackend(t)) })
 	})
 	t.Run("MeterOutbox", func(t *testing.T) {
-		metertest.Run(t, func(t *testing.T) metertest.Backend { return usageStore(t) })
+		metertest.Run(t, func(t *testing.T) metertest.Backend { return implements[UsageStore](t, newBackend(t)) })
 	})
 	t.Run("SubscriptionsWithPrices", func(t *testing.T) {
 		b := newBackend(t)
-		s, ok := b.(interface {
-			SubscriptionsWithPrices(ctx context.Context, priceIDs []string) ([]subscription.Subscription, error)
-		})
-		if !ok {
-			t.Skip("the backend has no SubscriptionsWithPrices")
-		}
-		ctx := ctxFor(t)
+		s := implements[PricedSubscriptions](t, b)
+		ctx := conformance.Context(t)
 		t0 := epoch.Truncate(time.Second)
 		for i, c := range []struct {
 			email, price string

@@ -7,6 +7,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/billing/subscription"
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/magiclink"
 	"github.com/apikit/apikit/store"
 )
@@ -25,16 +26,12 @@ var _ UserDirectory = (*store.Store)(nil)
 func testUserDirectory(t *testing.T, newBackend func(t *testing.T) Backend) {
 	dir := func(t *testing.T) (Backend, UserDirectory) {
 		b := newBackend(t)
-		d, ok := b.(UserDirectory)
-		if !ok {
-			t.Skip("the backend does not implement storetest.UserDirectory")
-		}
-		return b, d
+		return b, implements[UserDirectory](t, b)
 	}
 
 	t.Run("GetAndPage", func(t *testing.T) {
 		b, d := dir(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		var ids []int64
 		for i, email := range []string{"A@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com"} {
 			id, _, err := b.CreateUser(ctx, email, epoch.Add(time.Duration(i)*time.Minute))
@@ -93,7 +90,7 @@ func testUserDirectory(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("DeleteCascades", func(t *testing.T) {
 		for _, purge := range []bool{false, true} {
 			b, d := dir(t)
-			ctx := ctxFor(t)
+			ctx := conformance.Context(t)
 			type account struct {
 				id    int64
 				email string

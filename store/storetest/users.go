@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"sync"
 	"testing"
 )
@@ -8,7 +9,7 @@ import (
 func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("CreateUserCreatesOnce", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		id, created, err := b.CreateUser(ctx, "ada@example.com", epoch)
 		if err != nil || !created || id == 0 {
 			t.Fatalf("first CreateUser = %d, %v, %v; want a new id", id, created, err)
@@ -25,7 +26,7 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("EmailIsCaseInsensitive", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		id := mustUser(t, b, "Ada.Lovelace@Example.COM")
 		for _, email := range []string{"ada.lovelace@example.com", "ADA.LOVELACE@EXAMPLE.COM"} {
 			got, created, err := b.CreateUser(ctx, email, epoch)
@@ -45,7 +46,7 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("NotFound", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		if id, found, err := b.UserByEmail(ctx, "nobody@example.com"); err != nil || found || id != 0 {
 			t.Errorf("UserByEmail(unknown) = %d, %v, %v; want 0, false, nil", id, found, err)
 		}
@@ -56,7 +57,7 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("ConcurrentCreateUserCreatesOne", func(t *testing.T) {
 		b := newBackend(t)
-		ctx := ctxFor(t)
+		ctx := conformance.Context(t)
 		const n = 20
 		ids := make([]int64, n)
 		created := make([]bool, n)

@@ -9,13 +9,13 @@
 package usagetest
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/usage"
 )
 
@@ -28,12 +28,6 @@ type Backend interface {
 
 // Hour0 is the hour the tests count in: a Tuesday, 10:00 UTC.
 var Hour0 = time.Date(2026, 3, 10, 10, 0, 0, 0, time.UTC)
-
-func ctxFor(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 var batchSeq struct {
 	sync.Mutex
@@ -54,14 +48,14 @@ func count(user, key string, start time.Time, ok, limited, cost int64) usage.Cou
 
 func add(t testing.TB, s usage.Store, b usage.Batch) {
 	t.Helper()
-	if err := s.AddCounts(ctxFor(t), b); err != nil {
+	if err := s.AddCounts(conformance.Context(t), b); err != nil {
 		t.Fatalf("AddCounts: %v", err)
 	}
 }
 
 func read(t testing.TB, s usage.Store, q usage.Query) []usage.Count {
 	t.Helper()
-	got, err := s.Counts(ctxFor(t), q)
+	got, err := s.Counts(conformance.Context(t), q)
 	if err != nil {
 		t.Fatalf("Counts(%+v): %v", q, err)
 	}
@@ -137,7 +131,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 
 	t.Run("AllOrNothing", func(t *testing.T) {
 		s := newBackend(t)
-		err := s.AddCounts(ctxFor(t), batch(count("1", "k1", Hour0, 1, 0, 1), count("", "k1", Hour0, 1, 0, 1)))
+		err := s.AddCounts(conformance.Context(t), batch(count("1", "k1", Hour0, 1, 0, 1), count("", "k1", Hour0, 1, 0, 1)))
 		if err == nil {
 			t.Fatal("AddCounts with a count without a user succeeded")
 		}
@@ -188,7 +182,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		moved := make([]int64, 2)
 		errs := make([]error, 2)
 		for i := range 2 {
-			wg.Go(func() { moved[i], errs[i] = s.RollupCounts(ctxFor(t), day.Add(24*time.Hour)) })
+			wg.Go(func() { moved[i], errs[i] = s.RollupCounts(conformance.Context(t), day.Add(24*time.Hour)) })
 		}
 		wg.Wait()
 		for _, err := range errs {
@@ -209,14 +203,14 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		}
 		// Late counts of a rolled-up day add up too.
 		add(t, s, batch(count("1", "k", day.Add(3*time.Hour), 1, 0, 1)))
-		if _, err := s.RollupCounts(ctxFor(t), day.Add(24*time.Hour)); err != nil {
+		if _, err := s.RollupCounts(conformance.Context(t), day.Add(24*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		if got := total(read(t, s, q)); got.OK != 30 {
 			t.Errorf("after a late count and a second rollup: %d requests; want 30", got.OK)
 		}
 		// Retention deletes old days.
-		if _, err := s.PruneCounts(ctxFor(t), day, day); err != nil {
+		if _, err := s.PruneCounts(conformance.Context(t), day, day); err != nil {
 			t.Fatal(err)
 		}
 		if got := read(t, s, usage.Query{UserID: "2", From: day.Add(-48 * time.Hour), To: day, Granularity: usage.Day}); len(got) != 0 {
@@ -231,7 +225,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		s := newBackend(t)
 		now := Hour0
 		add(t, s, batch(count("1", "k", now.Add(-40*24*time.Hour), 1, 0, 1), count("1", "k", now.Add(-2*time.Hour), 1, 0, 1)))
-		rolled, pruned, err := usage.Retention{HourlyFor: 30 * 24 * time.Hour, DailyFor: 35 * 24 * time.Hour}.Apply(ctxFor(t), s, now)
+		rolled, pruned, err := usage.Retention{HourlyFor: 30 * 24 * time.Hour, DailyFor: 35 * 24 * time.Hour}.Apply(conformance.Context(t), s, now)
 		if err != nil || rolled != 1 || pruned < 1 {
 			t.Fatalf("Retention.Apply = %d rolled, %d pruned, %v; want the 40-day-old hour rolled up and its day pruned", rolled, pruned, err)
 		}
@@ -244,23 +238,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	t.Run("AlertClaims", func(t *testing.T) {
 		s := newBackend(t)
 		period := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		won := 0
-		for range 16 {
-			wg.Go(func() {
-				ok, err := s.ClaimAlert(ctxFor(t), "1", period, 80)
-				if err != nil {
-					t.Errorf("ClaimAlert: %v", err)
-				}
-				if ok {
-					mu.Lock()
-					won++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		won := conformance.Winners(t, 16, func(int) (bool, error) { return s.ClaimAlert(conformance.Context(t), "1", period, 80) })
 		if won != 1 {
 			t.Errorf("16 concurrent claims of one alert: %d won; want 1", won)
 		}
@@ -269,14 +247,14 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 			period    time.Time
 			threshold int
 		}{{"1", period, 100}, {"2", period, 80}, {"1", period.AddDate(0, 1, 0), 80}} {
-			if ok, err := s.ClaimAlert(ctxFor(t), c.user, c.period, c.threshold); err != nil || !ok {
+			if ok, err := s.ClaimAlert(conformance.Context(t), c.user, c.period, c.threshold); err != nil || !ok {
 				t.Errorf("ClaimAlert(%+v) = %v, %v; want a new claim", c, ok, err)
 			}
 		}
-		if err := s.ReleaseAlert(ctxFor(t), "1", period, 80); err != nil {
+		if err := s.ReleaseAlert(conformance.Context(t), "1", period, 80); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := s.ClaimAlert(ctxFor(t), "1", period, 80); err != nil || !ok {
+		if ok, err := s.ClaimAlert(conformance.Context(t), "1", period, 80); err != nil || !ok {
 			t.Errorf("ClaimAlert after ReleaseAlert = %v, %v; want claimed again", ok, err)
 		}
 	})
@@ -302,7 +280,7 @@ func RunInstances(t *testing.T, newPair func(t *testing.T) (Backend, Backend)) {
 						u = (u + w + i) % users
 						cs = append(cs, count(fmt.Sprint(u), "k", Hour0, 1, 0, int64(u+1)))
 					}
-					if err := s.AddCounts(ctxFor(t), batch(cs...)); err != nil {
+					if err := s.AddCounts(conformance.Context(t), batch(cs...)); err != nil {
 						t.Errorf("AddCounts: %v", err)
 						return
 					}
@@ -322,27 +300,9 @@ func RunInstances(t *testing.T, newPair func(t *testing.T) (Backend, Backend)) {
 	t.Run("AlertClaims", func(t *testing.T) {
 		a, b := newPair(t)
 		period := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		won := 0
-		for i := range 8 {
-			s := a
-			if i%2 == 1 {
-				s = b
-			}
-			wg.Go(func() {
-				ok, err := s.ClaimAlert(ctxFor(t), "1", period, 100)
-				if err != nil {
-					t.Errorf("ClaimAlert: %v", err)
-				}
-				if ok {
-					mu.Lock()
-					won++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		won := conformance.Winners(t, 8, func(i int) (bool, error) {
+			return []Backend{a, b}[i%2].ClaimAlert(conformance.Context(t), "1", period, 100)
+		})
 		if won != 1 {
 			t.Errorf("claims through two instances: %d won; want 1", won)
 		}
@@ -360,7 +320,7 @@ func Flush10k(tb testing.TB, s usage.Store, hour time.Time) time.Duration {
 	}
 	b := batch(cs...)
 	start := time.Now()
-	if err := s.AddCounts(ctxFor(tb), b); err != nil {
+	if err := s.AddCounts(conformance.Context(tb), b); err != nil {
 		tb.Fatalf("AddCounts of 10,000 counters: %v", err)
 	}
 	return time.Since(start)
