@@ -159,17 +159,8 @@ const secretScanPerMinute = 60
 // the body.
 func (s *Server) limitSecretScan(next http.Handler) http.Handler {
 	allow := s.abuseLimiter("secret-scanning", ratelimit.PerMinute(secretScanPerMinute))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, err := allow(r.Context(), s.clientKey(r))
-		if err != nil {
-			s.logger.Warn("secret scanning limiter failed; refusing", "error", err)
-		}
-		if !ok {
-			w.Header().Set("Retry-After", "60")
-			problem.Write(w, problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests from this client. Try again later."))
-			return
-		}
-		next.ServeHTTP(w, r)
+	return s.limitClient("secret-scanning", allow, time.Minute, next.ServeHTTP, func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests from this client. Try again later."))
 	})
 }
 
