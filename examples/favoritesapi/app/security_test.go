@@ -12,6 +12,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -341,5 +342,79 @@ func TestForgedKeyFlood(t *testing.T) {
 	}
 	if r := call(t, s.URL, tok, "GET", "/v1/me", ""); r.status != http.StatusOK {
 		t.Errorf("own (cached) key during the flood: %d, want 200", r.status)
+	}
+}
+
+// TestPageLimit: a stranger sending forged session cookies gets
+// app.PagesPerMinute requests a minute to the site's pages (each of which
+// reads a session) and then 429 with Retry-After, refused before the
+// read; the stranger's requests without cookies cost no read and pass
+// uncounted; a signed-in user at another address is served as before;
+// /healthz holds each client to a budget of its own; a minute later the
+// stranger is served again.
+func TestPageLimit(t *testing.T) {
+	clock := fakeclock.New(time.Now())
+	s := startServer(t, sqliteDB, app.Config{TrustedProxies: mustProxies(t, "127.0.0.1/32")},
+		func(o *app.Options) { o.Now = clock.Now })
+	ada := signUp(t, s, "ada@example.com") // from 127.0.0.1
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	stranger := func(path string, cookie bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		if cookie {
+			req.AddCookie(&http.Cookie{Name: "__Host-session", Value: strings.Repeat("A", 43)})
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	rejected := func() int { return metric(t, s, "apikit_login_sessions_rejected") }
+
+	before := rejected()
+	for i := range app.PagesPerMinute {
+		if r := stranger("/app", true); r.StatusCode == http.StatusTooManyRequests {
+			t.Fatalf("forged-cookie request %d of %d refused", i+1, app.PagesPerMinute)
+		}
+	}
+	if got := rejected() - before; got != app.PagesPerMinute {
+		t.Fatalf("%d forged cookies read, want %d", got, app.PagesPerMinute)
+	}
+	for _, path := range []string{"/app", "/app/account", "/login", "/problems/quota-exceeded"} {
+		if r := stranger(path, true); r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Errorf("GET %s past the budget = %d (Retry-After %q), want 429", path, r.StatusCode, r.Header.Get("Retry-After"))
+		}
+	}
+	if got := rejected() - before; got != app.PagesPerMinute {
+		t.Errorf("refused requests read %d sessions, want none", got-app.PagesPerMinute)
+	}
+	if r := stranger("/", false); r.StatusCode != http.StatusOK {
+		t.Errorf("GET / without cookies past the budget = %d, want 200", r.StatusCode)
+	}
+	// Ada, signed in at another address, under normal use.
+	for range 20 {
+		if p := get(t, ada, s.URL+"/app"); p.status != http.StatusOK {
+			t.Fatalf("Ada's dashboard = %d, want 200", p.status)
+		}
+	}
+
+	for i := range app.PagesPerMinute {
+		if r := stranger("/healthz", false); r.StatusCode != http.StatusOK {
+			t.Fatalf("health check %d of %d = %d, want 200", i+1, app.PagesPerMinute, r.StatusCode)
+		}
+	}
+	if r := stranger("/healthz", false); r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("health check past the budget = %d, want 429", r.StatusCode)
+	}
+	if p := get(t, ada, s.URL+"/healthz"); p.status != http.StatusOK {
+		t.Errorf("Ada's health check = %d, want 200", p.status)
+	}
+
+	clock.Advance(time.Minute)
+	if r := stranger("/app", true); r.StatusCode == http.StatusTooManyRequests {
+		t.Errorf("a minute later: 429")
 	}
 }
