@@ -418,3 +418,63 @@ func TestPageLimit(t *testing.T) {
 		t.Errorf("a minute later: 429")
 	}
 }
+
+// TestParkedFormsAfterSignOut: every form of the dashboard and of the
+// account page, fetched while signed in and submitted after signing out,
+// by the same browser or by another replaying the old session cookie, is
+// sent to sign in and changes nothing.
+func TestParkedFormsAfterSignOut(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	ada := newCustomer(t, s, "ada@example.com")
+	// A second session, so that the account page shows the forms that
+	// end the others.
+	phone := browser(t)
+	signInWith(t, s, phone, "ada@example.com")
+	dash := get(t, ada.web, s.URL+"/app")
+	acct := get(t, ada.web, s.URL+"/app/account")
+	old := sessionCookie(t, ada.web, s.URL)
+	if dash.status != http.StatusOK || acct.status != http.StatusOK || old == nil {
+		t.Fatalf("signed in: GET /app = %d, GET /app/account = %d, session cookie %v", dash.status, acct.status, old)
+	}
+	if p := submit(t, ada.web, dash, "/logout", nil); p.status != http.StatusSeeOther {
+		t.Fatalf("logout: %d", p.status)
+	}
+	replay := browser(t)
+	u, _ := url.Parse(s.URL)
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: old.Name, Value: old.Value, Path: "/", Secure: true}})
+
+	for who, c := range map[string]*http.Client{"the same browser": ada.web, "the old cookie replayed": replay} {
+		for _, f := range []struct {
+			page   page
+			action string
+			fill   url.Values
+		}{
+			{dash, "/app/keys", url.Values{"name": {"parked"}}},
+			{dash, "/roll", nil},
+			{dash, "/revoke", nil},
+			{dash, "/app/sessions/revoke", nil},
+			{acct, "/app/account/email", url.Values{"email": {"ada.new@example.com"}}},
+			{acct, "/app/account/sessions/end-others", nil},
+			{acct, "/end", nil}, // the phone's session
+			{acct, "/app/account/delete", url.Values{"confirm": {"ada@example.com"}}},
+		} {
+			if p := submit(t, c, f.page, f.action, f.fill); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, "/login") {
+				t.Errorf("%s: parked form %s = %d to %q, want 303 to /login", who, f.action, p.status, p.location)
+			}
+		}
+	}
+
+	if r := ada.call(t, "GET", "/v1/me", ""); r.status != http.StatusOK {
+		t.Errorf("Ada's key after the parked forms: %d, want 200", r.status)
+	}
+	if p := get(t, phone, s.URL+"/app"); p.status != http.StatusOK {
+		t.Errorf("Ada's phone after the parked forms: GET /app = %d, want 200 (still signed in)", p.status)
+	}
+	keys, err := s.Keys().List(t.Context(), mustUserID(t, s, "ada@example.com"))
+	if err != nil || len(keys) != 1 {
+		t.Errorf("Ada has %d keys after the parked forms (%v), want 1", len(keys), err)
+	}
+	if n := s.Mail.count("ada.new@example.com"); n != 0 {
+		t.Errorf("the parked email change mailed the new address %d times", n)
+	}
+}
