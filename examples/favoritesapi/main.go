@@ -250,16 +250,40 @@ func migrateCmd(ctx context.Context, cfg app.Config, stdout io.Writer) error {
 	return nil
 }
 
+// openMigrated opens the database for an operator command and applies
+// the migrations it may lack.
+func openMigrated(ctx context.Context, cfg app.Config) (*store.Store, error) {
+	st, err := app.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := app.Migrate(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// newService starts the whole service for an operator command; done
+// closes it, flushing for up to flushTimeout.
+func newService(ctx context.Context, cfg app.Config, opts app.Options) (srv *app.Server, done func(), err error) {
+	srv, err = app.New(ctx, cfg, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		srv.Close(ctx)
+	}, nil
+}
+
 // openForCommand opens and migrates the database for an operator command,
 // with the invalidation bus its changes are published on. done sends what
 // the command published (for up to flushTimeout) and closes both.
 func openForCommand(ctx context.Context, cfg app.Config, stderr io.Writer) (*store.Store, invalidate.Bus, func(), error) {
-	st, err := app.Open(ctx, cfg.DatabaseURL)
+	st, err := openMigrated(ctx, cfg)
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	if _, err := app.Migrate(ctx, st); err != nil {
-		st.Close()
 		return nil, nil, nil, err
 	}
 	bus, err := app.OpenBus(ctx, cfg, st, slog.New(slog.NewTextHandler(stderr, nil)), "")
@@ -373,15 +397,11 @@ func deleteAccountCmd(ctx context.Context, cfg app.Config, logger *slog.Logger, 
 	if *email == "" || fs.NArg() > 0 {
 		return usageError{"delete-account needs --email and no other arguments"}
 	}
-	srv, err := app.New(ctx, cfg, app.Options{Logger: logger, Stderr: stderr})
+	srv, done, err := newService(ctx, cfg, app.Options{Logger: logger, Stderr: stderr})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		defer cancel()
-		srv.Close(ctx)
-	}()
+	defer done()
 	id, err := srv.DeleteAccountByEmail(ctx, *email, app.DeleteAccountOptions{AtPeriodEnd: *atEnd, By: "operator"})
 	if errors.Is(err, app.ErrNoSuchAccount) {
 		return fmt.Errorf("no user has the email %q", *email)
@@ -419,14 +439,11 @@ func auditCmd(ctx context.Context, cfg app.Config, args []string, stdout, stderr
 	if fs.NArg() > 0 {
 		return usageError{"audit takes only --email"}
 	}
-	st, err := app.Open(ctx, cfg.DatabaseURL)
+	st, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, err := app.Migrate(ctx, st); err != nil {
-		return err
-	}
 	var userID int64
 	if *email != "" {
 		id, found, err := st.UserByEmail(ctx, *email)

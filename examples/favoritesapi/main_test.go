@@ -397,13 +397,7 @@ func TestDeleteAccountCommand(t *testing.T) {
 	ctx := t.Context()
 	vars, srv, hs := serveForCommands(t, app.Options{KeyCacheTTL: 50 * time.Millisecond})
 	api := func(token, method, path, body string) int {
-		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := callAPI(t, hs.URL, token, method, path, body)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
@@ -525,14 +519,7 @@ func TestUsageCommand(t *testing.T) {
 	tok, _ := apikey.Parse(token)
 	apiCall := func(method, path, body string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return callAPI(t, hs.URL, token, method, path, body)
 	}
 	for range 3 {
 		apiCall("GET", "/v1/favorites", "").Body.Close()
@@ -609,4 +596,17 @@ func TestUsageCommand(t *testing.T) {
 			t.Errorf("%v exited %d, want %d saying %q: %s", bad.args, code, bad.code, bad.says, stderr.String())
 		}
 	}
+}
+
+// callAPI sends an API request with token to the server at base.
+func callAPI(t *testing.T, base, token, method, path, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

@@ -41,14 +41,11 @@ func usageCmd(ctx context.Context, cfg app.Config, logger *slog.Logger, args []s
 		if *email != "" || (*rejected && *requeue != "") {
 			return usageError{"usage --rejected and --requeue go without --email, and not together"}
 		}
-		st, err := app.Open(ctx, cfg.DatabaseURL)
+		st, err := openMigrated(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		if _, err := app.Migrate(ctx, st); err != nil {
-			return err
-		}
 		if *requeue != "" {
 			found, err := st.RequeueMeterEvent(ctx, *requeue, time.Now())
 			if err != nil {
@@ -76,15 +73,11 @@ func usageCmd(ctx context.Context, cfg app.Config, logger *slog.Logger, args []s
 	}
 	// The whole service, so that the plan and quota are those the API
 	// reports; it reports no meter events from this process.
-	srv, err := app.New(ctx, cfg, app.Options{Logger: logger, Stderr: stderr, MeterInterval: -1})
+	srv, done, err := newService(ctx, cfg, app.Options{Logger: logger, Stderr: stderr, MeterInterval: -1})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		defer cancel()
-		srv.Close(ctx)
-	}()
+	defer done()
 	resp, err := srv.UsageReport(ctx, *email, q)
 	if errors.Is(err, app.ErrNoSuchUser) {
 		return fmt.Errorf("no user has the email %q", *email)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,7 +106,8 @@ const keyActionsPerHour = 100
 // limitAccount refuses a client's account actions past
 // accountActionsPerHour (429 with Retry-After), failing closed.
 func (s *Server) limitAccount(next http.HandlerFunc) http.HandlerFunc {
-	return s.limitForm("account", accountActionsPerHour, next, func(w http.ResponseWriter, r *http.Request) {
+	allow := s.abuseLimiter("account", ratelimit.PerHour(accountActionsPerHour))
+	return s.limitClient("account", allow, time.Hour, next, func(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, http.StatusTooManyRequests, "", "Too many account changes from your network. Try again later.")
 	})
 }
@@ -113,23 +115,25 @@ func (s *Server) limitAccount(next http.HandlerFunc) http.HandlerFunc {
 // limitKeys refuses a client's key actions past keyActionsPerHour (429
 // with Retry-After), failing closed.
 func (s *Server) limitKeys(next http.HandlerFunc) http.HandlerFunc {
-	return s.limitForm("keys", keyActionsPerHour, next, func(w http.ResponseWriter, r *http.Request) {
+	allow := s.abuseLimiter("keys", ratelimit.PerHour(keyActionsPerHour))
+	return s.limitClient("keys", allow, time.Hour, next, func(w http.ResponseWriter, r *http.Request) {
 		s.dashboardError(w, r, http.StatusTooManyRequests, "Too many key changes from your network. Try again later.")
 	})
 }
 
-// limitForm lets a client post to next perHour times an hour on the
-// abuse limiter's limit name; past it, refuse answers, after a
-// Retry-After header. A limiter that fails refuses.
-func (s *Server) limitForm(name string, perHour int, next, refuse http.HandlerFunc) http.HandlerFunc {
-	allow := s.abuseLimiter(name, ratelimit.PerHour(perHour))
+// limitClient lets a client's requests through to next while allow, a
+// per-client limit (named name in the log), allows them; past it, refuse
+// answers, after a Retry-After header of retryAfter. A limiter that fails
+// refuses.
+func (s *Server) limitClient(name string, allow magiclink.LimiterFunc, retryAfter time.Duration, next, refuse http.HandlerFunc) http.HandlerFunc {
+	retry := strconv.Itoa(int(retryAfter / time.Second))
 	return func(w http.ResponseWriter, r *http.Request) {
 		ok, err := allow(r.Context(), s.clientKey(r))
 		if err != nil {
-			s.logger.Warn("form limiter failed; refusing", "limit", name, "error", err)
+			s.logger.Warn("per-client limiter failed; refusing", "limit", name, "error", err)
 		}
 		if !ok {
-			w.Header().Set("Retry-After", "3600")
+			w.Header().Set("Retry-After", retry)
 			refuse(w, r)
 			return
 		}

@@ -74,18 +74,7 @@ func encodable(t time.Time) bool {
 
 func appendList(b []byte, body listResponse) []byte {
 	b = append(b, `{"favorites":`...)
-	if body.Favorites == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, fav := range body.Favorites {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendFavorite(b, fav)
-		}
-		b = append(b, ']')
-	}
+	b = appendArray(b, body.Favorites, appendFavorite)
 	b = append(b, `,"next_cursor":`...)
 	if body.NextCursor == nil {
 		return append(b, "null}"...)
@@ -102,21 +91,26 @@ func appendFavorite(b []byte, fav Favorite) []byte {
 	b = append(b, `,"url":`...)
 	b = appendString(b, fav.URL)
 	b = append(b, `,"tags":`...)
-	if fav.Tags == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, tag := range fav.Tags {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, tag)
-		}
-		b = append(b, ']')
-	}
+	b = appendArray(b, fav.Tags, appendString)
 	b = append(b, `,"created_at":"`...)
 	b = fav.CreatedAt.AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)
+}
+
+// appendArray appends items as a JSON array, each written by appendItem;
+// a nil slice is null, as encoding/json writes it.
+func appendArray[T any](b []byte, items []T, appendItem func([]byte, T) []byte) []byte {
+	if items == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, item := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendItem(b, item)
+	}
+	return append(b, ']')
 }
 
 // appendString appends s as a JSON string, escaped as encoding/json

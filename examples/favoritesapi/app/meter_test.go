@@ -3,35 +3,17 @@ package app_test
 import (
 	"context"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/billing/meter"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/internal/testkit/stripemock"
 	"github.com/apikit/apikit/ratelimit"
 	"github.com/apikit/apikit/usage"
 )
-
-// testClock is a clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // TestMeteredBilling: a pro customer's calls through the API become
 // Stripe meter events (sent to stripe-mock) whose values add up to the
@@ -40,7 +22,7 @@ func (c *testClock) Advance(d time.Duration) {
 // enqueue and send nothing more, so that every unit is billed once.
 func TestMeteredBilling(t *testing.T) {
 	mock := stripemock.Start(t)
-	clock := &testClock{now: time.Now()}
+	clock := fakeclock.New(time.Now())
 	cfg := app.Config{
 		StripeSecretKey:     "sk_test_favoritesapi",
 		StripeWebhookSecret: webhookSecret,

@@ -37,6 +37,12 @@ func (s *Server) routes() (http.Handler, error) {
 		return nil, err
 	}
 	s.pages = pages
+	// Every page and form of the site reads the session of the cookie it
+	// is sent (LoadUser): one indexed read for any well-formed cookie, a
+	// forged one included. /healthz pings the database. A client is held
+	// to pagesPerMinute of each, before either.
+	limitPages := s.memoryLimit("pages", true)
+	limitHealth := s.memoryLimit("healthz", false)
 	cop := http.NewCrossOriginProtection()
 	form := func(h http.HandlerFunc) http.Handler { return cop.Handler(s.login.RequireUser(h)) }
 
@@ -116,17 +122,17 @@ func (s *Server) routes() (http.Handler, error) {
 	root.Handle("POST /github/secret-scanning", s.limitSecretScan(s.secretScan))
 	// Resources that need neither a user nor protection from cross-origin
 	// posts are served without the session lookup.
-	root.HandleFunc("GET /healthz", s.handleHealth)
+	root.Handle("GET /healthz", limitHealth(http.HandlerFunc(s.handleHealth)))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
 	})
 	// The quota-exceeded problem type is a relative URI: this page
 	// documents it (RFC 9457, section 3.1.1).
-	root.Handle("GET "+plan.QuotaExceededType, s.login.LoadUser(http.HandlerFunc(s.handleQuotaProblem)))
-	root.Handle("GET "+apikey.AddressNotAllowedType, s.login.LoadUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	root.Handle("GET "+plan.QuotaExceededType, limitPages(s.login.LoadUser(http.HandlerFunc(s.handleQuotaProblem))))
+	root.Handle("GET "+apikey.AddressNotAllowedType, limitPages(s.login.LoadUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "address-not-allowed", "Address not allowed — FavoritesAPI", nil)
-	})))
+	}))))
 	root.Handle("GET /static/", staticHandler())
 	root.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
@@ -134,7 +140,7 @@ func (s *Server) routes() (http.Handler, error) {
 	// LoadUser puts the signed-in user, if any, in every page's context:
 	// the layout shows it, and billing's portal asks for it.
 	// withActor names the signed-in user in the security log's events.
-	root.Handle("/", routeOf(site, s.login.LoadUser(withActor(routed(site)))))
+	root.Handle("/", routeOf(site, limitPages(s.login.LoadUser(withActor(routed(site))))))
 	// Every request is timed by its route pattern (and, when traced, a
 	// span of its own).
 	// In front of every handler: every event of the security log carries
@@ -148,6 +154,47 @@ func (s *Server) routes() (http.Handler, error) {
 	return h, nil
 }
 
+// pagesPerMinute bounds a client's requests to the website that carry
+// cookies (its pages, its forms, the problem pages), and separately its
+// requests to /healthz, on each instance: someone reading the site makes
+// a few a minute, a load balancer's health checks fewer; a stranger
+// sending forged session cookies is held to this many session reads a
+// minute. The forms' own, stricter limits apply as well.
+const pagesPerMinute = 300
+
+// memoryLimit returns the middleware that holds a client to
+// pagesPerMinute (a plain-text 429 with Retry-After past it) before next
+// reads anything; with cookiesOnly, requests without a Cookie header,
+// which cost no session read, pass uncounted. The budgets are kept in
+// this instance's memory, not in Redis: a round trip per page would cost
+// what the limit saves, so a fleet of n instances lets a client make n
+// times as many. The memory limiter, full, refuses new clients rather
+// than forget spent budgets; budgets refill within a minute, so only a
+// flood from more than ratelimit.DefaultMaxKeys clients a minute fills it.
+func (s *Server) memoryLimit(name string, cookiesOnly bool) func(http.Handler) http.Handler {
+	mem := ratelimit.NewMemory(ratelimit.MemoryOptions{Now: s.now})
+	limit := ratelimit.PerMinute(pagesPerMinute)
+	allow := func(ctx context.Context, client string) (bool, error) {
+		d, err := mem.Allow(ctx, client, limit)
+		return d.Allowed, err
+	}
+	return func(next http.Handler) http.Handler {
+		limited := s.limitClient(name, allow, time.Minute, next.ServeHTTP, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Too many requests from your network. Try again in a minute.", http.StatusTooManyRequests)
+		})
+		if !cookiesOnly {
+			return limited
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, ok := r.Header["Cookie"]; !ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+			limited(w, r)
+		})
+	}
+}
+
 // secretScanPerMinute bounds a client's requests to the secret scanning
 // endpoint: GitHub sends a report per batch of up to 1,000 tokens found,
 // far fewer than this; a stranger posting signed-looking garbage is held
@@ -159,17 +206,8 @@ const secretScanPerMinute = 60
 // the body.
 func (s *Server) limitSecretScan(next http.Handler) http.Handler {
 	allow := s.abuseLimiter("secret-scanning", ratelimit.PerMinute(secretScanPerMinute))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, err := allow(r.Context(), s.clientKey(r))
-		if err != nil {
-			s.logger.Warn("secret scanning limiter failed; refusing", "error", err)
-		}
-		if !ok {
-			w.Header().Set("Retry-After", "60")
-			problem.Write(w, problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests from this client. Try again later."))
-			return
-		}
-		next.ServeHTTP(w, r)
+	return s.limitClient("secret-scanning", allow, time.Minute, next.ServeHTTP, func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests from this client. Try again later."))
 	})
 }
 
@@ -226,16 +264,25 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 // whose BASE_URL is https tells browsers to use nothing else for a year
 // (HSTS), so that no one on the network can strip TLS from a later visit.
 func securityHeaders(next http.Handler, https bool) http.Handler {
+	// The values are built once and shared by every response, where
+	// Header.Set would allocate each of them again per request. Nothing
+	// changes a header's values in place (Set replaces the slice, Add
+	// appends past its capacity, into a new one).
+	nosniff := []string{"nosniff"}
+	hsts := []string{"max-age=31536000"}
+	csp := []string{"default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'none'; form-action 'self' https://checkout.stripe.com https://billing.stripe.com; frame-ancestors 'none'; base-uri 'none'"}
+	deny := []string{"DENY"}
+	sameOrigin := []string{"same-origin"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
+		h["X-Content-Type-Options"] = nosniff
 		if https {
-			h.Set("Strict-Transport-Security", "max-age=31536000")
+			h["Strict-Transport-Security"] = hsts
 		}
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
-			h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'none'; form-action 'self' https://checkout.stripe.com https://billing.stripe.com; frame-ancestors 'none'; base-uri 'none'")
-			h.Set("X-Frame-Options", "DENY")
-			h.Set("Referrer-Policy", "same-origin")
+			h["Content-Security-Policy"] = csp
+			h["X-Frame-Options"] = deny
+			h["Referrer-Policy"] = sameOrigin
 		}
 		next.ServeHTTP(w, r)
 	})

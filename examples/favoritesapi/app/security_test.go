@@ -12,6 +12,7 @@ import (
 
 	"github.com/apikit/apikit/apikey"
 	"github.com/apikit/apikit/examples/favoritesapi/app"
+	"github.com/apikit/apikit/internal/testkit/fakeclock"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -341,5 +342,139 @@ func TestForgedKeyFlood(t *testing.T) {
 	}
 	if r := call(t, s.URL, tok, "GET", "/v1/me", ""); r.status != http.StatusOK {
 		t.Errorf("own (cached) key during the flood: %d, want 200", r.status)
+	}
+}
+
+// TestPageLimit: a stranger sending forged session cookies gets
+// app.PagesPerMinute requests a minute to the site's pages (each of which
+// reads a session) and then 429 with Retry-After, refused before the
+// read; the stranger's requests without cookies cost no read and pass
+// uncounted; a signed-in user at another address is served as before;
+// /healthz holds each client to a budget of its own; a minute later the
+// stranger is served again.
+func TestPageLimit(t *testing.T) {
+	clock := fakeclock.New(time.Now())
+	s := startServer(t, sqliteDB, app.Config{TrustedProxies: mustProxies(t, "127.0.0.1/32")},
+		func(o *app.Options) { o.Now = clock.Now })
+	ada := signUp(t, s, "ada@example.com") // from 127.0.0.1
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	stranger := func(path string, cookie bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		if cookie {
+			req.AddCookie(&http.Cookie{Name: "__Host-session", Value: strings.Repeat("A", 43)})
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	rejected := func() int { return metric(t, s, "apikit_login_sessions_rejected") }
+
+	before := rejected()
+	for i := range app.PagesPerMinute {
+		if r := stranger("/app", true); r.StatusCode == http.StatusTooManyRequests {
+			t.Fatalf("forged-cookie request %d of %d refused", i+1, app.PagesPerMinute)
+		}
+	}
+	if got := rejected() - before; got != app.PagesPerMinute {
+		t.Fatalf("%d forged cookies read, want %d", got, app.PagesPerMinute)
+	}
+	for _, path := range []string{"/app", "/app/account", "/login", "/problems/quota-exceeded"} {
+		if r := stranger(path, true); r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Errorf("GET %s past the budget = %d (Retry-After %q), want 429", path, r.StatusCode, r.Header.Get("Retry-After"))
+		}
+	}
+	if got := rejected() - before; got != app.PagesPerMinute {
+		t.Errorf("refused requests read %d sessions, want none", got-app.PagesPerMinute)
+	}
+	if r := stranger("/", false); r.StatusCode != http.StatusOK {
+		t.Errorf("GET / without cookies past the budget = %d, want 200", r.StatusCode)
+	}
+	// Ada, signed in at another address, under normal use.
+	for range 20 {
+		if p := get(t, ada, s.URL+"/app"); p.status != http.StatusOK {
+			t.Fatalf("Ada's dashboard = %d, want 200", p.status)
+		}
+	}
+
+	for i := range app.PagesPerMinute {
+		if r := stranger("/healthz", false); r.StatusCode != http.StatusOK {
+			t.Fatalf("health check %d of %d = %d, want 200", i+1, app.PagesPerMinute, r.StatusCode)
+		}
+	}
+	if r := stranger("/healthz", false); r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("health check past the budget = %d, want 429", r.StatusCode)
+	}
+	if p := get(t, ada, s.URL+"/healthz"); p.status != http.StatusOK {
+		t.Errorf("Ada's health check = %d, want 200", p.status)
+	}
+
+	clock.Advance(time.Minute)
+	if r := stranger("/app", true); r.StatusCode == http.StatusTooManyRequests {
+		t.Errorf("a minute later: 429")
+	}
+}
+
+// TestParkedFormsAfterSignOut: every form of the dashboard and of the
+// account page, fetched while signed in and submitted after signing out,
+// by the same browser or by another replaying the old session cookie, is
+// sent to sign in and changes nothing.
+func TestParkedFormsAfterSignOut(t *testing.T) {
+	s := startServer(t, sqliteDB, app.Config{})
+	ada := newCustomer(t, s, "ada@example.com")
+	// A second session, so that the account page shows the forms that
+	// end the others.
+	phone := browser(t)
+	signInWith(t, s, phone, "ada@example.com")
+	dash := get(t, ada.web, s.URL+"/app")
+	acct := get(t, ada.web, s.URL+"/app/account")
+	old := sessionCookie(t, ada.web, s.URL)
+	if dash.status != http.StatusOK || acct.status != http.StatusOK || old == nil {
+		t.Fatalf("signed in: GET /app = %d, GET /app/account = %d, session cookie %v", dash.status, acct.status, old)
+	}
+	if p := submit(t, ada.web, dash, "/logout", nil); p.status != http.StatusSeeOther {
+		t.Fatalf("logout: %d", p.status)
+	}
+	replay := browser(t)
+	u, _ := url.Parse(s.URL)
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: old.Name, Value: old.Value, Path: "/", Secure: true}})
+
+	for who, c := range map[string]*http.Client{"the same browser": ada.web, "the old cookie replayed": replay} {
+		for _, f := range []struct {
+			page   page
+			action string
+			fill   url.Values
+		}{
+			{dash, "/app/keys", url.Values{"name": {"parked"}}},
+			{dash, "/roll", nil},
+			{dash, "/revoke", nil},
+			{dash, "/app/sessions/revoke", nil},
+			{acct, "/app/account/email", url.Values{"email": {"ada.new@example.com"}}},
+			{acct, "/app/account/sessions/end-others", nil},
+			{acct, "/end", nil}, // the phone's session
+			{acct, "/app/account/delete", url.Values{"confirm": {"ada@example.com"}}},
+		} {
+			if p := submit(t, c, f.page, f.action, f.fill); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, "/login") {
+				t.Errorf("%s: parked form %s = %d to %q, want 303 to /login", who, f.action, p.status, p.location)
+			}
+		}
+	}
+
+	if r := ada.call(t, "GET", "/v1/me", ""); r.status != http.StatusOK {
+		t.Errorf("Ada's key after the parked forms: %d, want 200", r.status)
+	}
+	if p := get(t, phone, s.URL+"/app"); p.status != http.StatusOK {
+		t.Errorf("Ada's phone after the parked forms: GET /app = %d, want 200 (still signed in)", p.status)
+	}
+	keys, err := s.Keys().List(t.Context(), mustUserID(t, s, "ada@example.com"))
+	if err != nil || len(keys) != 1 {
+		t.Errorf("Ada has %d keys after the parked forms (%v), want 1", len(keys), err)
+	}
+	if n := s.Mail.count("ada.new@example.com"); n != 0 {
+		t.Errorf("the parked email change mailed the new address %d times", n)
 	}
 }
