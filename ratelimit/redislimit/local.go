@@ -71,9 +71,15 @@ type LocalOptions struct {
 // Count × (1 + T/Period + 2 × I × SyncInterval / Period). With 4 instances
 // syncing every 100 ms, a key limited to 100/s gets at most 80 units
 // more than its budget in any span, and in a span of one minute (6,100
-// units) 1.3 % more; with 10/min, b is 1 and the excess at most 8. A
-// refusal is never wrong: views miss other instances' spending, never
-// refills, so a key refused locally would be refused by Redis too.
+// units) 1.3 % more; with 10/min, b is 1 and the excess at most 8.
+//
+// A refusal is never wrong: views miss other instances' spending, never
+// refills, so a key refused locally would be refused by Redis too. (The
+// one exception is a unit that refilled while the reply that set the
+// view was on its way: at most a round trip's worth.) Units this
+// instance has sent and not heard back about count against a local
+// admission but not for a local refusal, since Redis may or may not have
+// them yet; a request that falls between the two takes a round trip.
 //
 // While Redis is down, refusals and the allowance left from the last
 // sync are still decided locally; the units admitted are kept and sent
@@ -114,14 +120,25 @@ type localShard struct {
 }
 
 // localEntry is the view of one key, guarded by its shard's lock.
+//
+// base is when Redis's bucket is full again as of the latest reply, in
+// ns of the local clock (the reply's wait from the time it came). It
+// counts the units sent before that reply's request, may or may not
+// count the units in flight (another round trip may have reached Redis
+// first), and never counts the pending ones. So base + pending is a lower
+// bound of the spending (but for what refilled during the round trip),
+// and a refusal from it is right; base + pending + inflight bounds this
+// instance's own spending from above, so an admission from it overshoots
+// only by what other instances spent (see [Local]). Between the two,
+// while units are in flight, a decision is exact.
 type localEntry struct {
 	limit    ratelimit.Limit
-	tat      int64 // when the bucket is full again, in ns of the local clock
+	base     int64 // see above
 	pending  int64 // units admitted locally, not yet sent
-	inflight int64 // units sent by the sync under way
+	inflight int64 // units sent by round trips under way
 	left     int64 // units this instance may still admit locally before the next sync
 	used     bool  // used since the last sync
-	synced   bool  // the view is from Redis
+	synced   bool  // base is from Redis
 }
 
 var _ ratelimit.Limiter = (*Local)(nil)
@@ -204,18 +221,19 @@ func (l *Local) AllowN(ctx context.Context, key string, limit ratelimit.Limit, n
 	e := sh.m[key]
 	if e != nil && e.synced && e.limit == limit && !l.closed.Load() {
 		now := l.now()
-		tat := max(e.tat, now)
-		avail := burst - float64(tat-now)/iv
-		if float64(n) > avail+1e-9 {
+		// The most units the bucket can hold now, and the fewest.
+		most := burst - (float64(max(e.base, now)-now)/iv + float64(e.pending))
+		least := most - float64(e.inflight)
+		if float64(n) > most+1e-9 {
 			// Refused by the view: Redis, which knows at least as much
 			// spending, would refuse too.
 			e.used = true
 			sh.mu.Unlock()
 			l.limited.Add(1)
-			return ratelimit.Decide(limit, avail, n), nil
+			return ratelimit.Decide(limit, most, n), nil
 		}
-		if e.left >= int64(n) {
-			e.tat = tat + int64(float64(n)*iv)
+		if e.left >= int64(n) && float64(n) <= least+1e-9 {
+			avail := least
 			e.pending += int64(n)
 			e.left -= int64(n)
 			e.used = true
@@ -243,24 +261,25 @@ func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit r
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected reply from the script: %v", res)
 	}
-	if sent > 0 {
-		sh.mu.Lock()
-		if e := sh.m[key]; e != nil {
-			e.inflight -= sent
-			if err != nil {
-				e.pending += sent // sent at the next sync
-			}
-		}
-		sh.mu.Unlock()
-	}
-	if err != nil {
-		return l.fail(ctx, key, limit, n, err)
+	var debt int64 // until the bucket is full, after this decision
+	if err == nil {
+		debt = res[1] * int64(time.Microsecond)
 	}
 	now := l.now()
-	debt := res[1] * int64(time.Microsecond) // until the bucket is full, after this decision
-	iv := float64(limit.Period) / float64(limit.Count)
+	// One critical section, so that no decision sees the units sent
+	// neither in flight nor in base.
 	sh.mu.Lock()
 	e := sh.m[key]
+	if e != nil && sent > 0 {
+		e.inflight -= sent
+		if err != nil {
+			e.pending += sent // sent at the next sync
+		}
+	}
+	if err != nil {
+		sh.mu.Unlock()
+		return l.fail(ctx, key, limit, n, err)
+	}
 	if e == nil && int(l.keys.Load()) < l.maxKeys {
 		e = &localEntry{}
 		sh.m[key] = e
@@ -270,18 +289,16 @@ func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit r
 		if e.limit != limit {
 			*e = localEntry{limit: limit, pending: e.pending, inflight: e.inflight}
 		}
-		// Redis does not know yet what this instance admitted and did
-		// not send: keep the view at least that far.
-		view := now + debt + int64(float64(e.pending+e.inflight)*iv)
-		if !e.synced || view > e.tat {
-			e.tat = view
-		}
 		if !e.synced {
+			e.base = now + debt
 			e.left = l.allowance(limit)
+		} else {
+			e.base = max(e.base, now+debt)
 		}
 		e.synced, e.used = true, true
 	}
 	sh.mu.Unlock()
+	iv := float64(limit.Period) / float64(limit.Count)
 	avail := float64(limit.BurstSize()) - float64(debt)/iv
 	if res[0] == 1 {
 		l.allowed.Add(1)
@@ -366,7 +383,7 @@ func (l *Local) Sync(ctx context.Context) error {
 		sh.mu.Lock()
 		for key, e := range sh.m {
 			if !e.used && e.pending == 0 && e.inflight == 0 {
-				if e.tat <= now {
+				if e.base <= now {
 					delete(sh.m, key)
 					l.keys.Add(-1)
 				}
@@ -402,14 +419,13 @@ func (l *Local) Sync(ctx context.Context) error {
 				rerr = fmt.Errorf("unexpected reply from the script: %v", res)
 			}
 		}
-		iv := float64(it.limit.Period) / float64(it.limit.Count)
 		it.sh.mu.Lock()
 		e := it.e
 		e.inflight -= it.sent
 		if err != nil || rerr != nil {
 			e.pending += it.sent // sent next time
 		} else if e.limit == it.limit {
-			e.tat = now + res[1]*int64(time.Microsecond) + int64(float64(e.pending+e.inflight)*iv)
+			e.base = max(e.base, now+res[1]*int64(time.Microsecond))
 			e.left = l.allowance(it.limit)
 		}
 		it.sh.mu.Unlock()

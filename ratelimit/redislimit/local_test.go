@@ -168,3 +168,92 @@ func TestLocalDecidesLocally(t *testing.T) {
 		t.Fatalf("%d round trips; want 2 (the first request and the one after Close)", st.Exact)
 	}
 }
+
+// holdReply is a go-redis hook that, once armed, holds back the reply of
+// the first single (not pipelined) script call that charges units: Redis
+// has run it, its caller does not know yet.
+type holdReply struct {
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (h *holdReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *holdReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *holdReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		args := cmd.Args()
+		if name := cmd.Name(); (name == "evalsha" || name == "eval") && len(args) >= 2 &&
+			args[len(args)-2] != int64(0) && h.armed.CompareAndSwap(true, false) {
+			close(h.reached)
+			<-h.release
+		}
+		return err
+	}
+}
+
+// TestLocalRefusesOnlyWhatRedisWould: a round trip that reaches Redis
+// before a sync but answers after it must not have its units counted
+// twice in the view, or the view would refuse requests Redis admits.
+func TestLocalRefusesOnlyWhatRedisWould(t *testing.T) {
+	c := redis.NewClient(redisOptions(t))
+	t.Cleanup(func() { c.Close() })
+	hold := &holdReply{reached: make(chan struct{}), release: make(chan struct{})}
+	c.AddHook(hold)
+	l := redislimit.NewLocal(c, redislimit.LocalOptions{
+		Options:      redislimit.Options{Prefix: testPrefix(), FailClosed: true, Timeout: 10 * time.Second},
+		SyncInterval: 6 * time.Minute, // synced by hand
+	})
+	defer l.Close(context.Background())
+	ctx := context.Background()
+	limit := ratelimit.PerHour(10) // an allowance of 1 a sync
+	check := func(i int, d ratelimit.Decision, err error) {
+		t.Helper()
+		if err != nil || !d.Allowed || d.Remaining != 9-i {
+			t.Fatalf("request %d: %+v, %v; want allowed, %d remaining", i+1, d, err, 9-i)
+		}
+	}
+	allow := func(i int) {
+		t.Helper()
+		d, err := l.Allow(ctx, "k", limit)
+		check(i, d, err)
+	}
+	allow(0) // exact: the view is made
+	allow(1) // local: the allowance is spent, 1 unit pending
+	// The third request sends the pending unit with its own; its reply
+	// is held while a sync reads the bucket that already has both.
+	hold.armed.Store(true)
+	type result struct {
+		d   ratelimit.Decision
+		err error
+	}
+	third := make(chan result, 1)
+	go func() {
+		d, err := l.Allow(ctx, "k", limit)
+		third <- result{d, err}
+	}()
+	select {
+	case <-hold.reached:
+	case r := <-third:
+		t.Fatalf("the third request took no round trip that charged units: %+v, %v", r.d, r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third request has not reached Redis after 10s")
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(hold.release)
+	r := <-third
+	check(2, r.d, r.err)
+	for i := 3; i < 10; i++ {
+		allow(i)
+	}
+	if d, err := l.Allow(ctx, "k", limit); err != nil || d.Allowed {
+		t.Fatalf("request 11: %+v, %v; want refused", d, err)
+	}
+}
