@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikit/apikit/internal/testkit/conformance"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
 )
@@ -369,22 +370,18 @@ func Run(t *testing.T, newDecider NewDecider) {
 		d := newDecider(t, Options{Now: clock.Now})
 		p := &plan.Plan{Name: "race", Limits: []ratelimit.Limit{lim("1000/s"), lim("100000/h")}, Quota: plan.Quota{Count: 150, Period: plan.Month}}
 		var admitted atomic.Int64
-		var wg sync.WaitGroup
-		for g := range 16 {
-			wg.Go(func() {
-				for i := range 20 {
-					dec, err := d.Decide(ctx, plan.Request{Plan: p, User: "shared", Key: fmt.Sprint(g), Cost: 1 + i%2})
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if dec.Allowed {
-						admitted.Add(int64(dec.Cost))
-					}
+		conformance.Together(16, func(g int) {
+			for i := range 20 {
+				dec, err := d.Decide(ctx, plan.Request{Plan: p, User: "shared", Key: fmt.Sprint(g), Cost: 1 + i%2})
+				if err != nil {
+					t.Error(err)
+					return
 				}
-			})
-		}
-		wg.Wait()
+				if dec.Allowed {
+					admitted.Add(int64(dec.Cost))
+				}
+			}
+		})
 		if n := admitted.Load(); n > 150 || n < 149 {
 			t.Errorf("admitted %d units of a quota of 150; want 149 or 150 (never more)", n)
 		}

@@ -231,18 +231,16 @@ func testAPIKeys(t *testing.T, newBackend func(t *testing.T) Backend) {
 		mustCreateKey(t, b, k)
 		const n = 10
 		hashes := map[string]bool{string(k.SecretHash): true}
-		var wg sync.WaitGroup
 		errs := make(chan error, n)
 		for i := range n {
-			h := fmt.Appendf(nil, "hash-%d", i)
-			hashes[string(h)] = true
-			wg.Go(func() {
-				if found, err := b.RollKey(conformance.Context(t), k.ID, h, epoch.Add(time.Hour), epoch); err != nil || !found {
-					errs <- fmt.Errorf("RollKey = %v, %v", found, err)
-				}
-			})
+			hashes[fmt.Sprintf("hash-%d", i)] = true
 		}
-		wg.Wait()
+		conformance.Together(n, func(i int) {
+			h := fmt.Appendf(nil, "hash-%d", i)
+			if found, err := b.RollKey(conformance.Context(t), k.ID, h, epoch.Add(time.Hour), epoch); err != nil || !found {
+				errs <- fmt.Errorf("RollKey = %v, %v", found, err)
+			}
+		})
 		close(errs)
 		for err := range errs {
 			t.Fatal(err)

@@ -115,27 +115,23 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "race@example.com")
 		const n = 20
-		var wg sync.WaitGroup
 		var mu sync.Mutex
 		written, dups := 0, 0
-		for i := range n {
-			wg.Go(func() {
-				ch := subscription.Change{UserID: uid, CustomerID: "cus_1",
-					Subscription: sub(fmt.Sprint("status_", i), t0)}
-				a, err := b.ApplyEvent(conformance.Context(t), ev("evt_same", t0), ch)
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err != nil:
-					t.Errorf("ApplyEvent: %v", err)
-				case a.Duplicate:
-					dups++
-				case a.Written:
-					written++
-				}
-			})
-		}
-		wg.Wait()
+		conformance.Together(n, func(i int) {
+			ch := subscription.Change{UserID: uid, CustomerID: "cus_1",
+				Subscription: sub(fmt.Sprint("status_", i), t0)}
+			a, err := b.ApplyEvent(conformance.Context(t), ev("evt_same", t0), ch)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Errorf("ApplyEvent: %v", err)
+			case a.Duplicate:
+				dups++
+			case a.Written:
+				written++
+			}
+		})
 		if written != 1 || dups != n-1 {
 			t.Errorf("%d concurrent deliveries of one event: %d applied, %d duplicates; want 1 and %d", n, written, dups, n-1)
 		}
@@ -147,18 +143,14 @@ func testBilling(t *testing.T, newBackend func(t *testing.T) Backend) {
 		b := newBackend(t)
 		uid := mustUser(t, b, "many@example.com")
 		const n = 20
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				created := t0.Add(time.Duration(i) * time.Second)
-				_, err := b.ApplyEvent(conformance.Context(t), ev(fmt.Sprint("evt_", i), created), subscription.Change{
-					UserID: uid, CustomerID: "cus_1", Subscription: sub(fmt.Sprint("status_", i), created)})
-				if err != nil {
-					t.Errorf("ApplyEvent: %v", err)
-				}
-			})
-		}
-		wg.Wait()
+		conformance.Together(n, func(i int) {
+			created := t0.Add(time.Duration(i) * time.Second)
+			_, err := b.ApplyEvent(conformance.Context(t), ev(fmt.Sprint("evt_", i), created), subscription.Change{
+				UserID: uid, CustomerID: "cus_1", Subscription: sub(fmt.Sprint("status_", i), created)})
+			if err != nil {
+				t.Errorf("ApplyEvent: %v", err)
+			}
+		})
 		if s := get(t, b, "sub_1"); s.Status != fmt.Sprint("status_", n-1) || !s.EventCreated.Equal(t0.Add((n-1)*time.Second)) {
 			t.Errorf("after %d concurrent events: %s at %v; want the newest, status_%d", n, s.Status, s.EventCreated, n-1)
 		}

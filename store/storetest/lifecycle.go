@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,22 +102,19 @@ func RunNoticeInstances(t *testing.T, newPair func(t *testing.T) (apikeytest.Not
 		}
 	}
 	var wins [keys]atomic.Int32
-	var wg sync.WaitGroup
-	for _, s := range []apikeytest.NoticeBackend{a, b, a, b} {
-		wg.Go(func() {
-			for i := range keys {
-				won, err := s.ClaimNotice(ctx, apikey.NoticeClaim{Kind: apikey.NoticeExpiresTomorrow, KeyID: keyID(i), Due: epoch}, epoch)
-				if err != nil {
-					t.Errorf("ClaimNotice: %v", err)
-					return
-				}
-				if won {
-					wins[i].Add(1)
-				}
+	handles := []apikeytest.NoticeBackend{a, b, a, b}
+	conformance.Together(len(handles), func(h int) {
+		for i := range keys {
+			won, err := handles[h].ClaimNotice(ctx, apikey.NoticeClaim{Kind: apikey.NoticeExpiresTomorrow, KeyID: keyID(i), Due: epoch}, epoch)
+			if err != nil {
+				t.Errorf("ClaimNotice: %v", err)
+				return
 			}
-		})
-	}
-	wg.Wait()
+			if won {
+				wins[i].Add(1)
+			}
+		}
+	})
 	for i := range keys {
 		if n := wins[i].Load(); n != 1 {
 			t.Errorf("key %s: %d of 4 concurrent claims through two handles won, want exactly 1", keyID(i), n)

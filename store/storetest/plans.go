@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -145,28 +144,24 @@ func concurrentUsage(t *testing.T, a, b PlanStore) {
 		batches = 15
 		ids     = 8
 	)
-	var wg sync.WaitGroup
 	errs := make(chan error, workers*batches)
-	for w := range workers {
+	conformance.Together(workers, func(w int) {
 		s := a
 		if w%2 == 1 {
 			s = b
 		}
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 1))
-			for range batches {
-				batch := make([]plan.Usage, 0, ids)
-				for _, i := range r.Perm(ids) {
-					batch = append(batch, plan.Usage{Identity: fmt.Sprintf("user:%d", i), Period: plan.Month, Start: periodStart, Count: int64(i + 1)})
-				}
-				if err := s.AddUsage(context.Background(), batch); err != nil {
-					errs <- err
-					return
-				}
+		r := rand.New(rand.NewPCG(uint64(w), 1))
+		for range batches {
+			batch := make([]plan.Usage, 0, ids)
+			for _, i := range r.Perm(ids) {
+				batch = append(batch, plan.Usage{Identity: fmt.Sprintf("user:%d", i), Period: plan.Month, Start: periodStart, Count: int64(i + 1)})
 			}
-		})
-	}
-	wg.Wait()
+			if err := s.AddUsage(context.Background(), batch); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent AddUsage: %v", err)

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"github.com/apikit/apikit/internal/testkit/conformance"
-	"sync"
 	"testing"
 )
 
@@ -62,11 +61,7 @@ func testUsers(t *testing.T, newBackend func(t *testing.T) Backend) {
 		ids := make([]int64, n)
 		created := make([]bool, n)
 		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() { ids[i], created[i], errs[i] = b.CreateUser(ctx, "race@example.com", epoch) })
-		}
-		wg.Wait()
+		conformance.Together(n, func(i int) { ids[i], created[i], errs[i] = b.CreateUser(ctx, "race@example.com", epoch) })
 		creations := 0
 		for i := range n {
 			if errs[i] != nil {

@@ -178,13 +178,9 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		q := usage.Query{UserID: "1", From: day.Add(-48 * time.Hour), To: day.Add(48 * time.Hour), Granularity: usage.Day}
 		before := read(t, s, q)
 		// Two instances roll up at once: each hour moves once.
-		var wg sync.WaitGroup
 		moved := make([]int64, 2)
 		errs := make([]error, 2)
-		for i := range 2 {
-			wg.Go(func() { moved[i], errs[i] = s.RollupCounts(conformance.Context(t), day.Add(24*time.Hour)) })
-		}
-		wg.Wait()
+		conformance.Together(2, func(i int) { moved[i], errs[i] = s.RollupCounts(conformance.Context(t), day.Add(24*time.Hour)) })
 		for _, err := range errs {
 			if err != nil {
 				t.Fatalf("RollupCounts: %v", err)
@@ -267,27 +263,23 @@ func RunInstances(t *testing.T, newPair func(t *testing.T) (Backend, Backend)) {
 	t.Run("AddsUp", func(t *testing.T) {
 		a, b := newPair(t)
 		const writers, batches, users = 4, 10, 6
-		var wg sync.WaitGroup
-		for w := range writers {
+		conformance.Together(writers, func(w int) {
 			s := a
 			if w%2 == 1 {
 				s = b
 			}
-			wg.Go(func() {
-				for i := range batches {
-					var cs []usage.Count
-					for u := range users { // overlapping rows, in different orders
-						u = (u + w + i) % users
-						cs = append(cs, count(fmt.Sprint(u), "k", Hour0, 1, 0, int64(u+1)))
-					}
-					if err := s.AddCounts(conformance.Context(t), batch(cs...)); err != nil {
-						t.Errorf("AddCounts: %v", err)
-						return
-					}
+			for i := range batches {
+				var cs []usage.Count
+				for u := range users { // overlapping rows, in different orders
+					u = (u + w + i) % users
+					cs = append(cs, count(fmt.Sprint(u), "k", Hour0, 1, 0, int64(u+1)))
 				}
-			})
-		}
-		wg.Wait()
+				if err := s.AddCounts(conformance.Context(t), batch(cs...)); err != nil {
+					t.Errorf("AddCounts: %v", err)
+					return
+				}
+			}
+		})
 		for u := range users {
 			for _, s := range []Backend{a, b} {
 				got := total(read(t, s, usage.Query{UserID: fmt.Sprint(u), From: Hour0, To: Hour0.Add(time.Hour), Granularity: usage.Hour}))

@@ -90,25 +90,21 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		var (
 			mu   sync.Mutex
 			seen = map[string]int{}
-			wg   sync.WaitGroup
 		)
-		for range 4 {
-			wg.Go(func() {
-				got, err := s.ClaimMeterEvents(conformance.Context(t), due, due.Add(time.Minute), 20)
-				if err != nil {
-					t.Errorf("ClaimMeterEvents: %v", err)
+		conformance.Together(4, func(int) {
+			got, err := s.ClaimMeterEvents(conformance.Context(t), due, due.Add(time.Minute), 20)
+			if err != nil {
+				t.Errorf("ClaimMeterEvents: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range got {
+				seen[e.Identifier]++
+				if e.Attempts != 1 || e.State != meter.Pending {
+					t.Errorf("claimed %+v; want attempts 1, pending", e)
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, e := range got {
-					seen[e.Identifier]++
-					if e.Attempts != 1 || e.State != meter.Pending {
-						t.Errorf("claimed %+v; want attempts 1, pending", e)
-					}
-				}
-			})
-		}
-		wg.Wait()
+			}
+		})
 		if len(seen) != 20 {
 			t.Errorf("4 concurrent claimers leased %d distinct events; want 20", len(seen))
 		}

@@ -1,8 +1,9 @@
-// Package conformance holds what apikit's conformance suites (store/storetest,
-// usage/usagetest, billing/meter/metertest, apikey/apikeytest) share: a
-// bounded context for each test, and contenders released together for the
-// tests of "exactly one wins". It imports nothing of apikit, so every suite
-// may use it.
+// Package conformance holds what apikit's conformance suites
+// (store/storetest, usage/usagetest, billing/meter/metertest,
+// apikey/apikeytest, plan/plantest) share: a bounded context for each
+// test, and contenders released together for the tests of concurrent
+// calls ("exactly one wins"). It imports nothing of apikit, so every
+// suite may use it.
 package conformance
 
 import (
@@ -24,29 +25,34 @@ func Context(tb testing.TB) context.Context {
 	return ctx
 }
 
-// Winners runs try(0) … try(n-1) in n goroutines released at once, so
-// that their calls overlap, and returns how many reported a win. An error
-// fails the test (and counts as no win).
-func Winners(tb testing.TB, n int, try func(i int) (won bool, err error)) int {
-	tb.Helper()
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		wins  = make([]bool, n)
-	)
+// Together runs f(0) … f(n-1) in n goroutines released at once, so that
+// their calls overlap, and returns when all have returned.
+func Together(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			won, err := try(i)
-			if err != nil {
-				tb.Errorf("contender %d of %d: %v", i, n, err)
-				return
-			}
-			wins[i] = won
+			f(i)
 		})
 	}
 	close(start)
 	wg.Wait()
+}
+
+// Winners runs try(0) … try(n-1) as [Together] does, and returns how many
+// reported a win. An error fails the test (and counts as no win).
+func Winners(tb testing.TB, n int, try func(i int) (won bool, err error)) int {
+	tb.Helper()
+	wins := make([]bool, n)
+	Together(n, func(i int) {
+		won, err := try(i)
+		if err != nil {
+			tb.Errorf("contender %d of %d: %v", i, n, err)
+			return
+		}
+		wins[i] = won
+	})
 	won := 0
 	for _, w := range wins {
 		if w {
