@@ -78,8 +78,10 @@ type LocalOptions struct {
 // one exception is a unit that refilled while the reply that set the
 // view was on its way: at most a round trip's worth.) Units this
 // instance has sent and not heard back about count against a local
-// admission but not for a local refusal, since Redis may or may not have
-// them yet; a request that falls between the two takes a round trip.
+// admission; for a local refusal, only those sent after the reply that
+// set the view came, since a script that ran after the others' may
+// already count them. A request that falls between the two takes a
+// round trip.
 //
 // While Redis is down, refusals and the allowance left from the last
 // sync are still decided locally; the units admitted are kept and sent
@@ -121,24 +123,58 @@ type localShard struct {
 
 // localEntry is the view of one key, guarded by its shard's lock.
 //
-// base is when Redis's bucket is full again as of the latest reply, in
-// ns of the local clock (the reply's wait from the time it came). It
-// counts the units sent before that reply's request, may or may not
-// count the units in flight (another round trip may have reached Redis
-// first), and never counts the pending ones. So base + pending is a lower
-// bound of the spending (but for what refilled during the round trip),
-// and a refusal from it is right; base + pending + inflight bounds this
-// instance's own spending from above, so an admission from it overshoots
-// only by what other instances spent (see [Local]). Between the two,
-// while units are in flight, a decision is exact.
+// base is when Redis's bucket is full again as of the reply that set it,
+// in ns of the local clock (the reply's wait from the time it came). It
+// counts the units sent before that reply's request and never the pending
+// ones. Of the units in flight, those sent after the reply came (sure) are
+// not in it either; the others may be, if their script ran first. So base
+// + pending + sure is a lower bound of the spending (but for what refilled
+// while the reply was on its way), and a refusal from it is right; base +
+// pending + inflight bounds this instance's own spending from above, so
+// an admission from it overshoots only by what other instances spent (see
+// [Local]). Between the two a decision is exact.
 type localEntry struct {
 	limit    ratelimit.Limit
-	base     int64 // see above
-	pending  int64 // units admitted locally, not yet sent
-	inflight int64 // units sent by round trips under way
-	left     int64 // units this instance may still admit locally before the next sync
-	used     bool  // used since the last sync
-	synced   bool  // base is from Redis
+	base     int64  // see above
+	gen      uint64 // counts the changes of base
+	pending  int64  // units admitted locally, not yet sent
+	inflight int64  // units sent by round trips under way
+	sure     int64  // those of them sent since base last changed
+	left     int64  // units this instance may still admit locally before the next sync
+	used     bool   // used since the last sync
+	synced   bool   // base is from Redis
+}
+
+// send moves the pending units to a round trip, and returns them and the
+// generation of base they were sent in, for [localEntry.done].
+func (e *localEntry) send() (sent int64, gen uint64) {
+	sent, gen = e.pending, e.gen
+	e.inflight += sent
+	e.sure += sent
+	e.pending = 0
+	return sent, gen
+}
+
+// done ends a round trip that carried sent units, sent in generation gen;
+// if it failed, they are pending again.
+func (e *localEntry) done(sent int64, gen uint64, failed bool) {
+	e.inflight -= sent
+	if gen == e.gen {
+		e.sure -= sent
+	}
+	if failed {
+		e.pending += sent
+	}
+}
+
+// rebase takes a reply's base. A later base may count every unit in
+// flight: none is sure any more.
+func (e *localEntry) rebase(base int64) {
+	if !e.synced || base > e.base {
+		e.base = base
+		e.gen++
+		e.sure = 0
+	}
 }
 
 var _ ratelimit.Limiter = (*Local)(nil)
@@ -222,8 +258,8 @@ func (l *Local) AllowN(ctx context.Context, key string, limit ratelimit.Limit, n
 	if e != nil && e.synced && e.limit == limit && !l.closed.Load() {
 		now := l.now()
 		// The most units the bucket can hold now, and the fewest.
-		most := burst - (float64(max(e.base, now)-now)/iv + float64(e.pending))
-		least := most - float64(e.inflight)
+		most := burst - (float64(max(e.base, now)-now)/iv + float64(e.pending+e.sure))
+		least := most - float64(e.inflight-e.sure)
 		if float64(n) > most+1e-9 {
 			// Refused by the view: Redis, which knows at least as much
 			// spending, would refuse too.
@@ -245,17 +281,17 @@ func (l *Local) AllowN(ctx context.Context, key string, limit ratelimit.Limit, n
 	// Exact: the units admitted here and not yet sent go with the
 	// decision, so that Redis decides knowing them.
 	var sent int64
+	var gen uint64
 	if e != nil && e.limit == limit {
-		sent = e.pending
-		e.inflight += sent
-		e.pending = 0
+		sent, gen = e.send()
 	}
 	sh.mu.Unlock()
-	return l.exactly(ctx, sh, key, limit, n, sent)
+	return l.exactly(ctx, sh, key, limit, n, sent, gen)
 }
 
-// exactly decides with one round trip, and updates the key's view.
-func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit ratelimit.Limit, n int, sent int64) (ratelimit.Decision, error) {
+// exactly decides with one round trip that also carries sent units (of
+// generation gen), and updates the key's view.
+func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit ratelimit.Limit, n int, sent int64, gen uint64) (ratelimit.Decision, error) {
 	l.exact.Add(1)
 	res, err := l.run(ctx, key, limit, sent, n)
 	if err == nil && len(res) != 2 {
@@ -271,10 +307,7 @@ func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit r
 	sh.mu.Lock()
 	e := sh.m[key]
 	if e != nil && sent > 0 {
-		e.inflight -= sent
-		if err != nil {
-			e.pending += sent // sent at the next sync
-		}
+		e.done(sent, gen, err != nil) // on failure, sent at the next sync
 	}
 	if err != nil {
 		sh.mu.Unlock()
@@ -287,14 +320,12 @@ func (l *Local) exactly(ctx context.Context, sh *localShard, key string, limit r
 	}
 	if e != nil {
 		if e.limit != limit {
-			*e = localEntry{limit: limit, pending: e.pending, inflight: e.inflight}
+			*e = localEntry{limit: limit, gen: e.gen + 1, pending: e.pending, inflight: e.inflight}
 		}
 		if !e.synced {
-			e.base = now + debt
 			e.left = l.allowance(limit)
-		} else {
-			e.base = max(e.base, now+debt)
 		}
+		e.rebase(now + debt)
 		e.synced, e.used = true, true
 	}
 	sh.mu.Unlock()
@@ -367,6 +398,7 @@ type syncItem struct {
 	e     *localEntry
 	limit ratelimit.Limit
 	sent  int64
+	gen   uint64
 	cmd   *redis.Cmd
 }
 
@@ -389,9 +421,9 @@ func (l *Local) Sync(ctx context.Context) error {
 				}
 				continue
 			}
-			items = append(items, syncItem{sh: sh, key: key, e: e, limit: e.limit, sent: e.pending})
-			e.inflight += e.pending
-			e.pending = 0
+			it := syncItem{sh: sh, key: key, e: e, limit: e.limit}
+			it.sent, it.gen = e.send()
+			items = append(items, it)
 			e.used = false
 		}
 		sh.mu.Unlock()
@@ -421,11 +453,10 @@ func (l *Local) Sync(ctx context.Context) error {
 		}
 		it.sh.mu.Lock()
 		e := it.e
-		e.inflight -= it.sent
-		if err != nil || rerr != nil {
-			e.pending += it.sent // sent next time
-		} else if e.limit == it.limit {
-			e.base = max(e.base, now+res[1]*int64(time.Microsecond))
+		failed := err != nil || rerr != nil
+		e.done(it.sent, it.gen, failed) // on failure, sent next time
+		if !failed && e.limit == it.limit {
+			e.rebase(now + res[1]*int64(time.Microsecond))
 			e.left = l.allowance(it.limit)
 		}
 		it.sh.mu.Unlock()

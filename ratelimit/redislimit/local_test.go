@@ -257,3 +257,54 @@ func TestLocalRefusesOnlyWhatRedisWould(t *testing.T) {
 		t.Fatalf("request 11: %+v, %v; want refused", d, err)
 	}
 }
+
+// TestLocalCountsUnitsSentSinceTheView: units in flight that were sent
+// after the view was set cannot be in it, so they count for a local
+// refusal: a request they put over the limit takes no round trip.
+func TestLocalCountsUnitsSentSinceTheView(t *testing.T) {
+	c := redis.NewClient(redisOptions(t))
+	t.Cleanup(func() { c.Close() })
+	hold := &holdReply{reached: make(chan struct{}), release: make(chan struct{})}
+	c.AddHook(hold)
+	l := redislimit.NewLocal(c, redislimit.LocalOptions{
+		Options:      redislimit.Options{Prefix: testPrefix(), FailClosed: true, Timeout: 10 * time.Second},
+		SyncInterval: 6 * time.Minute, // never during the test
+	})
+	defer l.Close(context.Background())
+	ctx := context.Background()
+	limit := ratelimit.PerHour(10) // an allowance of 1 a sync
+	for i := range 2 {             // exact (the view is made), then local
+		if d, err := l.Allow(ctx, "k", limit); err != nil || !d.Allowed {
+			t.Fatalf("request %d: %+v, %v", i+1, d, err)
+		}
+	}
+	// The third request carries the second's unit; its reply is held.
+	hold.armed.Store(true)
+	third := make(chan error, 1)
+	go func() {
+		d, err := l.Allow(ctx, "k", limit)
+		if err == nil && !d.Allowed {
+			err = fmt.Errorf("refused: %+v", d)
+		}
+		third <- err
+	}()
+	select {
+	case <-hold.reached:
+	case err := <-third:
+		t.Fatalf("the third request took no round trip that charged units: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third request has not reached Redis after 10s")
+	}
+	// 2 units are spent for sure (the first, and the second's in
+	// flight): 9 more cannot fit, and the view knows it.
+	if d, err := l.AllowN(ctx, "k", limit, 9); err != nil || d.Allowed {
+		t.Fatalf("9 units with 2 spent: %+v, %v; want refused", d, err)
+	}
+	if st := l.LocalStats(); st.Exact != 2 {
+		t.Errorf("%d round trips; want 2 (the first and the third request): the refusal took one", st.Exact)
+	}
+	close(hold.release)
+	if err := <-third; err != nil {
+		t.Fatal(err)
+	}
+}
