@@ -197,19 +197,58 @@ func (h *holdReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// TestLocalRefusesOnlyWhatRedisWould: a round trip that reaches Redis
-// before a sync but answers after it must not have its units counted
-// twice in the view, or the view would refuse requests Redis admits.
-func TestLocalRefusesOnlyWhatRedisWould(t *testing.T) {
+// decision is what a held request got.
+type decision struct {
+	d   ratelimit.Decision
+	err error
+}
+
+// heldLocal is a Local limiter, synced only by hand, whose client holds
+// back one reply on demand.
+type heldLocal struct {
+	*redislimit.Local
+	hold *holdReply
+}
+
+func newHeldLocal(t *testing.T) heldLocal {
 	c := redis.NewClient(redisOptions(t))
 	t.Cleanup(func() { c.Close() })
 	hold := &holdReply{reached: make(chan struct{}), release: make(chan struct{})}
 	c.AddHook(hold)
 	l := redislimit.NewLocal(c, redislimit.LocalOptions{
 		Options:      redislimit.Options{Prefix: testPrefix(), FailClosed: true, Timeout: 10 * time.Second},
-		SyncInterval: 6 * time.Minute, // synced by hand
+		SyncInterval: 6 * time.Minute, // for 10/h, an allowance of 1 a sync; never during a test
 	})
-	defer l.Close(context.Background())
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return heldLocal{l, hold}
+}
+
+// allowHeld starts a request whose round trip charges the units pending,
+// and returns once Redis has run it; its decision comes on the channel
+// after h.hold.release is closed.
+func (h heldLocal) allowHeld(t *testing.T, key string, limit ratelimit.Limit) <-chan decision {
+	t.Helper()
+	h.hold.armed.Store(true)
+	done := make(chan decision, 1)
+	go func() {
+		d, err := h.Allow(context.Background(), key, limit)
+		done <- decision{d, err}
+	}()
+	select {
+	case <-h.hold.reached:
+	case r := <-done:
+		t.Fatalf("the request took no round trip that charged units: %+v, %v", r.d, r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request has not reached Redis after 10s")
+	}
+	return done
+}
+
+// TestLocalRefusesOnlyWhatRedisWould: a round trip that reaches Redis
+// before a sync but answers after it must not have its units counted
+// twice in the view, or the view would refuse requests Redis admits.
+func TestLocalRefusesOnlyWhatRedisWould(t *testing.T) {
+	l := newHeldLocal(t)
 	ctx := context.Background()
 	limit := ratelimit.PerHour(10) // an allowance of 1 a sync
 	check := func(i int, d ratelimit.Decision, err error) {
@@ -227,27 +266,11 @@ func TestLocalRefusesOnlyWhatRedisWould(t *testing.T) {
 	allow(1) // local: the allowance is spent, 1 unit pending
 	// The third request sends the pending unit with its own; its reply
 	// is held while a sync reads the bucket that already has both.
-	hold.armed.Store(true)
-	type result struct {
-		d   ratelimit.Decision
-		err error
-	}
-	third := make(chan result, 1)
-	go func() {
-		d, err := l.Allow(ctx, "k", limit)
-		third <- result{d, err}
-	}()
-	select {
-	case <-hold.reached:
-	case r := <-third:
-		t.Fatalf("the third request took no round trip that charged units: %+v, %v", r.d, r.err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the third request has not reached Redis after 10s")
-	}
+	third := l.allowHeld(t, "k", limit)
 	if err := l.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	close(hold.release)
+	close(l.hold.release)
 	r := <-third
 	check(2, r.d, r.err)
 	for i := 3; i < 10; i++ {
@@ -262,15 +285,7 @@ func TestLocalRefusesOnlyWhatRedisWould(t *testing.T) {
 // after the view was set cannot be in it, so they count for a local
 // refusal: a request they put over the limit takes no round trip.
 func TestLocalCountsUnitsSentSinceTheView(t *testing.T) {
-	c := redis.NewClient(redisOptions(t))
-	t.Cleanup(func() { c.Close() })
-	hold := &holdReply{reached: make(chan struct{}), release: make(chan struct{})}
-	c.AddHook(hold)
-	l := redislimit.NewLocal(c, redislimit.LocalOptions{
-		Options:      redislimit.Options{Prefix: testPrefix(), FailClosed: true, Timeout: 10 * time.Second},
-		SyncInterval: 6 * time.Minute, // never during the test
-	})
-	defer l.Close(context.Background())
+	l := newHeldLocal(t)
 	ctx := context.Background()
 	limit := ratelimit.PerHour(10) // an allowance of 1 a sync
 	for i := range 2 {             // exact (the view is made), then local
@@ -279,22 +294,7 @@ func TestLocalCountsUnitsSentSinceTheView(t *testing.T) {
 		}
 	}
 	// The third request carries the second's unit; its reply is held.
-	hold.armed.Store(true)
-	third := make(chan error, 1)
-	go func() {
-		d, err := l.Allow(ctx, "k", limit)
-		if err == nil && !d.Allowed {
-			err = fmt.Errorf("refused: %+v", d)
-		}
-		third <- err
-	}()
-	select {
-	case <-hold.reached:
-	case err := <-third:
-		t.Fatalf("the third request took no round trip that charged units: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the third request has not reached Redis after 10s")
-	}
+	third := l.allowHeld(t, "k", limit)
 	// 2 units are spent for sure (the first, and the second's in
 	// flight): 9 more cannot fit, and the view knows it.
 	if d, err := l.AllowN(ctx, "k", limit, 9); err != nil || d.Allowed {
@@ -303,8 +303,8 @@ func TestLocalCountsUnitsSentSinceTheView(t *testing.T) {
 	if st := l.LocalStats(); st.Exact != 2 {
 		t.Errorf("%d round trips; want 2 (the first and the third request): the refusal took one", st.Exact)
 	}
-	close(hold.release)
-	if err := <-third; err != nil {
-		t.Fatal(err)
+	close(l.hold.release)
+	if r := <-third; r.err != nil || !r.d.Allowed {
+		t.Fatalf("third request: %+v, %v; want allowed", r.d, r.err)
 	}
 }
