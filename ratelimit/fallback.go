@@ -5,7 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
-	"time"
+
+	"github.com/apikit/apikit/internal/logthrottle"
 )
 
 // FallbackOptions configures [Fallback]. The zero value is silent.
@@ -23,7 +24,7 @@ type FallbackLimiter struct {
 	log               *slog.Logger
 
 	allowed, limited, errors, fallbacks atomic.Uint64
-	lastLog                             atomic.Int64
+	warned                              logthrottle.Throttle
 }
 
 var _ Limiter = (*FallbackLimiter)(nil)
@@ -96,12 +97,11 @@ func (f *FallbackLimiter) logFailure(ctx context.Context, key string, failures u
 	if f.log == nil {
 		return
 	}
-	now := time.Now().UnixNano()
-	if last := f.lastLog.Load(); now-last < int64(time.Second) || !f.lastLog.CompareAndSwap(last, now) {
+	if !f.warned.Allow() {
 		return
 	}
 	f.log.LogAttrs(ctx, slog.LevelWarn, "ratelimit: primary limiter failed; deciding with the fallback",
-		slog.String("error", err.Error()), slog.String("key", shorten(key)), slog.Uint64("fallbacks", failures))
+		slog.String("error", err.Error()), slog.String("key", logthrottle.Key(key)), slog.Uint64("fallbacks", failures))
 }
 
 // Stats returns a snapshot of f's counters: the decisions it returned
@@ -115,12 +115,4 @@ func (f *FallbackLimiter) Stats() Stats {
 		Errors:    f.errors.Load(),
 		Fallbacks: f.fallbacks.Load(),
 	}
-}
-
-// shorten cuts a key to a length fit for a log line.
-func shorten(key string) string {
-	if len(key) > 48 {
-		return key[:48] + "…"
-	}
-	return key
 }

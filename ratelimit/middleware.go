@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apikit/apikit/internal/logthrottle"
 )
 
 // KeyFunc returns the key a request is limited by, such as the id of the
@@ -217,7 +219,7 @@ func (mw *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Ha
 	if !d.Allowed {
 		if mw.log != nil {
 			mw.log.LogAttrs(r.Context(), slog.LevelInfo, "ratelimit: request refused",
-				slog.String("policy", pol.name), slog.String("key", shorten(key)),
+				slog.String("policy", pol.name), slog.String("key", logthrottle.Key(key)),
 				slog.Int64("retry_after", d.RetryAfterSeconds()))
 		}
 		mw.onLimited(w, r, d)
@@ -230,7 +232,7 @@ func (mw *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Ha
 func (mw *middleware) fail(w http.ResponseWriter, r *http.Request, key string, err error) {
 	if mw.log != nil {
 		mw.log.LogAttrs(r.Context(), slog.LevelWarn, "ratelimit: no decision",
-			slog.String("key", shorten(key)), slog.String("error", err.Error()))
+			slog.String("key", logthrottle.Key(key)), slog.String("error", err.Error()))
 	}
 	mw.onError(w, r, err)
 }

@@ -44,6 +44,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/apikit/apikit/internal/logthrottle"
 	"github.com/apikit/apikit/internal/redisdeadline"
 	"github.com/apikit/apikit/plan"
 	"github.com/apikit/apikit/ratelimit"
@@ -140,7 +141,7 @@ type Decider struct {
 	maxBaked  int // maxBakedScripts; tests set 0
 
 	allowed, rateLimited, quotaExceeded, errors, failedOpen atomic.Uint64
-	lastLog                                                 atomic.Int64
+	warned                                                  logthrottle.Throttle
 }
 
 var _ plan.Decider = (*Decider)(nil)
@@ -556,8 +557,7 @@ func (r *Decider) fail(ctx context.Context, req *plan.Request, c *call, mode str
 		err = fmt.Errorf("no answer from Redis within %v", r.timeout)
 	}
 	if r.log != nil {
-		now := time.Now().UnixNano()
-		if last := r.lastLog.Load(); now-last >= int64(time.Second) && r.lastLog.CompareAndSwap(last, now) {
+		if r.warned.Allow() {
 			policy := "failing open"
 			if r.failClosed {
 				policy = "failing closed"

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apikit/apikit/internal/logthrottle"
 	"github.com/apikit/apikit/ratelimit"
 )
 
@@ -20,7 +21,7 @@ type failure struct {
 	log        *slog.Logger
 
 	errors, failedOpen atomic.Uint64
-	lastLog            atomic.Int64 // unix nanoseconds of the last warning
+	warned             logthrottle.Throttle
 }
 
 // fail counts a failed decision on key and answers it: the caller's own
@@ -48,17 +49,13 @@ func (f *failure) warn(ctx context.Context, err error, key string, failures uint
 	if f.log == nil {
 		return
 	}
-	now := time.Now().UnixNano()
-	if last := f.lastLog.Load(); now-last < int64(time.Second) || !f.lastLog.CompareAndSwap(last, now) {
+	if !f.warned.Allow() {
 		return
 	}
 	policy := "failing open"
 	if f.failClosed {
 		policy = "failing closed"
 	}
-	if len(key) > 48 {
-		key = key[:48] + "…"
-	}
 	f.log.LogAttrs(ctx, slog.LevelWarn, "ratelimit: Redis failed; "+policy,
-		slog.String("error", err.Error()), slog.String("key", key), slog.Uint64("failures", failures))
+		slog.String("error", err.Error()), slog.String("key", logthrottle.Key(key)), slog.Uint64("failures", failures))
 }
